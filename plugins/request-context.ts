@@ -1,0 +1,88 @@
+// First hook of every request: the request id (SPEC §4), a framing guard for what Node's parser
+// lets through (RELIABILITY BI-03, BI-07, BI-18, BI-21), and `Expect: 100-continue` handling.
+import { randomUUID } from 'node:crypto'
+import type { IncomingMessage } from 'node:http'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import fp from 'fastify-plugin'
+import { BadRequest, ExpectationFailed, HeadersTooLarge } from '../src/errors.js'
+
+const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/
+/** Envoy's default; Node's own limit (2000) truncates silently instead of rejecting. */
+export const MAX_HEADER_COUNT = 100
+
+/** Keeps a client's X-Request-Id when it is 1-128 characters of [A-Za-z0-9._-], else makes one. */
+export function requestIdFor (req: IncomingMessage): string {
+  const given = req.headers['x-request-id']
+  return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID()
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The client asked for `100 Continue` and has not been sent it yet. */
+    expectsContinue: boolean
+  }
+}
+
+export default fp(async function requestContext (fastify) {
+  fastify.decorateRequest('expectsContinue', false)
+
+  fastify.addHook('onRequest', async function guard (request: FastifyRequest, reply: FastifyReply) {
+    reply.header('x-request-id', request.id)
+    const raw = request.raw
+    const rawHeaders = raw.rawHeaders
+    if (rawHeaders.length > MAX_HEADER_COUNT * 2) {
+      reply.header('connection', 'close')
+      throw new HeadersTooLarge()
+    }
+    let te = 0
+    let host = 0
+    for (let i = 0; i < rawHeaders.length; i += 2) {
+      const name = rawHeaders[i]
+      // Only names that could matter are lowercased: most requests skip every branch.
+      const c = name.charCodeAt(0) | 0x20
+      if (c === 0x74 /* t */ && name.length === 17 && name.toLowerCase() === 'transfer-encoding') te++
+      else if (c === 0x68 /* h */ && name.length === 4 && name.toLowerCase() === 'host') host++
+      else if (name.includes('_')) {
+        // nginx's underscores_in_headers off: `X_Consumer_Id` must not reach a backend that folds
+        // `_` into `-` and takes it for the gateway's own header (BI-18).
+        delete raw.headers[name.toLowerCase()]
+      }
+    }
+    // Two Transfer-Encoding lines, or TE on HTTP/1.0, are ambiguous framing (RFC 9112 §6.1, BI-03);
+    // two Host lines or a Host that is not host[:port] are invalid (RFC 9112 §3.2).
+    if (te > 1 || (te > 0 && raw.httpVersion === '1.0') || host > 1 || !validHost(raw.headers.host)) {
+      reply.header('connection', 'close')
+      throw new BadRequest(te > 0 ? 'Ambiguous message framing (Transfer-Encoding)' : 'Invalid Host header')
+    }
+
+    const expect = raw.headers.expect
+    if (expect !== undefined) {
+      // HTTP/1.0 expectations are ignored (RFC 9110 §10.1.1); anything but 100-continue is 417.
+      if (raw.httpVersion === '1.0') delete raw.headers.expect
+      else if (expect.toLowerCase() !== '100-continue') throw new ExpectationFailed()
+      else {
+        request.expectsContinue = true
+        delete raw.headers.expect
+      }
+    }
+  })
+
+  // After authentication and rate limiting (onRequest) and before the body is read: only a
+  // request that will be served is told to send its body. A rejected one gets its final status
+  // without a 100 and the connection is closed, since the body was never read.
+  fastify.addHook('preParsing', async function sendContinue (request, reply) {
+    if (request.expectsContinue) {
+      request.expectsContinue = false
+      reply.raw.writeContinue()
+    }
+  })
+  fastify.addHook('onSend', async function closeUnreadBody (request, reply) {
+    if (request.expectsContinue) reply.header('connection', 'close')
+  })
+}, { name: 'request-context' })
+
+function validHost (host: string | undefined): boolean {
+  // Node already requires a Host on HTTP/1.1 (requireHostHeader); HTTP/1.0 may omit it.
+  if (host === undefined) return true
+  return /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$/.test(host)
+}

@@ -1,0 +1,76 @@
+// The storage contract shared by the embedded (SQLite + memory) and Redis back ends (SPEC §6).
+// Both implementations pass the one contract suite in test/store/contract.ts.
+
+/** An API key as the admin API shows it: never the hash, never the raw key (SPEC §5). */
+export interface ApiKeyRecord {
+  id: string
+  name: string
+  rate_limit: number | null
+  burst: number | null
+  services: string[] | null
+  active: boolean
+  created_at: string
+  expires_at: string | null
+  last_used_at: string | null
+}
+
+/** What the store keeps: the record plus the SHA-256 (hex) of the raw key. */
+export interface StoredApiKey extends ApiKeyRecord {
+  hash: string
+}
+
+export interface KeyStore {
+  /** Persists a new key; resolves only once it is durable (acknowledged = survives kill -9). */
+  create (key: StoredApiKey): Promise<void>
+  findByHash (hash: string): Promise<StoredApiKey | null>
+  get (id: string): Promise<ApiKeyRecord | null>
+  list (): Promise<ApiKeyRecord[]>
+  /** false when the id is unknown. */
+  revoke (id: string): Promise<boolean>
+  /** false when the id is unknown. */
+  delete (id: string): Promise<boolean>
+  /** Records use; callers throttle it to once a minute per key. */
+  touch (id: string, at: string): Promise<void>
+  /**
+   * Called with the hash of a key revoked or deleted by any instance sharing this store
+   * (Redis: pub/sub), so in-process caches can drop it within SPEC §5's one second.
+   */
+  onInvalidate (listener: (hash: string) => void): void
+}
+
+/** Everything the rate-limit headers of SPEC §7 need, from one atomic take. */
+export interface BucketResult {
+  allowed: boolean
+  /** Capacity (burst). */
+  limit: number
+  /** Whole tokens left after this take. */
+  remaining: number
+  /** Milliseconds until the bucket is full again. */
+  resetMs: number
+  /** Milliseconds until one token exists (0 when allowed). */
+  retryAfterMs: number
+}
+
+export interface BucketStore {
+  /** Takes one token from bucket `id` (capacity `burst`, refill `rpm` per minute), atomically. */
+  take (id: string, burst: number, rpm: number): Promise<BucketResult>
+  close (): Promise<void>
+}
+
+/** Shared counter with a fixed window, for the admin failed-login throttle (SPEC §9). */
+export interface FailureCounter {
+  /** Adds one failure for `id`; returns the count in the current window and ms until it ends. */
+  hit (id: string, windowMs: number): Promise<{ count: number, resetMs: number }>
+  /** Reads the count without adding. */
+  peek (id: string): Promise<{ count: number, resetMs: number }>
+}
+
+export interface Store {
+  readonly kind: 'embedded' | 'redis'
+  readonly keys: KeyStore
+  readonly buckets: BucketStore
+  readonly failures: FailureCounter
+  /** True when the back end answers now (used by /ready). Never throws, bounded in time. */
+  ping (): Promise<boolean>
+  close (): Promise<void>
+}

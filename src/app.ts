@@ -1,0 +1,107 @@
+// buildApp(config): the whole gateway as one ordered list of registrations, in the order a
+// request travels (STYLE.md). It never listens: src/server.ts does, tests use inject() or listen
+// on port 0.
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import type { Config, ServiceConfig } from './config.js'
+import { requestIdFor } from '../plugins/request-context.js'
+import requestContext from '../plugins/request-context.js'
+import errorHandler from '../plugins/error-handler.js'
+import lifecycle from '../plugins/lifecycle.js'
+import cors from '../plugins/cors.js'
+import metrics from '../plugins/metrics.js'
+import accessLog from '../plugins/access-log.js'
+import store from '../plugins/store/index.js'
+import apiKeys from '../plugins/api-keys.js'
+import rateLimit from '../plugins/rate-limit.js'
+import circuitBreakers from '../plugins/circuit-breakers.js'
+import healthChecks from '../plugins/health-checks.js'
+import healthRoutes from '../routes/health.js'
+import infoRoutes from '../routes/info.js'
+import metricsRoutes from '../routes/metrics.js'
+import adminRoutes from '../routes/admin/index.js'
+import proxyRoutes from '../routes/proxy.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    config: Config
+  }
+  interface FastifyContextConfig {
+    /** Set on proxied routes: the service they belong to. */
+    service?: ServiceConfig
+    /** Bounded label for metrics and logs: the service prefix or route template. */
+    metricPath?: string
+  }
+}
+
+export interface BuildOptions {
+  /** A pino logger config or instance; defaults to JSON logs at config.logLevel. */
+  logger?: FastifyServerOptions['logger']
+  loggerInstance?: FastifyServerOptions['loggerInstance']
+}
+
+/** Paths pino must never print: credentials and cookies (SPEC §12). */
+export const REDACT = [
+  'req.headers.authorization',
+  'req.headers["x-api-key"]',
+  'req.headers.cookie',
+  'headers.authorization',
+  'headers["x-api-key"]',
+  'headers.cookie',
+  'res.headers["set-cookie"]'
+]
+
+export async function buildApp (config: Config, options: BuildOptions = {}): Promise<FastifyInstance> {
+  const logging: FastifyServerOptions = options.loggerInstance !== undefined
+    ? { loggerInstance: options.loggerInstance }
+    : { logger: options.logger ?? { level: config.logLevel, redact: { paths: REDACT, censor: '[REDACTED]' } } }
+  const app = Fastify({
+    ...logging,
+    // One access line per request comes from plugins/access-log.ts instead of Fastify's two.
+    disableRequestLogging: true,
+    // A hop count is valid at run time (proxy-addr) though Fastify's types omit it.
+    trustProxy: config.trustProxy as boolean | string[],
+    genReqId: requestIdFor,
+    requestIdHeader: false,
+    bodyLimit: config.bodyLimit,
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+    // Node keeps slow or idle clients forever by default (RELIABILITY BI-10).
+    connectionTimeout: 0,
+    keepAliveTimeout: config.server.keepAliveTimeoutMs,
+    requestTimeout: config.server.requestTimeoutMs,
+    http: {
+      headersTimeout: config.server.headersTimeoutMs,
+      requestTimeout: config.server.requestTimeoutMs,
+      keepAliveTimeout: config.server.keepAliveTimeoutMs,
+      connectionsCheckingInterval: 1000,
+      maxHeaderSize: 16 * 1024,
+      requireHostHeader: true
+    },
+    onProtoPoisoning: 'error',
+    onConstructorPoisoning: 'error',
+    routerOptions: { maxParamLength: 256 }
+  })
+  app.decorate('config', config)
+  // Every header line is kept so the framing guard can count them; Node's default of 2000 drops
+  // the rest silently, Content-Length included (RELIABILITY BI-07).
+  app.server.maxHeadersCount = 0
+
+  await app.register(lifecycle)
+  await app.register(errorHandler)
+  await app.register(requestContext)
+  await app.register(cors)
+  await app.register(metrics)
+  await app.register(accessLog)
+  await app.register(store)
+  await app.register(apiKeys)
+  await app.register(rateLimit)
+  await app.register(circuitBreakers)
+  await app.register(healthChecks)
+
+  await app.register(healthRoutes)
+  await app.register(infoRoutes)
+  await app.register(metricsRoutes)
+  await app.register(adminRoutes, { prefix: '/admin' })
+  await app.register(proxyRoutes)
+  return app
+}

@@ -1,0 +1,374 @@
+// The only reader of process.env, `.env` and ROUTES_FILE. Everything is validated once, here, and
+// the rest of the gateway reads plain, frozen values (SPEC §2, §3).
+import { existsSync, readFileSync } from 'node:fs'
+import { extname, resolve } from 'node:path'
+import { parseEnv } from 'node:util'
+import { parse as parseYaml } from 'yaml'
+import { z } from 'zod'
+
+export type BalanceStrategy = 'round-robin' | 'weighted' | 'random'
+export type ServiceAuth = 'optional' | 'required' | 'none'
+
+export interface RetryConfig {
+  maxRetries: number
+  initialDelayMs: number
+  maxDelayMs: number
+  multiplier: number
+  jitterFactor: number
+}
+
+export interface BackendConfig {
+  url: string
+  weight: number
+}
+
+export interface ServiceConfig {
+  name: string
+  /** Normalised: starts with `/`, no trailing `/` (except the root prefix `/`). */
+  prefix: string
+  backends: BackendConfig[]
+  strategy: BalanceStrategy
+  stripPrefix: boolean
+  timeoutMs: number
+  auth: ServiceAuth
+  rateLimit: { rpm: number, burst: number } | null
+  retry: RetryConfig
+  healthPath: string
+}
+
+export interface RedisConfig {
+  url: string | null
+  host: string
+  port: number
+  password: string | null
+  db: number
+  clusterNodes: Array<{ host: string, port: number }> | null
+  keyPrefix: string
+}
+
+export interface Config {
+  host: string
+  port: number
+  storage: 'embedded' | 'redis'
+  redis: RedisConfig
+  dataDir: string
+  trustProxy: boolean | number | string[]
+  corsOrigins: '*' | string[]
+  apiKeyRequired: boolean
+  upstreamTimeoutMs: number
+  healthCheck: { intervalMs: number, timeoutMs: number }
+  shutdownTimeoutMs: number
+  rateLimit: { rpm: number, burst: number, failMode: 'open' | 'closed', storeTimeoutMs: number }
+  circuitBreaker: {
+    maxFailures: number
+    resetTimeoutMs: number
+    halfOpenMaxRequests: number
+    successThreshold: number
+  }
+  retry: RetryConfig
+  admin: { authEnabled: boolean, username: string, password: string }
+  services: ServiceConfig[]
+  logLevel: string
+  workers: number
+  bodyLimit: number
+  server: { headersTimeoutMs: number, requestTimeoutMs: number, keepAliveTimeoutMs: number }
+}
+
+/** One line per problem, each naming the variable. */
+export class ConfigError extends Error {
+  readonly problems: string[]
+  constructor (problems: string[]) {
+    super(problems.join('\n'))
+    this.name = 'ConfigError'
+    this.problems = problems
+  }
+}
+
+// An unset or empty variable means "use the default".
+const blankToUndefined = (v: unknown) => (typeof v === 'string' && v.trim() === '' ? undefined : v)
+const env = <T extends z.ZodType>(schema: T) => z.preprocess(blankToUndefined, schema)
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
+  z.string().trim().regex(/^\d+$/, 'must be a whole number').transform(Number).pipe(z.number().int().min(min).max(max))
+const num = (min: number, max = Number.MAX_SAFE_INTEGER) =>
+  z.string().trim().regex(/^\d+(\.\d+)?$/, 'must be a number').transform(Number).pipe(z.number().min(min).max(max))
+const bool = () => z.stringbool({ truthy: ['true', '1', 'yes', 'on'], falsy: ['false', '0', 'no', 'off'] })
+const httpUrl = () => z.string().trim().refine(isHttpUrl, 'must be an http:// or https:// URL')
+
+function isHttpUrl (value: string): boolean {
+  try {
+    const u = new URL(value)
+    return (u.protocol === 'http:' || u.protocol === 'https:') && u.hostname !== ''
+  } catch {
+    return false
+  }
+}
+
+const hostPort = z.string().trim().regex(/^[^\s:]+:\d{1,5}$/, 'must be host:port')
+
+const EnvSchema = z.object({
+  HOST: env(z.string().trim().default('0.0.0.0')),
+  PORT: env(int(0, 65535).default(8081)),
+  STORAGE: env(z.enum(['embedded', 'redis']).optional()),
+  REDIS_URL: env(z.string().trim().regex(/^rediss?:\/\//, 'must start with redis:// or rediss://').optional()),
+  REDIS_HOST: env(z.string().trim().optional()),
+  REDIS_PORT: env(int(1, 65535).default(6379)),
+  REDIS_PASSWORD: env(z.string().optional()),
+  REDIS_DB: env(int(0, 15).default(0)),
+  REDIS_CLUSTER_NODES: env(z.string().transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean))
+    .pipe(z.array(hostPort).min(1, 'must list at least one host:port')).optional()),
+  REDIS_KEY_PREFIX: env(z.string().regex(/^[A-Za-z0-9:_.-]{1,32}$/, 'must be 1-32 characters of A-Z a-z 0-9 : _ . -').default('gw:')),
+  DATA_DIR: env(z.string().default('./data')),
+  ROUTES_FILE: env(z.string().optional()),
+  TRUST_PROXY: env(z.string().trim().default('false')),
+  CORS_ORIGINS: env(z.string().trim().default('*')),
+  API_KEY_REQUIRED: env(bool().default(false)),
+  UPSTREAM_TIMEOUT_MS: env(int(1, 3_600_000).default(30000)),
+  HEALTH_CHECK_INTERVAL_SECONDS: env(num(0.05, 86_400).default(25)),
+  HEALTH_CHECK_TIMEOUT_SECONDS: env(num(0.05, 3600).default(4)),
+  SHUTDOWN_TIMEOUT_MS: env(int(0, 3_600_000).default(25000)),
+  RATE_LIMIT_RPM: env(int(1).default(60)),
+  RATE_LIMIT_BURST: env(int(1).default(10)),
+  RATE_LIMIT_FAIL_MODE: env(z.enum(['open', 'closed']).default('open')),
+  RATE_LIMIT_STORE_TIMEOUT_MS: env(int(1, 10_000).default(100)),
+  CB_MAX_FAILURES: env(int(1).default(5)),
+  CB_RESET_TIMEOUT_SECONDS: env(num(0.01, 86_400).default(30)),
+  CB_HALF_OPEN_MAX_REQUESTS: env(int(1).default(3)),
+  CB_SUCCESS_THRESHOLD: env(int(1).default(2)),
+  RETRY_MAX_RETRIES: env(int(0, 20).default(3)),
+  RETRY_INITIAL_DELAY_MS: env(int(0, 600_000).default(100)),
+  RETRY_MAX_DELAY_MS: env(int(0, 600_000).default(5000)),
+  RETRY_MULTIPLIER: env(num(1, 100).default(2)),
+  RETRY_JITTER_FACTOR: env(num(0, 1).default(0.1)),
+  ADMIN_AUTH_ENABLED: env(bool().default(true)),
+  ADMIN_USERNAME: env(z.string().default('admin')),
+  ADMIN_PASSWORD: env(z.string().optional()),
+  AUTH_SERVICE_URL: env(httpUrl().default('http://localhost:8080')),
+  USER_SERVICE_URL: env(httpUrl().default('http://localhost:8082')),
+  LOG_LEVEL: env(z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info')),
+  WORKERS: env(int(1, 64).default(1)),
+  BODY_LIMIT_BYTES: env(int(1, 1024 ** 3).default(1024 * 1024)),
+  HEADERS_TIMEOUT_MS: env(int(100, 600_000).default(10_000)),
+  REQUEST_TIMEOUT_MS: env(int(100, 3_600_000).default(300_000)),
+  KEEP_ALIVE_TIMEOUT_MS: env(int(100, 600_000).default(5000))
+})
+
+/** Every variable the gateway reads; the docker-compose test checks against this list. */
+export const KNOWN_VARIABLES: readonly string[] = Object.keys(EnvSchema.shape)
+
+const prefixSchema = z.string().regex(/^\/[A-Za-z0-9._~\-/]*$/, 'must start with / and use only URL path characters')
+  .refine((p) => !p.includes('//') && !/(^|\/)\.\.?(\/|$)/.test(p), 'must not contain empty, . or .. segments')
+
+const RetryOverride = z.strictObject({
+  maxRetries: z.number().int().min(0).max(20),
+  initialDelayMs: z.number().int().min(0),
+  maxDelayMs: z.number().int().min(0),
+  multiplier: z.number().min(1),
+  jitterFactor: z.number().min(0).max(1)
+}).partial()
+
+const ServiceFileEntry = z.strictObject({
+  name: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'must be 1-64 characters of A-Z a-z 0-9 . _ -'),
+  prefix: prefixSchema,
+  backends: z.array(z.strictObject({
+    url: httpUrl(),
+    weight: z.number().int().min(1).max(1000).default(1)
+  })).min(1),
+  strategy: z.enum(['round-robin', 'weighted', 'random']).default('round-robin'),
+  stripPrefix: z.boolean().default(false),
+  timeoutMs: z.number().int().min(1).optional(),
+  auth: z.enum(['optional', 'required', 'none']).default('optional'),
+  rateLimit: z.strictObject({ rpm: z.number().int().min(1), burst: z.number().int().min(1) }).optional(),
+  retry: RetryOverride.optional(),
+  healthPath: z.string().regex(/^\/\S*$/, 'must start with /').default('/health')
+})
+
+const RoutesFile = z.union([
+  z.array(ServiceFileEntry),
+  z.strictObject({ services: z.array(ServiceFileEntry) })
+])
+
+export interface LoadOptions {
+  /** Directory holding `.env` and relative paths; defaults to process.cwd(). */
+  cwd?: string
+  /** Read `.env` from cwd when present (default true). */
+  dotenv?: boolean
+}
+
+/** Builds the configuration, or throws ConfigError listing every problem. */
+export function loadConfig (source: NodeJS.ProcessEnv = process.env, options: LoadOptions = {}): Config {
+  const cwd = options.cwd ?? process.cwd()
+  const merged: Record<string, string | undefined> = {}
+  if (options.dotenv !== false) {
+    const file = resolve(cwd, '.env')
+    if (existsSync(file)) Object.assign(merged, parseEnv(readFileSync(file, 'utf8')))
+  }
+  // Real environment variables win over `.env`.
+  for (const [k, v] of Object.entries(source)) if (v !== undefined) merged[k] = v
+
+  const parsed = EnvSchema.safeParse(merged)
+  if (!parsed.success) throw new ConfigError(parsed.error.issues.map((i) => `${String(i.path[0])}: ${i.message}`))
+  const e = parsed.data
+  const problems: string[] = []
+
+  if (e.ADMIN_AUTH_ENABLED && (e.ADMIN_PASSWORD === undefined || e.ADMIN_PASSWORD === '')) {
+    problems.push('ADMIN_PASSWORD: must be set when ADMIN_AUTH_ENABLED=true (or set ADMIN_AUTH_ENABLED=false)')
+  }
+  if (e.HEADERS_TIMEOUT_MS > e.REQUEST_TIMEOUT_MS) {
+    problems.push('HEADERS_TIMEOUT_MS: must not exceed REQUEST_TIMEOUT_MS')
+  }
+  if (e.RETRY_MAX_DELAY_MS < e.RETRY_INITIAL_DELAY_MS) {
+    problems.push('RETRY_MAX_DELAY_MS: must be at least RETRY_INITIAL_DELAY_MS')
+  }
+  const redisConfigured = e.REDIS_URL !== undefined || e.REDIS_HOST !== undefined || e.REDIS_CLUSTER_NODES !== undefined
+  const storage = e.STORAGE ?? (redisConfigured ? 'redis' : 'embedded')
+  if (e.WORKERS > 1 && storage !== 'redis') {
+    problems.push('WORKERS: more than one worker needs STORAGE=redis (the embedded store is one process)')
+  }
+  const trustProxy = parseTrustProxy(e.TRUST_PROXY, problems)
+  const corsOrigins = parseCorsOrigins(e.CORS_ORIGINS, problems)
+
+  const retry: RetryConfig = {
+    maxRetries: e.RETRY_MAX_RETRIES,
+    initialDelayMs: e.RETRY_INITIAL_DELAY_MS,
+    maxDelayMs: e.RETRY_MAX_DELAY_MS,
+    multiplier: e.RETRY_MULTIPLIER,
+    jitterFactor: e.RETRY_JITTER_FACTOR
+  }
+  const services = e.ROUTES_FILE !== undefined
+    ? readRoutesFile(resolve(cwd, e.ROUTES_FILE), retry, e.UPSTREAM_TIMEOUT_MS, problems)
+    : defaultServices(e.AUTH_SERVICE_URL, e.USER_SERVICE_URL, retry, e.UPSTREAM_TIMEOUT_MS)
+
+  if (problems.length > 0) throw new ConfigError(problems)
+
+  return deepFreeze({
+    host: e.HOST,
+    port: e.PORT,
+    storage,
+    redis: {
+      url: e.REDIS_URL ?? null,
+      host: e.REDIS_HOST ?? '127.0.0.1',
+      port: e.REDIS_PORT,
+      password: e.REDIS_PASSWORD ?? null,
+      db: e.REDIS_DB,
+      clusterNodes: e.REDIS_CLUSTER_NODES?.map((hp) => {
+        const i = hp.lastIndexOf(':')
+        return { host: hp.slice(0, i), port: Number(hp.slice(i + 1)) }
+      }) ?? null,
+      keyPrefix: e.REDIS_KEY_PREFIX
+    },
+    dataDir: resolve(cwd, e.DATA_DIR),
+    trustProxy,
+    corsOrigins,
+    apiKeyRequired: e.API_KEY_REQUIRED,
+    upstreamTimeoutMs: e.UPSTREAM_TIMEOUT_MS,
+    healthCheck: {
+      intervalMs: Math.round(e.HEALTH_CHECK_INTERVAL_SECONDS * 1000),
+      timeoutMs: Math.round(e.HEALTH_CHECK_TIMEOUT_SECONDS * 1000)
+    },
+    shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    rateLimit: {
+      rpm: e.RATE_LIMIT_RPM,
+      burst: e.RATE_LIMIT_BURST,
+      failMode: e.RATE_LIMIT_FAIL_MODE,
+      storeTimeoutMs: e.RATE_LIMIT_STORE_TIMEOUT_MS
+    },
+    circuitBreaker: {
+      maxFailures: e.CB_MAX_FAILURES,
+      resetTimeoutMs: Math.round(e.CB_RESET_TIMEOUT_SECONDS * 1000),
+      halfOpenMaxRequests: e.CB_HALF_OPEN_MAX_REQUESTS,
+      successThreshold: e.CB_SUCCESS_THRESHOLD
+    },
+    retry,
+    admin: {
+      authEnabled: e.ADMIN_AUTH_ENABLED,
+      username: e.ADMIN_USERNAME,
+      password: e.ADMIN_PASSWORD ?? ''
+    },
+    services,
+    logLevel: e.LOG_LEVEL,
+    workers: e.WORKERS,
+    bodyLimit: e.BODY_LIMIT_BYTES,
+    server: {
+      headersTimeoutMs: e.HEADERS_TIMEOUT_MS,
+      requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
+      keepAliveTimeoutMs: e.KEEP_ALIVE_TIMEOUT_MS
+    }
+  })
+}
+
+function defaultServices (authUrl: string, userUrl: string, retry: RetryConfig, timeoutMs: number): ServiceConfig[] {
+  const base = { strategy: 'round-robin' as const, stripPrefix: false, timeoutMs, auth: 'optional' as const, rateLimit: null, retry, healthPath: '/health' }
+  return [
+    { name: 'auth-service', prefix: '/api/auth', backends: [{ url: authUrl, weight: 1 }], ...base },
+    { name: 'user-service', prefix: '/api/users', backends: [{ url: userUrl, weight: 1 }], ...base }
+  ]
+}
+
+function readRoutesFile (file: string, retry: RetryConfig, timeoutMs: number, problems: string[]): ServiceConfig[] {
+  let raw: unknown
+  try {
+    const text = readFileSync(file, 'utf8')
+    raw = extname(file) === '.json' ? JSON.parse(text) : parseYaml(text)
+  } catch (err) {
+    problems.push(`ROUTES_FILE: cannot read ${file}: ${(err as Error).message.split('\n')[0]}`)
+    return []
+  }
+  const parsed = RoutesFile.safeParse(raw)
+  if (!parsed.success) {
+    for (const i of parsed.error.issues) problems.push(`ROUTES_FILE: ${i.path.join('.') || '(root)'}: ${i.message}`)
+    return []
+  }
+  const entries = Array.isArray(parsed.data) ? parsed.data : parsed.data.services
+  const names = new Set<string>()
+  const prefixes = new Set<string>()
+  const services = entries.map((s, i): ServiceConfig => {
+    const prefix = s.prefix.length > 1 ? s.prefix.replace(/\/+$/, '') : s.prefix
+    if (names.has(s.name)) problems.push(`ROUTES_FILE: ${i}.name: duplicate service name "${s.name}"`)
+    if (prefixes.has(prefix)) problems.push(`ROUTES_FILE: ${i}.prefix: duplicate prefix "${prefix}"`)
+    names.add(s.name)
+    prefixes.add(prefix)
+    const merged = { ...retry, ...s.retry }
+    if (merged.maxDelayMs < merged.initialDelayMs) problems.push(`ROUTES_FILE: ${i}.retry.maxDelayMs: must be at least initialDelayMs`)
+    return {
+      name: s.name,
+      prefix,
+      backends: s.backends.map((b) => ({ url: b.url.replace(/\/+$/, ''), weight: b.weight })),
+      strategy: s.strategy,
+      stripPrefix: s.stripPrefix,
+      timeoutMs: s.timeoutMs ?? timeoutMs,
+      auth: s.auth,
+      rateLimit: s.rateLimit ?? null,
+      retry: merged,
+      healthPath: s.healthPath
+    }
+  })
+  if (services.length === 0) problems.push('ROUTES_FILE: declares no services')
+  return services
+}
+
+function parseTrustProxy (value: string, problems: string[]): boolean | number | string[] {
+  const v = value.toLowerCase()
+  if (v === 'false') return false
+  if (v === 'true') return true
+  if (/^\d+$/.test(v)) return Number(v)
+  const list = value.split(',').map((s) => s.trim()).filter(Boolean)
+  const bad = list.filter((s) => !/^[0-9a-fA-F.:]+(\/\d{1,3})?$/.test(s))
+  if (bad.length > 0) problems.push(`TRUST_PROXY: must be false, true, a hop count or a list of IPs/CIDRs (bad: ${bad.join(', ')})`)
+  return list
+}
+
+function parseCorsOrigins (value: string, problems: string[]): '*' | string[] {
+  if (value === '*') return '*'
+  const list = value.split(',').map((s) => s.trim()).filter(Boolean)
+  const bad = list.filter((o) => !isHttpUrl(o) || new URL(o).origin !== o)
+  if (bad.length > 0) problems.push(`CORS_ORIGINS: must be * or a list of origins like https://app.example.com (bad: ${bad.join(', ')})`)
+  return list
+}
+
+function deepFreeze<T> (value: T): T {
+  if (value !== null && typeof value === 'object') {
+    for (const v of Object.values(value)) deepFreeze(v)
+    Object.freeze(value)
+  }
+  return value
+}

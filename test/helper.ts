@@ -1,0 +1,60 @@
+// Test helpers: a gateway app from env-style overrides, always closed after the test, with a
+// unique Redis key prefix and a private data directory so runs never touch each other's data.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { randomBytes } from 'node:crypto'
+import type { FastifyInstance } from 'fastify'
+import { buildApp } from '../src/app.js'
+import { loadConfig, type Config } from '../src/config.js'
+
+export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
+
+interface Teardownable { teardown (fn: () => unknown): void }
+
+/** A fresh temp directory removed at teardown. */
+export function tempDir (t: Teardownable, name = 'gw-test-'): string {
+  const dir = mkdtempSync(join(tmpdir(), name))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  return dir
+}
+
+/** A key prefix no other test run uses. */
+export function uniquePrefix (): string {
+  return `gwtest:${randomBytes(6).toString('hex')}:`
+}
+
+/** Config as the gateway would load it from these variables (no .env). */
+export function testConfig (t: Teardownable, env: Record<string, string> = {}): Config {
+  return loadConfig({
+    ADMIN_PASSWORD: 'test-password',
+    LOG_LEVEL: 'silent',
+    DATA_DIR: env.DATA_DIR ?? tempDir(t),
+    ...(env.STORAGE === 'redis' || env.REDIS_URL !== undefined ? { REDIS_URL, REDIS_KEY_PREFIX: uniquePrefix() } : {}),
+    HEALTH_CHECK_INTERVAL_SECONDS: '3600',
+    ...env
+  }, { dotenv: false })
+}
+
+/** Builds an app (not listening) from variables; closed at teardown. */
+export async function build (t: Teardownable, env: Record<string, string> = {}): Promise<FastifyInstance> {
+  const app = await buildApp(testConfig(t, env))
+  t.teardown(() => app.close())
+  await app.ready()
+  return app
+}
+
+/** Builds and listens on 127.0.0.1:0; returns the app and its base URL. */
+export async function listen (t: Teardownable, env: Record<string, string> = {}): Promise<{ app: FastifyInstance, url: string }> {
+  const app = await build(t, env)
+  const url = await app.listen({ host: '127.0.0.1', port: 0 })
+  return { app, url }
+}
+
+/** A ROUTES_FILE written to a temp dir, from service objects. */
+export function routesFile (t: Teardownable, services: unknown[]): string {
+  const dir = tempDir(t, 'gw-routes-')
+  const file = join(dir, 'routes.json')
+  writeFileSync(file, JSON.stringify({ services }))
+  return file
+}
