@@ -20,6 +20,12 @@ const FASTIFY_MESSAGES: Record<string, string> = {
 }
 
 export function renderError (error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  // A stream that fails after the head was sent (client gone, upstream reset mid-body) cannot be
+  // answered with an envelope: the socket is closed, and it is not the gateway's fault.
+  if (reply.sent || reply.raw.headersSent) {
+    request.log.info({ event: 'response_stream_error', code: error.code }, 'response stream ended early')
+    return
+  }
   let status = error.statusCode ?? 500
   if (status < 400 || status > 599) status = 500
   let message: string
@@ -30,9 +36,7 @@ export function renderError (error: FastifyError, request: FastifyRequest, reply
 
   if (status >= 500 && !error.code?.startsWith('GW_')) request.log.error({ err: error }, 'unhandled error')
   else request.log.debug({ code: error.code, status }, 'request rejected')
-  // Stream errors on a reply already being sent cannot be rewritten; the socket is closed.
-  if (reply.sent || reply.raw.headersSent) return
-  void reply.code(status).type('application/json; charset=utf-8').send(envelope(status, message))
+  reply.code(status).type('application/json; charset=utf-8').send(envelope(status, message))
 }
 
 export default fp(async function errorHandler (fastify) {
@@ -40,6 +44,6 @@ export default fp(async function errorHandler (fastify) {
     renderError(error, request, reply)
   })
   fastify.setNotFoundHandler(function notFound (_request, reply) {
-    void reply.code(404).send(envelope(404, 'No route or service matches this path; check the URL'))
+    reply.code(404).send(envelope(404, 'No route or service matches this path; check the URL'))
   })
 }, { name: 'error-handler' })

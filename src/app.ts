@@ -1,7 +1,7 @@
 // buildApp(config): the whole gateway as one ordered list of registrations, in the order a
 // request travels (STYLE.md). It never listens: src/server.ts does, tests use inject() or listen
 // on port 0.
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import type { Config, ServiceConfig } from './config.js'
 import { requestIdFor } from '../plugins/request-context.js'
 import requestContext from '../plugins/request-context.js'
@@ -57,7 +57,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   const app = Fastify({
     ...logging,
     // One access line per request comes from plugins/access-log.ts instead of Fastify's two.
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     // A hop count is valid at run time (proxy-addr) though Fastify's types omit it.
     trustProxy: config.trustProxy as boolean | string[],
     genReqId: requestIdFor,
@@ -85,6 +85,9 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   // Every header line is kept so the framing guard can count them; Node's default of 2000 drops
   // the rest silently, Content-Length included (RELIABILITY BI-07).
   app.server.maxHeadersCount = 0
+  // With a listener here Node no longer answers `Expect: 100-continue` by itself: the gateway
+  // sends 100 only once the request passed authentication and rate limiting (request-context).
+  app.server.on('checkContinue', (req, res) => app.server.emit('request', req, res))
 
   await app.register(lifecycle)
   await app.register(errorHandler)

@@ -187,6 +187,8 @@ const RoutesFile = z.union([
   z.strictObject({ services: z.array(ServiceFileEntry) })
 ])
 
+const ADMIN_PASSWORD_MISSING = 'ADMIN_PASSWORD: must be set when ADMIN_AUTH_ENABLED=true (or set ADMIN_AUTH_ENABLED=false)'
+
 export interface LoadOptions {
   /** Directory holding `.env` and relative paths; defaults to process.cwd(). */
   cwd?: string
@@ -206,12 +208,17 @@ export function loadConfig (source: NodeJS.ProcessEnv = process.env, options: Lo
   for (const [k, v] of Object.entries(source)) if (v !== undefined) merged[k] = v
 
   const parsed = EnvSchema.safeParse(merged)
-  if (!parsed.success) throw new ConfigError(parsed.error.issues.map((i) => `${String(i.path[0])}: ${i.message}`))
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `${String(i.path[0])}: ${i.message}`)
+    // Report the missing password too, so one run lists every problem.
+    if ((merged.ADMIN_AUTH_ENABLED ?? 'true').trim().toLowerCase() !== 'false' && (merged.ADMIN_PASSWORD ?? '') === '') lines.push(ADMIN_PASSWORD_MISSING)
+    throw new ConfigError(lines)
+  }
   const e = parsed.data
   const problems: string[] = []
 
   if (e.ADMIN_AUTH_ENABLED && (e.ADMIN_PASSWORD === undefined || e.ADMIN_PASSWORD === '')) {
-    problems.push('ADMIN_PASSWORD: must be set when ADMIN_AUTH_ENABLED=true (or set ADMIN_AUTH_ENABLED=false)')
+    problems.push(ADMIN_PASSWORD_MISSING)
   }
   if (e.HEADERS_TIMEOUT_MS > e.REQUEST_TIMEOUT_MS) {
     problems.push('HEADERS_TIMEOUT_MS: must not exceed REQUEST_TIMEOUT_MS')

@@ -60,3 +60,4 @@ export function envelope (status: number, message: string, requestId?: string): 
   if (requestId !== undefined) body.request_id = requestId
   return body
 }
+export const BreakerNotFound = E('BREAKER_NOT_FOUND', 'No circuit breaker is named "%s"; GET /admin/circuit-breakers lists them', 404)
