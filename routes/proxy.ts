@@ -45,6 +45,8 @@ interface AttemptContext {
 
 const HOP_BY_HOP_REQUEST = ['keep-alive', 'proxy-connection', 'proxy', 'upgrade', 'http2-settings', 'expect', 'transfer-encoding']
 const HOP_BY_HOP_RESPONSE = ['connection', 'keep-alive', 'proxy-connection', 'upgrade', 'http2-settings', 'trailer', 'transfer-encoding', 'te']
+/** The limit a client hits is the gateway's: a backend's own rate-limit headers would mislead it. */
+const BACKEND_LIMIT_HEADERS = ['x-ratelimit-limit', 'x-ratelimit-remaining', 'x-ratelimit-reset', 'ratelimit', 'ratelimit-policy']
 /** Errors where the request never reached a backend's application: safe to retry, and a sign the backend is down. */
 const CONNECTION_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_CLOSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH'])
 const CONNECT_FAILURES = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH'])
@@ -169,6 +171,7 @@ async function serviceScope (scope: FastifyInstance, { service, agent }: { servi
       for (const token of connection.split(',')) delete headers[token.trim().toLowerCase()]
     }
     for (const h of HOP_BY_HOP_RESPONSE) delete headers[h]
+    for (const h of BACKEND_LIMIT_HEADERS) delete headers[h]
     const state = request.proxyAttempt
     if (state !== null && state.retries > 0) headers['x-retry-count'] = String(state.retries)
     return headers
@@ -210,7 +213,12 @@ async function serviceScope (scope: FastifyInstance, { service, agent }: { servi
       // A body is replayed only from a bounded copy; a larger or chunked one streams through
       // once and its request is not retried (SPEC §8).
       if (maxRetries > 0 && isIdempotent(request.method) && length <= REPLAY_LIMIT) {
-        opts.body = await readAll(body)
+        try {
+          opts.body = await readAll(body)
+        } catch (err) {
+          permit.release()
+          throw err
+        }
         opts.contentType = request.headers['content-type'] ?? 'application/octet-stream'
       } else {
         state.replayable = false

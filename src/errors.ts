@@ -61,3 +61,5 @@ export function envelope (status: number, message: string, requestId?: string): 
   return body
 }
 export const BreakerNotFound = E('BREAKER_NOT_FOUND', 'No circuit breaker is named "%s"; GET /admin/circuit-breakers lists them', 404)
+export const RateLimitUnavailable = E('RATE_LIMIT_UNAVAILABLE', 'Rate limiting is temporarily unavailable; retry shortly', 503)
+export const ApiKeyNotFound = E('API_KEY_NOT_FOUND', 'No API key has id "%s"; GET /admin/apikeys lists them', 404)

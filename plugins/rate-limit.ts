@@ -1,0 +1,183 @@
+// Token-bucket rate limiting (SPEC §7), an onRequest hook that each service scope adds after the
+// API-key hook. Buckets live in the store (memory or Redis); while the store is unreachable the
+// hook either falls back to this instance's own buckets (`open`) or answers 503 (`closed`), and
+// never waits longer than RATE_LIMIT_STORE_TIMEOUT_MS for it.
+import type { FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify'
+import fp from 'fastify-plugin'
+import createError from '@fastify/error'
+import { performance } from 'node:perf_hooks'
+import type { ServiceConfig } from '../src/config.js'
+import { RateLimited, RateLimitUnavailable } from '../src/errors.js'
+import { fillMs } from '../src/token-bucket.js'
+import { MemoryBuckets } from './store/buckets-memory.js'
+import type { BucketResult } from './store/types.js'
+
+export interface RateLimitDecorator {
+  /** The hook for one service's scope; it runs after the api-keys hook set `request.consumer`. */
+  hookFor (service: ServiceConfig): onRequestHookHandler
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    rateLimit: RateLimitDecorator
+  }
+}
+
+export interface RateLimitOptions {
+  /** After a store failure, serve from the fallback this long before asking the store again. */
+  storeRetryMs?: number
+  /** At most one outage warning per this many ms (RELIABILITY FT-09: one per 10 s). */
+  warnEveryMs?: number
+}
+
+/** The part of the api-keys plugin's `Consumer` this hook reads. */
+export interface ConsumerLimits {
+  id: string
+  rateLimit: number | null
+  burst: number | null
+}
+
+const StoreTimeout = createError('GW_RATE_LIMIT_STORE_TIMEOUT', 'The rate-limit store did not answer within %s ms', 503)
+
+/**
+ * Precedence, field by field: the key's `rate_limit`/`burst` when set, else the service's
+ * `rateLimit`, else RATE_LIMIT_RPM/RATE_LIMIT_BURST. A key with only `rate_limit` set keeps the
+ * service's (or default) burst.
+ */
+export function limitsFor (consumer: ConsumerLimits | null, service: ServiceConfig, defaults: { rpm: number, burst: number }): { rpm: number, burst: number } {
+  const rpm = consumer?.rateLimit ?? service.rateLimit?.rpm ?? defaults.rpm
+  const burst = consumer?.burst ?? service.rateLimit?.burst ?? defaults.burst
+  // A zero would divide by zero in the bucket math; the admin API should never store one.
+  return { rpm: Math.max(1, rpm), burst: Math.max(1, burst) }
+}
+
+/**
+ * `k:<keyId>` for a valid key, else `ip:<client ip>`. A service with its own `rateLimit` gets its
+ * own buckets (`<service>:k:…`); all other services share one bucket per client.
+ */
+export function bucketId (service: ServiceConfig, consumer: ConsumerLimits | null, ip: string): string {
+  const who = consumer === null ? `ip:${ip}` : `k:${consumer.id}`
+  return service.rateLimit === null ? who : `${service.name}:${who}`
+}
+
+/**
+ * X-RateLimit-* (the seed's fields) and draft-ietf-httpapi-ratelimit-headers-11's RateLimit-Policy
+ * (q = capacity, w = seconds to refill fully) and RateLimit (r = whole tokens left, t = seconds
+ * until full). On a 429 `t` is the Retry-After delay instead: with r=0 the "effective window" of
+ * §4.1.2 ends when a token exists, and §6 asks that Retry-After not precede its end.
+ */
+export function rateLimitHeaders (r: BucketResult, rpm: number, nowMs: number): Record<string, string> {
+  const resetS = Math.ceil(r.resetMs / 1000)
+  const t = r.allowed ? resetS : retryAfterSeconds(r)
+  return {
+    'x-ratelimit-limit': String(r.limit),
+    'x-ratelimit-remaining': String(r.remaining),
+    'x-ratelimit-reset': String(Math.ceil((nowMs + r.resetMs) / 1000)),
+    'ratelimit-policy': `"default";q=${r.limit};w=${Math.max(1, Math.ceil(fillMs(r.limit, rpm) / 1000))}`,
+    ratelimit: `"default";r=${r.remaining};t=${t}`
+  }
+}
+
+/** Whole seconds until a token exists, at least 1 (RFC 9110 §10.2.3 delay-seconds). */
+export function retryAfterSeconds (r: BucketResult): number {
+  return Math.max(1, Math.ceil(r.retryAfterMs / 1000))
+}
+
+function withTimeout<T> (promise: Promise<T>, ms: number): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new StoreTimeout(ms)), ms)
+    promise.then(
+      (value) => { clearTimeout(timer); resolve(value) },
+      (err) => { clearTimeout(timer); reject(err) }
+    )
+  })
+}
+
+export default fp<RateLimitOptions>(async function rateLimit (fastify, opts) {
+  const { store, gatewayMetrics: metrics, config } = fastify
+  const { failMode, storeTimeoutMs } = config.rateLimit
+  const defaults = { rpm: config.rateLimit.rpm, burst: config.rateLimit.burst }
+  const storeRetryMs = opts.storeRetryMs ?? 1000
+  const warnEveryMs = opts.warnEveryMs ?? 10_000
+  // Memory answers at once; only a networked store needs a timer per take.
+  const bounded = store.kind !== 'embedded'
+  // Per-instance buckets for `open` mode while the store is down (bounded like any MemoryBuckets).
+  const fallback = new MemoryBuckets()
+
+  // Store health: after a failure, requests go straight to the fallback (or 503) for
+  // storeRetryMs, then one request at a time probes the store. An outage therefore costs one
+  // timeout per probe, not one per request, and a paused Redis does not pile up commands that
+  // would replay stale takes when it wakes (RELIABILITY FT-11).
+  let down = false
+  let retryAt = 0
+  let probing = false
+  let lastWarn = -Infinity
+  let failuresSinceWarn = 0
+
+  function storeFailed (err: unknown): void {
+    metrics.storeError('rate_limit')
+    const now = performance.now()
+    down = true
+    retryAt = now + storeRetryMs
+    failuresSinceWarn++
+    if (now - lastWarn >= warnEveryMs) {
+      fastify.log.warn({ err, failMode, failures: failuresSinceWarn },
+        failMode === 'open'
+          ? 'rate-limit store unavailable: limiting with per-instance buckets'
+          : 'rate-limit store unavailable: answering 503')
+      lastWarn = now
+      failuresSinceWarn = 0
+    }
+  }
+
+  /** The store's answer, or undefined when the store is (or just turned out to be) unavailable. */
+  async function fromStore (id: string, burst: number, rpm: number): Promise<BucketResult | undefined> {
+    const probe = down
+    if (probe && (probing || performance.now() < retryAt)) return undefined
+    if (probe) probing = true
+    try {
+      const pending = store.buckets.take(id, burst, rpm)
+      const result = bounded ? await withTimeout(pending, storeTimeoutMs) : await pending
+      if (down) {
+        down = false
+        fastify.log.info('rate-limit store reachable again')
+      }
+      return result
+    } catch (err) {
+      storeFailed(err)
+      return undefined
+    } finally {
+      if (probe) probing = false
+    }
+  }
+
+  function hookFor (service: ServiceConfig): onRequestHookHandler {
+    return async function rateLimitHook (request: FastifyRequest, reply: FastifyReply) {
+      const consumer = (request as { consumer?: ConsumerLimits | null }).consumer ?? null
+      const { rpm, burst } = limitsFor(consumer, service, defaults)
+      const id = bucketId(service, consumer, request.ip)
+
+      let result = await fromStore(id, burst, rpm)
+      if (result !== undefined) {
+        reply.headers(rateLimitHeaders(result, rpm, Date.now()))
+      } else if (failMode === 'open') {
+        // No RateLimit fields while failing open: they would describe a bucket other instances
+        // do not share (RELIABILITY LD-05).
+        metrics.rateLimitFailOpen()
+        result = fallback.takeSync(id, burst, rpm)
+      } else {
+        reply.header('retry-after', '1')
+        throw new RateLimitUnavailable()
+      }
+
+      if (!result.allowed) {
+        metrics.rateLimited()
+        reply.header('retry-after', String(retryAfterSeconds(result)))
+        throw new RateLimited()
+      }
+    }
+  }
+
+  fastify.decorate('rateLimit', { hookFor })
+  fastify.addHook('onClose', async () => { await fallback.close() })
+}, { name: 'rate-limit', fastify: '5.x', dependencies: ['store', 'gateway-metrics'] })

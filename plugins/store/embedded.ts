@@ -1,0 +1,192 @@
+// The embedded back end (SPEC §6): API keys in a SQLite file under DATA_DIR, failure counters in
+// process memory. One process only, so invalidation is local.
+import { mkdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { DatabaseSync, type StatementSync } from 'node:sqlite'
+import type { ApiKeyRecord, FailureCounter, KeyStore, StoredApiKey } from './types.js'
+
+interface Row {
+  id: string
+  hash: string
+  name: string
+  rate_limit: number | null
+  burst: number | null
+  services: string | null
+  active: number
+  created_at: string
+  expires_at: string | null
+  last_used_at: string | null
+}
+
+const COLUMNS = 'id, name, rate_limit, burst, services, active, created_at, expires_at, last_used_at'
+
+export interface SqliteKeyStoreOptions {
+  /** Directory holding `gateway.db`; created when missing. */
+  dataDir: string
+  /** How long a write waits for another process's lock before failing (ms). */
+  busyTimeoutMs?: number
+}
+
+export class SqliteKeyStore implements KeyStore {
+  readonly file: string
+  readonly #db: DatabaseSync
+  readonly #listeners: Array<(hash: string) => void> = []
+  readonly #insert: StatementSync
+  readonly #byHash: StatementSync
+  readonly #byId: StatementSync
+  readonly #all: StatementSync
+  readonly #revoke: StatementSync
+  readonly #delete: StatementSync
+  readonly #touch: StatementSync
+
+  constructor (opts: SqliteKeyStoreOptions) {
+    mkdirSync(opts.dataDir, { recursive: true })
+    this.file = join(opts.dataDir, 'gateway.db')
+    this.#db = new DatabaseSync(this.file, { timeout: opts.busyTimeoutMs ?? 250 })
+    // WAL + synchronous=FULL: a create or revoke that returned has been fsynced, so it survives
+    // kill -9 (and power loss), which SPEC §5 and FT-15 require of an acknowledged write.
+    this.#db.exec('PRAGMA journal_mode = WAL')
+    this.#db.exec('PRAGMA synchronous = FULL')
+    this.#db.exec(`CREATE TABLE IF NOT EXISTS api_keys (
+      id TEXT PRIMARY KEY,
+      hash TEXT NOT NULL UNIQUE,
+      name TEXT NOT NULL,
+      rate_limit INTEGER,
+      burst INTEGER,
+      services TEXT,
+      active INTEGER NOT NULL DEFAULT 1,
+      created_at TEXT NOT NULL,
+      expires_at TEXT,
+      last_used_at TEXT
+    ) STRICT`)
+    this.#insert = this.#db.prepare(`INSERT INTO api_keys (${COLUMNS}, hash)
+      VALUES (:id, :name, :rate_limit, :burst, :services, :active, :created_at, :expires_at, :last_used_at, :hash)`)
+    this.#byHash = this.#db.prepare(`SELECT ${COLUMNS}, hash FROM api_keys WHERE hash = ?`)
+    this.#byId = this.#db.prepare(`SELECT ${COLUMNS} FROM api_keys WHERE id = ?`)
+    this.#all = this.#db.prepare(`SELECT ${COLUMNS} FROM api_keys ORDER BY created_at, id`)
+    this.#revoke = this.#db.prepare('UPDATE api_keys SET active = 0 WHERE id = ? RETURNING hash')
+    this.#delete = this.#db.prepare('DELETE FROM api_keys WHERE id = ? RETURNING hash')
+    this.#touch = this.#db.prepare('UPDATE api_keys SET last_used_at = ? WHERE id = ?')
+  }
+
+  async create (key: StoredApiKey): Promise<void> {
+    this.#insert.run({
+      id: key.id,
+      hash: key.hash,
+      name: key.name,
+      rate_limit: key.rate_limit,
+      burst: key.burst,
+      services: key.services === null ? null : JSON.stringify(key.services),
+      active: key.active ? 1 : 0,
+      created_at: key.created_at,
+      expires_at: key.expires_at,
+      last_used_at: key.last_used_at
+    })
+  }
+
+  async findByHash (hash: string): Promise<StoredApiKey | null> {
+    const row = this.#byHash.get(hash) as Row | undefined
+    return row === undefined ? null : { ...toRecord(row), hash: row.hash }
+  }
+
+  async get (id: string): Promise<ApiKeyRecord | null> {
+    const row = this.#byId.get(id) as Row | undefined
+    return row === undefined ? null : toRecord(row)
+  }
+
+  async list (): Promise<ApiKeyRecord[]> {
+    return (this.#all.all() as unknown as Row[]).map(toRecord)
+  }
+
+  async revoke (id: string): Promise<boolean> {
+    return this.#invalidating(this.#revoke.get(id) as { hash: string } | undefined)
+  }
+
+  async delete (id: string): Promise<boolean> {
+    return this.#invalidating(this.#delete.get(id) as { hash: string } | undefined)
+  }
+
+  async touch (id: string, at: string): Promise<void> {
+    this.#touch.run(at, id)
+  }
+
+  onInvalidate (listener: (hash: string) => void): void {
+    this.#listeners.push(listener)
+  }
+
+  /** Answers a trivial query: false once closed or when the file is unusable. */
+  ping (): boolean {
+    try {
+      this.#db.prepare('SELECT 1').get()
+      return true
+    } catch {
+      return false
+    }
+  }
+
+  close (): void {
+    if (this.#db.isOpen) this.#db.close()
+  }
+
+  #invalidating (row: { hash: string } | undefined): boolean {
+    if (row === undefined) return false
+    // One process: nobody else caches our keys, so telling our own listeners is enough.
+    for (const listener of this.#listeners) {
+      try { listener(row.hash) } catch {}
+    }
+    return true
+  }
+}
+
+function toRecord (row: Row): ApiKeyRecord {
+  return {
+    id: row.id,
+    name: row.name,
+    rate_limit: row.rate_limit,
+    burst: row.burst,
+    services: row.services === null ? null : JSON.parse(row.services),
+    active: row.active === 1,
+    created_at: row.created_at,
+    expires_at: row.expires_at,
+    last_used_at: row.last_used_at
+  }
+}
+
+/** Fixed-window counters in a bounded map; expired windows are pruned when the map fills up. */
+export class MemoryFailureCounter implements FailureCounter {
+  readonly #windows = new Map<string, { count: number, resetAt: number }>()
+  readonly #max: number
+
+  constructor (opts: { maxEntries?: number } = {}) {
+    this.#max = opts.maxEntries ?? 10_000
+  }
+
+  async hit (id: string, windowMs: number): Promise<{ count: number, resetMs: number }> {
+    const now = Date.now()
+    let w = this.#windows.get(id)
+    if (w === undefined || w.resetAt <= now) {
+      this.#windows.delete(id)
+      if (this.#windows.size >= this.#max) this.#prune(now)
+      w = { count: 0, resetAt: now + windowMs }
+      this.#windows.set(id, w)
+    }
+    w.count++
+    return { count: w.count, resetMs: w.resetAt - now }
+  }
+
+  async peek (id: string): Promise<{ count: number, resetMs: number }> {
+    const now = Date.now()
+    const w = this.#windows.get(id)
+    if (w === undefined || w.resetAt <= now) return { count: 0, resetMs: 0 }
+    return { count: w.count, resetMs: w.resetAt - now }
+  }
+
+  #prune (now: number): void {
+    for (const [id, w] of this.#windows) if (w.resetAt <= now) this.#windows.delete(id)
+    // Still full of live windows: drop the oldest (Map keeps insertion order).
+    for (const id of this.#windows.keys()) {
+      if (this.#windows.size < this.#max) break
+      this.#windows.delete(id)
+    }
+  }
+}

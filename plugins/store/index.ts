@@ -1,0 +1,240 @@
+// The `store` plugin (SPEC §6): builds the configured back end and decorates `fastify.store`.
+//
+// Redis connections are built here rather than through @fastify/redis: its registration waits
+// for the client's `ready` event (and quits the client on ENOTFOUND), so with Redis down the
+// gateway would never boot, while SPEC §6 / FT-09 require it to start, answer /ready 503 and pick
+// Redis up when it returns. The clients are ours, closed in onClose.
+import fp from 'fastify-plugin'
+import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis'
+import type { Config } from '../../src/config.js'
+import { MemoryBuckets } from './buckets-memory.js'
+import { RedisBuckets } from './buckets-redis.js'
+import { MemoryFailureCounter, SqliteKeyStore } from './embedded.js'
+import { RedisFailureCounter, RedisKeyStore } from './redis-keys.js'
+import type { Store } from './types.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    config: Config
+    store: Store
+  }
+}
+
+type Client = Redis | Cluster
+/** The two logger methods the store uses (fastify.log fits). */
+export interface StoreLog {
+  info (obj: object, msg: string): void
+  warn (obj: object, msg: string): void
+}
+type Log = StoreLog
+
+const silent: Log = { info () {}, warn () {} }
+/** A Redis outage is logged once, then at most this often while it lasts. */
+const LOG_EVERY_MS = 10_000
+
+export interface StoreOptions {
+  log?: Log
+}
+
+export function createStore (config: Config, opts: StoreOptions = {}): Store {
+  return config.storage === 'redis' ? createRedisStore(config, opts) : createEmbeddedStore(config)
+}
+
+/**
+ * createStore, then (Redis) wait up to `waitMs` for the connections, so the first requests after
+ * boot find Redis connected. Never fails on an unreachable Redis: the gateway starts anyway.
+ */
+export async function openStore (config: Config, opts: StoreOptions & { waitMs?: number } = {}): Promise<Store> {
+  const store = createStore(config, opts)
+  if (store instanceof RedisStore) await store.whenConnected(opts.waitMs ?? 2000)
+  return store
+}
+
+export function createEmbeddedStore (config: Config): Store {
+  const keys = new SqliteKeyStore({ dataDir: config.dataDir })
+  const buckets = new MemoryBuckets()
+  let closed = false
+  return {
+    kind: 'embedded',
+    keys,
+    buckets,
+    failures: new MemoryFailureCounter(),
+    async ping () { return !closed && keys.ping() },
+    async close () {
+      if (closed) return
+      closed = true
+      await buckets.close()
+      keys.close()
+    }
+  }
+}
+
+/** Command timeout: above the rate limiter's own race (it gives up first), and never below 500 ms. */
+export function commandTimeoutMs (config: Config): number {
+  return Math.max(500, config.rateLimit.storeTimeoutMs + 100)
+}
+
+export function createRedisStore (config: Config, opts: StoreOptions = {}): RedisStore {
+  return new RedisStore(config, opts.log ?? silent)
+}
+
+export class RedisStore implements Store {
+  readonly kind = 'redis'
+  readonly keys: RedisKeyStore
+  readonly buckets: RedisBuckets
+  readonly failures: RedisFailureCounter
+  readonly #client: Client
+  readonly #subscriber: Client
+  readonly #pingTimeoutMs: number
+  #closed = false
+
+  constructor (config: Config, log: Log) {
+    const { client, subscriber, target } = buildClients(config)
+    watch(client, 'commands', target, log)
+    watch(subscriber, 'subscriber', target, log)
+    client.connect().catch(() => {}) // failures reach the 'error' listener; reconnection goes on
+    subscriber.connect().catch(() => {})
+    this.#client = client
+    this.#subscriber = subscriber
+    this.#pingTimeoutMs = commandTimeoutMs(config)
+    const keyPrefix = config.redis.keyPrefix
+    this.keys = new RedisKeyStore({ client, subscriber, keyPrefix })
+    this.buckets = new RedisBuckets(client, { keyPrefix })
+    this.failures = new RedisFailureCounter(client, { keyPrefix })
+  }
+
+  /** Resolves true once commands can run and invalidations are subscribed, false after waitMs. */
+  async whenConnected (waitMs: number): Promise<boolean> {
+    const client = this.#client
+    const ready = client.status === 'ready'
+      ? Promise.resolve()
+      : new Promise<void>((resolve) => client.once('ready', () => resolve()))
+    let timer: NodeJS.Timeout | undefined
+    const timeout = new Promise<false>((resolve) => { timer = setTimeout(resolve, waitMs, false) })
+    try {
+      return await Promise.race([Promise.all([ready, this.keys.subscribed]).then(() => true), timeout])
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
+  async ping (): Promise<boolean> {
+    if (this.#closed || this.#client.status !== 'ready') return false
+    let timer: NodeJS.Timeout | undefined
+    const timeout = new Promise<string>((resolve) => { timer = setTimeout(resolve, this.#pingTimeoutMs, 'timeout') })
+    try {
+      return await Promise.race([this.#client.ping(), timeout]) === 'PONG'
+    } catch {
+      return false
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
+  async close (): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    await this.buckets.close()
+    await Promise.all([closeClient(this.#subscriber), closeClient(this.#client)])
+  }
+}
+
+function buildClients (config: Config): { client: Client, subscriber: Client, target: string } {
+  const r = config.redis
+  // Fail fast instead of queueing (STYLE.md): no offline queue, one retry, a command timeout, no
+  // replay of unanswered (possibly non-idempotent) scripts after a reconnect (FT-12).
+  const fast: RedisOptions = {
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    commandTimeout: commandTimeoutMs(config),
+    socketTimeout: 2000,
+    connectTimeout: 2000,
+    autoResendUnfulfilledCommands: false,
+    lazyConnect: true,
+    retryStrategy: reconnectDelay
+  }
+  // The subscriber only waits for messages: it may queue SUBSCRIBE until Redis is back.
+  const patient: RedisOptions = {
+    enableOfflineQueue: true,
+    maxRetriesPerRequest: null,
+    commandTimeout: undefined,
+    socketTimeout: undefined
+  }
+  const tls = r.url?.startsWith('rediss://') === true ? {} : undefined
+
+  if (r.clusterNodes !== null) {
+    // Cluster-level queueing, laziness and reconnection; the node connections get the timeouts.
+    const options = (nodeOptions: RedisOptions, offlineQueue: boolean): ClusterOptions => {
+      const { lazyConnect, retryStrategy, enableOfflineQueue, ...perNode } = nodeOptions
+      return {
+        enableOfflineQueue: offlineQueue,
+        lazyConnect: true,
+        clusterRetryStrategy: reconnectDelay,
+        slotsRefreshTimeout: 1000,
+        redisOptions: { ...perNode, password: r.password ?? undefined, tls }
+      }
+    }
+    const nodes = r.clusterNodes.map((n) => ({ host: n.host, port: n.port }))
+    return {
+      client: new Cluster(nodes, options({ ...fast, connectionName: `${r.keyPrefix}commands` }, false)),
+      subscriber: new Cluster(nodes, options({ ...fast, ...patient, connectionName: `${r.keyPrefix}subscriber` }, true)),
+      target: `cluster ${nodes.map((n) => `${n.host}:${n.port}`).join(',')}`
+    }
+  }
+
+  if (r.url !== null) {
+    const url = new URL(r.url)
+    const extra: RedisOptions = url.password === '' && r.password !== null ? { password: r.password } : {}
+    return {
+      client: new Redis(r.url, { ...fast, ...extra, connectionName: `${r.keyPrefix}commands` }),
+      subscriber: new Redis(r.url, { ...fast, ...patient, ...extra, connectionName: `${r.keyPrefix}subscriber` }),
+      target: `${url.protocol}//${url.host}` // never the credentials
+    }
+  }
+
+  const base: RedisOptions = { host: r.host, port: r.port, db: r.db, password: r.password ?? undefined }
+  return {
+    client: new Redis({ ...fast, ...base, connectionName: `${r.keyPrefix}commands` }),
+    subscriber: new Redis({ ...fast, ...patient, ...base, connectionName: `${r.keyPrefix}subscriber` }),
+    target: `redis://${r.host}:${r.port}`
+  }
+}
+
+/** Reconnect forever: 100 ms, 200 ms, ... capped at 1 s, so a returning Redis is used within ~1 s. */
+function reconnectDelay (times: number): number {
+  return Math.min(100 * times, 1000)
+}
+
+/** An 'error' listener is mandatory (an unhandled one crashes the process); logs are throttled. */
+function watch (conn: Client, role: string, target: string, log: Log): void {
+  let down = false
+  let lastLog = 0
+  conn.on('error', (err: NodeJS.ErrnoException) => {
+    const now = Date.now()
+    if (!down || now - lastLog >= LOG_EVERY_MS) {
+      lastLog = now
+      log.warn({ redis: target, role, code: err.code }, `redis unavailable: ${err.message}`)
+    }
+    down = true
+  })
+  conn.on('ready', () => {
+    if (down) log.info({ redis: target, role }, 'redis connection restored')
+    down = false
+  })
+}
+
+async function closeClient (conn: Client): Promise<void> {
+  if (conn.status === 'ready') {
+    try {
+      await conn.quit()
+      return
+    } catch {}
+  }
+  conn.disconnect()
+}
+
+export default fp(async function store (fastify) {
+  const store = await openStore(fastify.config, { log: fastify.log })
+  fastify.decorate('store', store)
+  fastify.addHook('onClose', async () => { await store.close() })
+}, { name: 'store' })

@@ -1,0 +1,228 @@
+// API keys and failure counters in Redis (SPEC §6). Layout, all under KEY_PREFIX and hash-tagged
+// `{keys}` so every script touches one Cluster slot:
+//   <p>{keys}:h:<sha256>   hash: the record (null fields absent; services as JSON; active 1/0)
+//   <p>{keys}:id:<id>      string: the record's sha256 (id -> record)
+//   <p>{keys}:all          zset: sha256 scored by created_at (ms), for list()
+//   <p>fail:<id>           integer with a TTL: one fixed failure window
+// The record lives under its hash so the hot path (findByHash) is one HGETALL. Writes are Lua
+// scripts (atomic); revoke and delete PUBLISH the hash on <p>invalidate, which every instance
+// hears through its own subscriber connection.
+import { createHash } from 'node:crypto'
+import type { Cluster, Redis } from 'ioredis'
+import type { ApiKeyRecord, FailureCounter, KeyStore, StoredApiKey } from './types.js'
+
+type Client = Redis | Cluster
+
+const CREATE = `
+if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('SET', KEYS[2], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+return 1`
+
+const REVOKE = `
+if redis.call('GET', KEYS[2]) ~= ARGV[1] or redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'active', '0')
+redis.call('PUBLISH', ARGV[2], ARGV[1])
+return 1`
+
+const DELETE = `
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('PUBLISH', ARGV[2], ARGV[1])
+return 1`
+
+const TOUCH = `
+if redis.call('GET', KEYS[2]) == ARGV[1] and redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('HSET', KEYS[1], 'last_used_at', ARGV[2])
+end
+return 1`
+
+// INCR and PEXPIRE in one round trip; the TTL is set by the hit that opens the window.
+const HIT = `
+local count = redis.call('INCR', KEYS[1])
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  ttl = tonumber(ARGV[1])
+end
+return {count, ttl}`
+
+const PEEK = `
+local count = tonumber(redis.call('GET', KEYS[1]) or '0')
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then return {0, 0} end
+return {count, ttl}`
+
+/** A Lua script run by EVALSHA, loaded with EVAL the first time a server lacks it (NOSCRIPT). */
+class Script {
+  readonly #sha: string
+  constructor (readonly source: string) {
+    this.#sha = createHash('sha1').update(source).digest('hex')
+  }
+
+  async run (client: Client, keys: string[], args: Array<string | number>): Promise<unknown> {
+    try {
+      return await client.evalsha(this.#sha, keys.length, ...keys, ...args)
+    } catch (err) {
+      if (!String((err as Error).message).startsWith('NOSCRIPT')) throw err
+      return await client.eval(this.source, keys.length, ...keys, ...args)
+    }
+  }
+}
+
+const scripts = {
+  create: new Script(CREATE),
+  revoke: new Script(REVOKE),
+  delete: new Script(DELETE),
+  touch: new Script(TOUCH),
+  hit: new Script(HIT),
+  peek: new Script(PEEK)
+}
+
+export interface RedisKeyStoreOptions {
+  /** Commands (pool of the gateway's request path). */
+  client: Client
+  /** A separate connection that only subscribes (a subscribed connection can run nothing else). */
+  subscriber: Client
+  keyPrefix: string
+}
+
+export class RedisKeyStore implements KeyStore {
+  /** Resolves once the invalidation channel is subscribed (first time); never rejects. */
+  readonly subscribed: Promise<void>
+  readonly #client: Client
+  readonly #listeners: Array<(hash: string) => void> = []
+  readonly #p: string
+  readonly #channel: string
+
+  constructor (opts: RedisKeyStoreOptions) {
+    this.#client = opts.client
+    this.#p = `${opts.keyPrefix}{keys}:`
+    this.#channel = `${opts.keyPrefix}invalidate`
+    opts.subscriber.on('message', (channel: string, hash: string) => {
+      if (channel === this.#channel) this.#notify(hash)
+    })
+    // The subscriber keeps an offline queue and resubscribes after every reconnect (ioredis
+    // autoResubscribe), so this waits for Redis rather than failing while it is down.
+    this.subscribed = opts.subscriber.subscribe(this.#channel).then(() => {}, () => {})
+  }
+
+  async create (key: StoredApiKey): Promise<void> {
+    const fields: string[] = ['id', key.id, 'name', key.name, 'active', key.active ? '1' : '0', 'created_at', key.created_at]
+    if (key.rate_limit !== null) fields.push('rate_limit', String(key.rate_limit))
+    if (key.burst !== null) fields.push('burst', String(key.burst))
+    if (key.services !== null) fields.push('services', JSON.stringify(key.services))
+    if (key.expires_at !== null) fields.push('expires_at', key.expires_at)
+    if (key.last_used_at !== null) fields.push('last_used_at', key.last_used_at)
+    const score = Date.parse(key.created_at)
+    const created = await scripts.create.run(this.#client, [this.#h(key.hash), this.#id(key.id), this.#all()],
+      [key.hash, Number.isFinite(score) ? score : Date.now(), ...fields])
+    if (created !== 1) throw new Error('an API key with this id or hash already exists')
+  }
+
+  async findByHash (hash: string): Promise<StoredApiKey | null> {
+    const fields = await this.#client.hgetall(this.#h(hash))
+    return fields.id === undefined ? null : { ...toRecord(fields), hash }
+  }
+
+  async get (id: string): Promise<ApiKeyRecord | null> {
+    const hash = await this.#client.get(this.#id(id))
+    if (hash === null) return null
+    const fields = await this.#client.hgetall(this.#h(hash))
+    return fields.id === undefined ? null : toRecord(fields)
+  }
+
+  async list (): Promise<ApiKeyRecord[]> {
+    const hashes = await this.#client.zrange(this.#all(), '0', '-1')
+    if (hashes.length === 0) return []
+    // All keys share the {keys} slot, so one pipeline goes to one node even in Cluster.
+    const pipeline = this.#client.pipeline()
+    for (const hash of hashes) pipeline.hgetall(this.#h(hash))
+    const replies = (await pipeline.exec()) ?? []
+    const records: ApiKeyRecord[] = []
+    for (const [err, fields] of replies) {
+      if (err !== null) throw err
+      if ((fields as Record<string, string>).id !== undefined) records.push(toRecord(fields as Record<string, string>))
+    }
+    return records.sort((a, b) => a.created_at === b.created_at ? cmp(a.id, b.id) : cmp(a.created_at, b.created_at))
+  }
+
+  async revoke (id: string): Promise<boolean> {
+    return this.#change(scripts.revoke, id, false)
+  }
+
+  async delete (id: string): Promise<boolean> {
+    return this.#change(scripts.delete, id, true)
+  }
+
+  async touch (id: string, at: string): Promise<void> {
+    const hash = await this.#client.get(this.#id(id))
+    if (hash === null) return
+    await scripts.touch.run(this.#client, [this.#h(hash), this.#id(id)], [hash, at])
+  }
+
+  onInvalidate (listener: (hash: string) => void): void {
+    this.#listeners.push(listener)
+  }
+
+  async #change (script: Script, id: string, withIndex: boolean): Promise<boolean> {
+    const hash = await this.#client.get(this.#id(id))
+    if (hash === null) return false
+    const keys = [this.#h(hash), this.#id(id)]
+    if (withIndex) keys.push(this.#all())
+    if (await script.run(this.#client, keys, [hash, this.#channel]) !== 1) return false
+    // Our own subscriber hears the PUBLISH too; telling local listeners now does not depend on it.
+    this.#notify(hash)
+    return true
+  }
+
+  #notify (hash: string): void {
+    for (const listener of this.#listeners) {
+      try { listener(hash) } catch {}
+    }
+  }
+
+  #h (hash: string): string { return `${this.#p}h:${hash}` }
+  #id (id: string): string { return `${this.#p}id:${id}` }
+  #all (): string { return `${this.#p}all` }
+}
+
+function cmp (a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0
+}
+
+function toRecord (f: Record<string, string>): ApiKeyRecord {
+  return {
+    id: f.id,
+    name: f.name,
+    rate_limit: f.rate_limit === undefined ? null : Number(f.rate_limit),
+    burst: f.burst === undefined ? null : Number(f.burst),
+    services: f.services === undefined ? null : JSON.parse(f.services),
+    active: f.active === '1',
+    created_at: f.created_at,
+    expires_at: f.expires_at ?? null,
+    last_used_at: f.last_used_at ?? null
+  }
+}
+
+export class RedisFailureCounter implements FailureCounter {
+  readonly #client: Client
+  readonly #p: string
+
+  constructor (client: Client, opts: { keyPrefix: string }) {
+    this.#client = client
+    this.#p = `${opts.keyPrefix}fail:`
+  }
+
+  async hit (id: string, windowMs: number): Promise<{ count: number, resetMs: number }> {
+    const [count, ttl] = await scripts.hit.run(this.#client, [this.#p + id], [Math.max(1, Math.ceil(windowMs))]) as [number, number]
+    return { count, resetMs: ttl }
+  }
+
+  async peek (id: string): Promise<{ count: number, resetMs: number }> {
+    const [count, ttl] = await scripts.peek.run(this.#client, [this.#p + id], []) as [number, number]
+    return { count, resetMs: ttl }
+  }
+}

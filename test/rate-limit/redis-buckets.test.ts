@@ -1,0 +1,152 @@
+// RedisBuckets against real Redis: the shared one at REDIS_URL (own key prefix, own keys deleted)
+// and, where commands are counted or scripts flushed, a private redis-server started by PID.
+import { randomBytes } from 'node:crypto'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { Redis } from 'ioredis'
+import t from 'tap'
+import { RedisBuckets } from '../../plugins/store/buckets-redis.js'
+import { startRedis } from '../harness/redis-server.js'
+import { bucketContract } from '../store/buckets.contract.js'
+
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
+const newPrefix = () => `gwtest:${randomBytes(6).toString('hex')}:`
+// The store plugin's options that matter here: fail fast, never replay.
+const clientOptions = { enableOfflineQueue: false, maxRetriesPerRequest: 1, autoResendUnfulfilledCommands: false }
+
+const admin = new Redis(REDIS_URL, { lazyConnect: true })
+t.before(() => admin.connect())
+t.teardown(() => admin.quit())
+
+async function deleteKeysUnder (prefix: string): Promise<void> {
+  let cursor = '0'
+  do {
+    const [next, batch] = await admin.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000)
+    cursor = next
+    if (batch.length > 0) await admin.del(...batch)
+  } while (cursor !== '0')
+}
+
+async function client (url = REDIS_URL): Promise<Redis> {
+  const c = new Redis(url, { ...clientOptions, lazyConnect: true })
+  await c.connect()
+  return c
+}
+
+/** Milliseconds on the Redis server's clock. */
+async function serverMs (c: Redis): Promise<number> {
+  const [s, us] = await c.time()
+  return Number(s) * 1000 + Number(us) / 1000
+}
+
+t.test('RedisBuckets passes the bucket contract', async (t) => {
+  bucketContract(t, async () => {
+    const prefix = newPrefix()
+    const c = await client()
+    return {
+      buckets: new RedisBuckets(c, { keyPrefix: prefix }),
+      async cleanup () { await c.quit(); await deleteKeysUnder(prefix) }
+    }
+  })
+})
+
+t.test('a bucket is one hash-tagged key that expires when the bucket would be full', async (t) => {
+  const prefix = newPrefix()
+  const c = await client()
+  t.teardown(async () => { await c.quit(); await deleteKeysUnder(prefix) })
+  const buckets = new RedisBuckets(c, { keyPrefix: prefix })
+  const r = await buckets.take('k:abc', 10, 60)
+  const key = `${prefix}{rl:k:abc}`
+  t.equal(buckets.key('k:abc'), key)
+  t.same(await admin.hkeys(key), ['u', 't'])
+  const ttl = await admin.pttl(key)
+  t.ok(ttl > 0 && ttl <= r.resetMs, `PTTL ${ttl} <= resetMs ${r.resetMs}`)
+
+  // 1 token per ms: full again (and gone) within a millisecond or two.
+  await buckets.take('ip:10.0.0.1', 5, 60_000)
+  await sleep(50)
+  t.equal(await admin.exists(`${prefix}{rl:ip:10.0.0.1}`), 0, 'a full bucket costs no memory')
+})
+
+t.test('buckets keep time on the Redis server, so gateway clock skew changes nothing', async (t) => {
+  const prefix = newPrefix()
+  const a = await client()
+  const b = await client()
+  t.teardown(async () => { await a.quit(); await b.quit(); await deleteKeysUnder(prefix) })
+  const ahead = new RedisBuckets(a, { keyPrefix: prefix })
+  const behind = new RedisBuckets(b, { keyPrefix: prefix })
+  const realNow = Date.now
+  t.teardown(() => { Date.now = realNow })
+
+  Date.now = () => realNow() + 3_600_000 // this "gateway" runs an hour fast
+  const first = [await ahead.take('shared', 5, 1), await ahead.take('shared', 5, 1), await ahead.take('shared', 5, 1)]
+  Date.now = () => realNow() - 3_600_000 // and this one an hour slow
+  const second = [await behind.take('shared', 5, 1), await behind.take('shared', 5, 1), await behind.take('shared', 5, 1)]
+  Date.now = realNow
+
+  t.same([...first, ...second].map((r) => r.allowed), [true, true, true, true, true, false])
+  t.same([...first, ...second].map((r) => r.remaining), [4, 3, 2, 1, 0, 0])
+  const stored = Number(await admin.hget(`${prefix}{rl:shared}`, 't'))
+  t.ok(Math.abs(stored - await serverMs(admin)) < 5000, 'the bucket is stamped with the server TIME')
+})
+
+t.test('three gateways hammering one bucket admit what one bucket allows', async (t) => {
+  const prefix = newPrefix()
+  const clients = [await client(), await client(), await client()]
+  t.teardown(async () => { await Promise.all(clients.map((c) => c.quit())); await deleteKeysUnder(prefix) })
+  const gateways = clients.map((c) => new RedisBuckets(c, { keyPrefix: prefix }))
+  const burst = 20
+  const rpm = 600 // 10 tokens per second
+  const runMs = 3000
+
+  let admitted = 0
+  let denied = 0
+  const start = await serverMs(admin)
+  const until = Date.now() + runMs
+  const loops = gateways.flatMap((g) => Array.from({ length: 6 }, async () => {
+    while (Date.now() < until) {
+      if ((await g.take('hot', burst, rpm)).allowed) admitted++
+      else denied++
+    }
+  }))
+  await Promise.all(loops)
+  const seconds = (await serverMs(admin) - start) / 1000
+
+  const ideal = burst + (rpm / 60) * seconds
+  t.comment(`admitted ${admitted} of ${admitted + denied} over ${seconds.toFixed(3)} s (server clock); ideal ${ideal.toFixed(1)}`)
+  t.ok(admitted <= burst + (rpm / 60) * seconds + 1, `admitted ${admitted} <= ${(ideal + 1).toFixed(1)}`)
+  t.ok(admitted >= 0.95 * ideal, `admitted ${admitted} >= 95% of ${ideal.toFixed(1)}`)
+  t.ok(denied > admitted, 'the bucket was actually contended')
+})
+
+t.test('one Redis command per take in the steady state, and nothing taken twice after SCRIPT FLUSH', async (t) => {
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  const c = await client(redis.url)
+  t.teardown(() => c.quit())
+  const buckets = new RedisBuckets(c, { keyPrefix: 'gw:' })
+
+  await buckets.take('warm', 100, 60) // the first take on a connection sends the script body
+  await c.config('RESETSTAT')
+  const sent: string[] = []
+  const send = c.sendCommand.bind(c)
+  c.sendCommand = ((command: { name: string }, ...rest: unknown[]) => {
+    sent.push(command.name)
+    return (send as (...args: unknown[]) => unknown)(command, ...rest)
+  }) as typeof c.sendCommand
+
+  for (let i = 0; i < 50; i++) await buckets.take(`id-${i % 5}`, 100, 60)
+  t.same(sent, Array(50).fill('evalsha'), 'the client sent 50 EVALSHA and nothing else')
+  c.sendCommand = send
+  const stats = await c.info('commandstats')
+  const calls = (name: string) => Number(new RegExp(`cmdstat_${name}:calls=(\\d+)`).exec(stats)?.[1] ?? 0)
+  t.equal(calls('evalsha'), 50, 'the server ran 50 EVALSHA')
+  t.equal(calls('eval'), 0)
+  t.equal(calls('hmget'), 50, 'each ran the script once')
+
+  // NOSCRIPT (a restarted or flushed Redis): ioredis re-sends the body; the take happens once.
+  const before = await buckets.take('flush', 3, 1)
+  await c.script('FLUSH')
+  const after = await buckets.take('flush', 3, 1)
+  t.equal(before.remaining, 2)
+  t.equal(after.remaining, 1)
+})
