@@ -78,7 +78,7 @@ export default fp(async function proxyRoutes (app) {
 
 async function serviceScope (scope: FastifyInstance, { service, agent }: { service: ServiceConfig, agent: Agent }): Promise<void> {
   scope.addHook('onRequest', scope.apiKeys.hookFor(service))
-  scope.addHook('onRequest', scope.rateLimit.hookFor(service))
+  if (!service.unlimited) scope.addHook('onRequest', scope.rateLimit.hookFor(service))
 
   const name = service.name
   const backends = service.backends

@@ -32,6 +32,8 @@ export interface ServiceConfig {
   timeoutMs: number
   auth: ServiceAuth
   rateLimit: { rpm: number, burst: number } | null
+  /** `rateLimit: false` in the routes file: this service takes no tokens at all. */
+  unlimited: boolean
   retry: RetryConfig
   healthPath: string
 }
@@ -177,7 +179,7 @@ const ServiceFileEntry = z.strictObject({
   stripPrefix: z.boolean().default(false),
   timeoutMs: z.number().int().min(1).optional(),
   auth: z.enum(['optional', 'required', 'none']).default('optional'),
-  rateLimit: z.strictObject({ rpm: z.number().int().min(1), burst: z.number().int().min(1) }).optional(),
+  rateLimit: z.union([z.literal(false), z.strictObject({ rpm: z.number().int().min(1), burst: z.number().int().min(1) })]).optional(),
   retry: RetryOverride.optional(),
   healthPath: z.string().regex(/^\/\S*$/, 'must start with /').default('/health')
 })
@@ -304,7 +306,7 @@ export function loadConfig (source: NodeJS.ProcessEnv = process.env, options: Lo
 }
 
 function defaultServices (authUrl: string, userUrl: string, retry: RetryConfig, timeoutMs: number): ServiceConfig[] {
-  const base = { strategy: 'round-robin' as const, stripPrefix: false, timeoutMs, auth: 'optional' as const, rateLimit: null, retry, healthPath: '/health' }
+  const base = { strategy: 'round-robin' as const, stripPrefix: false, timeoutMs, auth: 'optional' as const, rateLimit: null, unlimited: false, retry, healthPath: '/health' }
   return [
     { name: 'auth-service', prefix: '/api/auth', backends: [{ url: authUrl, weight: 1 }], ...base },
     { name: 'user-service', prefix: '/api/users', backends: [{ url: userUrl, weight: 1 }], ...base }
@@ -344,7 +346,8 @@ function readRoutesFile (file: string, retry: RetryConfig, timeoutMs: number, pr
       stripPrefix: s.stripPrefix,
       timeoutMs: s.timeoutMs ?? timeoutMs,
       auth: s.auth,
-      rateLimit: s.rateLimit ?? null,
+      rateLimit: s.rateLimit === false ? null : s.rateLimit ?? null,
+      unlimited: s.rateLimit === false,
       retry: merged,
       healthPath: s.healthPath
     }

@@ -108,6 +108,15 @@ t.test('ROUTES_FILE in YAML declares services with normalised prefixes and merge
   t.equal(s.retry.initialDelayMs, 100)
   t.same(s.rateLimit, { rpm: 120, burst: 5 })
   t.equal(s.healthPath, '/health')
+  t.equal(s.unlimited, false)
+})
+
+t.test('a service may switch rate limiting off with rateLimit: false', async (t) => {
+  const dir = tempDir(t)
+  writeFileSync(join(dir, 'r.json'), JSON.stringify([{ name: 'free', prefix: '/free', rateLimit: false, backends: [{ url: 'http://127.0.0.1:1' }] }]))
+  const s = load({ ROUTES_FILE: join(dir, 'r.json') }).services[0]
+  t.equal(s.unlimited, true)
+  t.equal(s.rateLimit, null)
 })
 
 t.test('ROUTES_FILE problems name the file, the entry and the field', async (t) => {

@@ -182,3 +182,15 @@ t.test('gateway errors use the JSON envelope; TRACE is not forwarded', async (t)
   t.equal(r.json().status, 'error')
   t.equal(backend.hits, 0)
 })
+
+t.test('a service with rateLimit: false takes no tokens and sends no rate-limit headers', async (t) => {
+  const backend = await startBackend()
+  t.teardown(() => backend.close())
+  const ROUTES_FILE = routesFile(t, [{ name: 'free', prefix: '/free', rateLimit: false, backends: [{ url: backend.url }] }])
+  const app = await build(t, { ROUTES_FILE, RATE_LIMIT_BURST: '1', RATE_LIMIT_RPM: '1' })
+  for (let i = 0; i < 3; i++) {
+    const r = await app.inject({ url: '/free/x' })
+    t.equal(r.statusCode, 200)
+    t.notOk('x-ratelimit-limit' in r.headers)
+  }
+})
