@@ -107,6 +107,16 @@ export class RedisKeyStore implements KeyStore {
     // The subscriber keeps an offline queue and resubscribes after every reconnect (ioredis
     // autoResubscribe), so this waits for Redis rather than failing while it is down.
     this.subscribed = opts.subscriber.subscribe(this.#channel).then(() => {}, () => {})
+    // Revocations published while the subscriber was disconnected are lost with it: after a
+    // reconnect every listener is told to forget everything ('*').
+    let lost = false
+    opts.subscriber.on('close', () => { lost = true })
+    opts.subscriber.on('ready', () => {
+      if (lost) {
+        lost = false
+        this.#notify('*')
+      }
+    })
   }
 
   async create (key: StoredApiKey): Promise<void> {

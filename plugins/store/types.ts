@@ -33,7 +33,8 @@ export interface KeyStore {
   touch (id: string, at: string): Promise<void>
   /**
    * Called with the hash of a key revoked or deleted by any instance sharing this store
-   * (Redis: pub/sub), so in-process caches can drop it within SPEC §5's one second.
+   * (Redis: pub/sub), so in-process caches can drop it within SPEC §5's one second. The value
+   * `'*'` means "anything may have changed" (the subscriber reconnected): drop every cached key.
    */
   onInvalidate (listener: (hash: string) => void): void
 }

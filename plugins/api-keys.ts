@@ -1,0 +1,353 @@
+// API-key authentication (SPEC §4, §5) and the key operations the admin API uses.
+//
+// Hot path: the hook strips client-sent X-Consumer-* headers, finds the gateway key (X-API-Key or
+// `Authorization: Bearer gw_…`), checks format + checksum without I/O, then answers from an
+// in-process cache. A verified key is trusted for `cacheTtlMs` (5 s) and refreshed in the
+// background before that, so no request waits on the store in the steady state. The TTL is also
+// the "verified within the last few seconds" grace of SPEC §5: when the store is unreachable a key
+// older than that gets 503 — never fail open. Revocation and deletion reach every instance through
+// `store.keys.onInvalidate` (Redis pub/sub) at once; the TTL bounds staleness if that channel drops.
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify'
+import fp from 'fastify-plugin'
+import type { ServiceConfig } from '../src/config.js'
+import { generateApiKey, newKeyId, parseApiKey } from '../src/api-key-format.js'
+import { InvalidApiKey, MissingApiKey, RateLimited, ServiceForbidden, StoreUnavailable } from '../src/errors.js'
+import type { ApiKeyRecord, StoredApiKey } from './store/types.js'
+
+export interface Consumer {
+  id: string
+  name: string
+  rateLimit: number | null
+  burst: number | null
+  services: string[] | null
+}
+
+export interface NewApiKey {
+  name: string
+  rate_limit?: number | null
+  burst?: number | null
+  services?: string[] | null
+  expires_at?: string | null
+}
+
+export interface ApiKeys {
+  /** The onRequest hook of one service's scope. */
+  hookFor (service: ServiceConfig): onRequestHookHandler
+  /** Stores a new key; the raw key exists only in the returned value. */
+  create (input: NewApiKey): Promise<{ record: ApiKeyRecord, rawKey: string }>
+  list (): Promise<ApiKeyRecord[]>
+  get (id: string): Promise<ApiKeyRecord | null>
+  revoke (id: string): Promise<boolean>
+  delete (id: string): Promise<boolean>
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    apiKeys: ApiKeys
+  }
+  interface FastifyRequest {
+    /** The key's identity when a valid key was sent; null when anonymous. */
+    consumer: Consumer | null
+  }
+}
+
+export interface ApiKeysOptions {
+  /** How long a key verified by the store is trusted without asking again (and the outage grace). */
+  cacheTtlMs?: number
+  /** How long "no such key" is remembered; keep it short so a key made elsewhere works at once. */
+  negativeTtlMs?: number
+  /** Bound of each cache (valid keys, unknown keys). */
+  maxEntries?: number
+  /** Bound of one store lookup. */
+  lookupTimeoutMs?: number
+  /** Invalid keys per client IP per minute before further lookups answer 429 (RELIABILITY SC-08). */
+  maxInvalidPerMinute?: number
+}
+
+interface Entry {
+  /** null: the key exists but is revoked or expired, or does not exist. */
+  consumer: Consumer | null
+  /** Key expiry in epoch ms (Infinity when none). */
+  expiresAtMs: number
+  verifiedAt: number
+  ttl: number
+  refreshing: boolean
+}
+
+const KEY_CHALLENGE = 'Key realm="gateway"'
+const TOUCH_EVERY_MS = 60_000
+const INVALID_WINDOW_MS = 60_000
+const STORE_LOG_EVERY_MS = 10_000
+
+/** The gateway key in `Authorization: Bearer gw_…`, else null (other Bearer tokens are the backend's). */
+function bearerKey (value: string | undefined): string | null {
+  if (value === undefined || value.length < 10 || value.slice(0, 7).toLowerCase() !== 'bearer ') return null
+  const token = value.slice(7).trim()
+  return token.startsWith('gw_') ? token : null
+}
+
+function toConsumer (key: StoredApiKey): Consumer {
+  return Object.freeze({
+    id: key.id,
+    name: key.name,
+    rateLimit: key.rate_limit,
+    burst: key.burst,
+    services: key.services === null ? null : Object.freeze([...key.services]) as string[]
+  })
+}
+
+/** The record as the admin API shows it: an explicit allow-list, so the hash can never leak. */
+export function publicRecord (k: ApiKeyRecord): ApiKeyRecord {
+  return {
+    id: k.id,
+    name: k.name,
+    rate_limit: k.rate_limit,
+    burst: k.burst,
+    services: k.services,
+    active: k.active,
+    created_at: k.created_at,
+    expires_at: k.expires_at,
+    last_used_at: k.last_used_at
+  }
+}
+
+function withTimeout<T> (p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`store lookup timed out after ${ms} ms`)), ms)
+  })
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer))
+}
+
+/** Insertion-ordered Map with a size bound: the oldest entry goes first. */
+function boundedSet<K, V> (map: Map<K, V>, key: K, value: V, max: number): void {
+  map.delete(key)
+  if (map.size >= max) {
+    const oldest = map.keys().next()
+    if (oldest.done !== true) map.delete(oldest.value)
+  }
+  map.set(key, value)
+}
+
+async function apiKeysPlugin (fastify: FastifyInstance, opts: ApiKeysOptions): Promise<void> {
+  const { config, store, gatewayMetrics: metrics } = fastify
+  const ttlMs = opts.cacheTtlMs ?? 5000
+  const negativeTtlMs = opts.negativeTtlMs ?? 1000
+  const maxEntries = opts.maxEntries ?? 10_000
+  const lookupTimeoutMs = opts.lookupTimeoutMs ?? 1000
+  const maxInvalid = opts.maxInvalidPerMinute ?? 100
+
+  const valid = new Map<string, Entry>() // by hash: keys found in the store (active or not)
+  const unknown = new Map<string, number>() // by hash: when the store said "no such key"
+  const inflight = new Map<string, Promise<Entry>>()
+  const touchedAt = new Map<string, number>() // by key id
+  const invalidByIp = new Map<string, { count: number, resetAt: number }>()
+  let invalidations = 0
+  let lastStoreLog = 0
+
+  store.keys.onInvalidate((hash) => {
+    invalidations++
+    // '*' = the invalidation channel was interrupted: anything cached may be stale.
+    if (hash === '*') {
+      valid.clear()
+      unknown.clear()
+    } else {
+      valid.delete(hash)
+    }
+  })
+
+  function entryFor (key: StoredApiKey | null, now: number): Entry {
+    if (key === null) return { consumer: null, expiresAtMs: Infinity, verifiedAt: now, ttl: negativeTtlMs, refreshing: false }
+    const expiresAtMs = key.expires_at === null ? Infinity : Date.parse(key.expires_at)
+    const usable = key.active && !(expiresAtMs <= now)
+    return { consumer: usable ? toConsumer(key) : null, expiresAtMs, verifiedAt: now, ttl: ttlMs, refreshing: false }
+  }
+
+  /** One store lookup per hash at a time; the result is cached unless an invalidation raced it. */
+  function lookup (hash: string): Promise<Entry> {
+    const running = inflight.get(hash)
+    if (running !== undefined) return running
+    const epoch = invalidations
+    const p = withTimeout(store.keys.findByHash(hash), lookupTimeoutMs).then((key) => {
+      const now = Date.now()
+      const entry = entryFor(key, now)
+      if (epoch === invalidations) {
+        if (key === null) {
+          valid.delete(hash)
+          boundedSet(unknown, hash, now, maxEntries)
+        } else {
+          unknown.delete(hash)
+          boundedSet(valid, hash, entry, maxEntries)
+        }
+      }
+      return entry
+    }).finally(() => inflight.delete(hash))
+    inflight.set(hash, p)
+    return p
+  }
+
+  function storeFailed (err: unknown): void {
+    metrics.storeError('keys.findByHash')
+    const now = Date.now()
+    if (now - lastStoreLog >= STORE_LOG_EVERY_MS) {
+      lastStoreLog = now
+      fastify.log.warn({ err, event: 'api_key_store_unavailable' }, 'API key lookup failed; keyed requests get 503 until the store answers')
+    }
+  }
+
+  function touch (consumer: Consumer, now: number): void {
+    const last = touchedAt.get(consumer.id)
+    if (last !== undefined && now - last < TOUCH_EVERY_MS) return
+    boundedSet(touchedAt, consumer.id, now, maxEntries)
+    store.keys.touch(consumer.id, new Date(now).toISOString()).catch((err: unknown) => {
+      metrics.storeError('keys.touch')
+      fastify.log.warn({ err, keyId: consumer.id }, 'could not record API key use')
+    })
+  }
+
+  function invalidThrottled (ip: string, now: number): number {
+    const w = invalidByIp.get(ip)
+    return w !== undefined && w.resetAt > now && w.count >= maxInvalid ? w.resetAt - now : 0
+  }
+
+  function countInvalid (ip: string, now: number): void {
+    let w = invalidByIp.get(ip)
+    if (w === undefined || w.resetAt <= now) {
+      if (invalidByIp.size >= maxEntries) {
+        for (const [k, v] of invalidByIp) if (v.resetAt <= now) invalidByIp.delete(k)
+        if (invalidByIp.size >= maxEntries) invalidByIp.clear()
+      }
+      w = { count: 0, resetAt: now + INVALID_WINDOW_MS }
+      invalidByIp.set(ip, w)
+    }
+    w.count++
+  }
+
+  function invalid (request: FastifyRequest, reply: FastifyReply): FastifyError {
+    countInvalid(request.ip, Date.now())
+    reply.header('www-authenticate', KEY_CHALLENGE)
+    return new InvalidApiKey()
+  }
+
+  /** Decides a request from a verified entry: the consumer, or the error to answer with. */
+  function decide (entry: Entry, service: ServiceConfig, request: FastifyRequest, reply: FastifyReply, now: number): FastifyError | null {
+    const consumer = entry.consumer
+    if (consumer === null || entry.expiresAtMs <= now) return invalid(request, reply)
+    if (consumer.services !== null && !consumer.services.includes(service.name)) return new ServiceForbidden()
+    request.consumer = consumer
+    const headers = request.headers
+    headers['x-consumer-id'] = consumer.id
+    headers['x-consumer-name'] = consumer.name
+    touch(consumer, now)
+    return null
+  }
+
+  function hookFor (service: ServiceConfig): onRequestHookHandler {
+    const required = config.apiKeyRequired || service.auth === 'required'
+    const skip = service.auth === 'none'
+
+    return function apiKeyHook (request, reply, done) {
+      const headers = request.headers
+      // Identity headers come from the gateway only (SPEC §4; RELIABILITY BI-18).
+      if (headers['x-consumer-id'] !== undefined) delete headers['x-consumer-id']
+      if (headers['x-consumer-name'] !== undefined) delete headers['x-consumer-name']
+
+      // Gateway credentials never reach a backend, whichever header carried them.
+      const apiKeyHeader = headers['x-api-key']
+      if (apiKeyHeader !== undefined) delete headers['x-api-key']
+      const fromBearer = bearerKey(headers.authorization)
+      if (fromBearer !== null) delete headers.authorization
+      if (skip) return done()
+
+      const raw = apiKeyHeader !== undefined ? (Array.isArray(apiKeyHeader) ? apiKeyHeader.join(', ') : apiKeyHeader) : fromBearer
+      if (raw === null) {
+        if (!required) return done()
+        reply.header('www-authenticate', KEY_CHALLENGE)
+        return done(new MissingApiKey())
+      }
+
+      const parsed = parseApiKey(raw)
+      if (!parsed.ok) return done(invalid(request, reply))
+      const hash = parsed.hash
+      const now = Date.now()
+
+      const cached = valid.get(hash)
+      if (cached !== undefined && now - cached.verifiedAt < cached.ttl) {
+        // Refresh ahead of expiry so busy keys never wait on the store.
+        if (!cached.refreshing && now - cached.verifiedAt >= cached.ttl * 0.8) {
+          cached.refreshing = true
+          lookup(hash).catch(storeFailed)
+        }
+        const err = decide(cached, service, request, reply, now)
+        return err === null ? done() : done(err)
+      }
+      const missAt = unknown.get(hash)
+      if (missAt !== undefined && now - missAt < negativeTtlMs) return done(invalid(request, reply))
+
+      const throttledMs = invalidThrottled(request.ip, now)
+      if (throttledMs > 0) {
+        reply.header('retry-after', String(Math.ceil(throttledMs / 1000)))
+        return done(new RateLimited())
+      }
+
+      lookup(hash).then((entry) => {
+        const err = decide(entry, service, request, reply, Date.now())
+        if (err === null) done()
+        else done(err)
+      }, (err: unknown) => {
+        storeFailed(err)
+        reply.header('retry-after', '1')
+        done(new StoreUnavailable())
+      })
+    }
+  }
+
+  /** Drops a key from this instance's cache at once (other instances hear it via onInvalidate). */
+  function forget (id: string): void {
+    invalidations++
+    for (const [hash, entry] of valid) if (entry.consumer?.id === id) valid.delete(hash)
+    touchedAt.delete(id)
+  }
+
+  async function create (input: NewApiKey): Promise<{ record: ApiKeyRecord, rawKey: string }> {
+    const { raw, hash } = generateApiKey()
+    const key: StoredApiKey = {
+      id: newKeyId(),
+      name: input.name,
+      rate_limit: input.rate_limit ?? null,
+      burst: input.burst ?? null,
+      services: input.services ?? null,
+      active: true,
+      created_at: new Date().toISOString(),
+      expires_at: input.expires_at == null ? null : new Date(input.expires_at).toISOString(),
+      last_used_at: null,
+      hash
+    }
+    await store.keys.create(key)
+    unknown.delete(hash)
+    return { record: publicRecord(key), rawKey: raw }
+  }
+
+  fastify.decorateRequest('consumer', null)
+  fastify.decorate('apiKeys', {
+    hookFor,
+    create,
+    list: async () => (await store.keys.list()).map(publicRecord),
+    get: async (id: string) => {
+      const k = await store.keys.get(id)
+      return k === null ? null : publicRecord(k)
+    },
+    revoke: async (id: string) => {
+      const ok = await store.keys.revoke(id)
+      forget(id)
+      return ok
+    },
+    delete: async (id: string) => {
+      const ok = await store.keys.delete(id)
+      forget(id)
+      return ok
+    }
+  } satisfies ApiKeys)
+}
+
+export default fp(apiKeysPlugin, { name: 'api-keys', dependencies: ['store', 'gateway-metrics'] })

@@ -1,0 +1,85 @@
+// The admin API-key endpoints (SPEC §5 table, the seed's JSON). Registered inside the admin scope
+// (routes/admin/index.ts), which adds Basic auth, `Cache-Control: no-store` and the 64 KiB body
+// limit. zod validates params and bodies (strict, no coercion) and shapes every 2xx response, so
+// a field that is not in ApiKeyRecordSchema — the hash — cannot be serialised.
+import type { FastifyPluginAsync, FastifySchemaValidationError } from 'fastify'
+import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod'
+import { ApiKeyNotFound, StoreUnavailable, ValidationFailed } from '../../src/errors.js'
+import {
+  ApiKeyIdParams, CreatedResponse, ListResponse, MessageResponse, OneResponse, createApiKeyBody
+} from '../../src/schemas/api-keys.js'
+
+export const CREATED_MESSAGE = "API key created. Save the raw_key - it won't be shown again!"
+
+/** "name: must be …" — zod issues as one 400 message naming each field (SPEC §5). */
+export function formatSchemaErrors (errors: FastifySchemaValidationError[], dataVar: string): Error {
+  const text = errors.slice(0, 5).map((e) => {
+    const field = e.instancePath.replace(/^\//, '').replaceAll('/', '.')
+    return `${field === '' ? dataVar : field}: ${e.message ?? 'is invalid'}`
+  }).join('; ')
+  return new ValidationFailed(text)
+}
+
+const apiKeyRoutes: FastifyPluginAsync = async (fastify) => {
+  fastify.setValidatorCompiler(validatorCompiler)
+  fastify.setSerializerCompiler(serializerCompiler)
+  fastify.setSchemaErrorFormatter(formatSchemaErrors)
+  const app = fastify.withTypeProvider<ZodTypeProvider>()
+  const CreateBody = createApiKeyBody(fastify.config.services.map((s) => s.name))
+
+  /** A store failure is a 503 the client may retry; a raw key is only shown once it is stored. */
+  async function storeCall<T> (operation: string, fn: () => Promise<T>, reply: { header (k: string, v: string): unknown }): Promise<T> {
+    try {
+      return await fn()
+    } catch (err) {
+      fastify.gatewayMetrics.storeError(operation)
+      fastify.log.error({ err, event: 'admin_store_error', operation }, 'admin operation failed: key store unavailable')
+      reply.header('retry-after', '1')
+      throw new StoreUnavailable()
+    }
+  }
+
+  app.post('/apikeys', {
+    schema: { summary: 'Create an API key', body: CreateBody, response: { 201: CreatedResponse } }
+  }, async (request, reply) => {
+    const { record, rawKey } = await storeCall('keys.create', () => fastify.apiKeys.create(request.body), reply)
+    request.log.info({ event: 'api_key_created', keyId: record.id, name: record.name }, 'API key created')
+    reply.code(201).header('cache-control', 'no-store')
+    return { status: 'success' as const, message: CREATED_MESSAGE, data: { api_key: record, raw_key: rawKey } }
+  })
+
+  app.get('/apikeys', {
+    schema: { summary: 'List API keys', response: { 200: ListResponse } }
+  }, async (_request, reply) => {
+    const data = await storeCall('keys.list', () => fastify.apiKeys.list(), reply)
+    return { status: 'success' as const, data }
+  })
+
+  app.get('/apikeys/:id', {
+    schema: { summary: 'Get one API key', params: ApiKeyIdParams, response: { 200: OneResponse } }
+  }, async (request, reply) => {
+    const data = await storeCall('keys.get', () => fastify.apiKeys.get(request.params.id), reply)
+    if (data === null) throw new ApiKeyNotFound(request.params.id)
+    return { status: 'success' as const, data }
+  })
+
+  app.post('/apikeys/:id/revoke', {
+    schema: { summary: 'Revoke an API key (every instance within 1 s)', params: ApiKeyIdParams, response: { 200: MessageResponse } }
+  }, async (request, reply) => {
+    const { id } = request.params
+    if (!await storeCall('keys.revoke', () => fastify.apiKeys.revoke(id), reply)) throw new ApiKeyNotFound(id)
+    request.log.info({ event: 'api_key_revoked', keyId: id }, 'API key revoked')
+    return { status: 'success' as const, message: 'API key revoked successfully' }
+  })
+
+  app.delete('/apikeys/:id', {
+    schema: { summary: 'Delete an API key (every instance within 1 s)', params: ApiKeyIdParams, response: { 200: MessageResponse } }
+  }, async (request, reply) => {
+    const { id } = request.params
+    if (!await storeCall('keys.delete', () => fastify.apiKeys.delete(id), reply)) throw new ApiKeyNotFound(id)
+    request.log.info({ event: 'api_key_deleted', keyId: id }, 'API key deleted')
+    return { status: 'success' as const, message: 'API key deleted successfully' }
+  })
+}
+
+export default apiKeyRoutes
