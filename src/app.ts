@@ -9,7 +9,7 @@ import errorHandler from '../plugins/error-handler.js'
 import lifecycle from '../plugins/lifecycle.js'
 import cors from '../plugins/cors.js'
 import metrics from '../plugins/metrics.js'
-import accessLog from '../plugins/access-log.js'
+import accessLog, { requestSerializer } from '../plugins/access-log.js'
 import store from '../plugins/store/index.js'
 import apiKeys from '../plugins/api-keys.js'
 import rateLimit from '../plugins/rate-limit.js'
@@ -53,7 +53,14 @@ export const REDACT = [
 export async function buildApp (config: Config, options: BuildOptions = {}): Promise<FastifyInstance> {
   const logging: FastifyServerOptions = options.loggerInstance !== undefined
     ? { loggerInstance: options.loggerInstance }
-    : { logger: options.logger ?? { level: config.logLevel, redact: { paths: REDACT, censor: '[REDACTED]' } } }
+    : {
+        logger: options.logger ?? {
+          level: config.logLevel,
+          redact: { paths: REDACT, censor: '[REDACTED]' },
+          // Fastify's default would log req.url with its query string, keys included (SC-01).
+          serializers: { req: requestSerializer }
+        }
+      }
   const app = Fastify({
     ...logging,
     // One access line per request comes from plugins/access-log.ts instead of Fastify's two.

@@ -1,0 +1,101 @@
+// One JSON access line per request (SPEC §12), replacing Fastify's two request/response lines
+// (the app sets `disableRequestLogging`). Credentials never reach it: headers are not logged at
+// all, key-like query parameters and anything shaped like a gateway key are redacted from the URL.
+import type { FastifyReply, FastifyRequest, onRequestAbortHookHandler, onResponseHookHandler } from 'fastify'
+import fp from 'fastify-plugin'
+import { API_KEY_PREFIX } from '../src/api-key-format.js'
+import { CLIENT_CLOSED_STATUS, routeLabel, startedAt } from './metrics.js'
+
+export const REDACTED = '[REDACTED]'
+/** Query parameters whose value is a credential (compared case-insensitively, after decoding). */
+export const SECRET_PARAMS: ReadonlySet<string> = new Set([
+  'apikey', 'api_key', 'api-key', 'x-api-key', 'key', 'token', 'access_token', 'refresh_token',
+  'id_token', 'client_secret', 'password', 'secret', 'auth', 'authorization', 'signature', 'sig'
+])
+/** Longer URLs are cut: a log line is not the place for an 8 KB query string. */
+export const MAX_LOGGED_URL = 2048
+
+const escapeRe = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+// A raw gateway key anywhere in the URL (a path segment, an oddly named parameter).
+const KEY_SHAPE = new RegExp(escapeRe(API_KEY_PREFIX) + '[A-Za-z0-9_-]{16,}', 'g')
+
+/** The URL as it may be logged: secret parameters' values and key-shaped strings replaced. */
+export function redactUrl (url: string): string {
+  let out = url
+  const q = url.indexOf('?')
+  if (q !== -1) {
+    const parts = url.slice(q + 1).split('&')
+    for (let i = 0; i < parts.length; i++) {
+      const eq = parts[i].indexOf('=')
+      const rawName = eq === -1 ? parts[i] : parts[i].slice(0, eq)
+      if (SECRET_PARAMS.has(decodeName(rawName))) parts[i] = rawName + '=' + REDACTED
+    }
+    out = url.slice(0, q + 1) + parts.join('&')
+  }
+  if (out.includes(API_KEY_PREFIX)) out = out.replace(KEY_SHAPE, API_KEY_PREFIX + REDACTED)
+  return out.length > MAX_LOGGED_URL ? out.slice(0, MAX_LOGGED_URL) + '…' : out
+}
+
+function decodeName (name: string): string {
+  let n = name.replace(/\+/g, ' ')
+  if (n.includes('%')) {
+    try {
+      n = decodeURIComponent(n)
+    } catch {
+      // A malformed escape is logged as sent (its value may still be secret: redact on raw name too).
+    }
+  }
+  return n.trim().toLowerCase()
+}
+
+/** pino `req` serializer for the app's logger: Fastify's default one logs `req.url` with its
+ *  query string, keys included (RELIABILITY SC-01). */
+export function requestSerializer (request: FastifyRequest): Record<string, unknown> {
+  return { method: request.method, url: redactUrl(request.url), host: request.host, remoteAddress: request.ip }
+}
+
+// 0 not logged yet, 1 logged: an aborted request can in rare cases finish later too.
+const kLogged = Symbol('access-log.logged')
+type Tracked = FastifyRequest & { [kLogged]: number }
+
+function line (request: FastifyRequest, status: number, durationMs: number, aborted: boolean) {
+  // Both fields are declared by their plugins (api-keys, proxy); `?.` keeps other routes safe.
+  const consumer = request.consumer
+  const retries = request.proxyAttempt?.retries
+  const entry: Record<string, unknown> = {
+    method: request.method,
+    route: routeLabel(request),
+    url: redactUrl(request.url),
+    status,
+    duration_ms: Math.round(durationMs * 1000) / 1000,
+    ip: request.ip,
+    consumer: consumer?.id ?? null
+  }
+  if (retries !== undefined && retries > 0) entry.retries = retries
+  if (aborted) entry.aborted = true
+  return entry
+}
+
+export default fp(async (fastify) => {
+  fastify.decorateRequest(kLogged as unknown as string, 0)
+
+  const onResponse: onResponseHookHandler = (request: FastifyRequest, reply: FastifyReply, done) => {
+    if ((request as Tracked)[kLogged] === 0) {
+      (request as Tracked)[kLogged] = 1
+      request.log.info(line(request, reply.statusCode, reply.elapsedTime, false), 'request completed')
+    }
+    done()
+  }
+  // The client went away before the response finished: Fastify runs no onResponse for it.
+  const onRequestAbort: onRequestAbortHookHandler = (request, done) => {
+    if ((request as Tracked)[kLogged] === 0) {
+      (request as Tracked)[kLogged] = 1
+      const started = startedAt(request)
+      const ms = started === undefined ? 0 : performance.now() - started
+      request.log.info(line(request, CLIENT_CLOSED_STATUS, ms, true), 'request aborted')
+    }
+    done()
+  }
+  fastify.addHook('onResponse', onResponse)
+  fastify.addHook('onRequestAbort', onRequestAbort)
+}, { name: 'access-log', fastify: '5.x' })

@@ -1,0 +1,243 @@
+// Prometheus metrics (SPEC §11): fastify-metrics as the exporter, one prom-client registry per app
+// (two gateways in one process never share a series), the seed's metric names plus a histogram,
+// retries, store errors and fail-open counters. Labels are bounded: `path` is the route template
+// or the service prefix, never the raw URL.
+import type { FastifyRequest, onRequestAbortHookHandler, onRequestHookHandler, onResponseHookHandler } from 'fastify'
+import fp from 'fastify-plugin'
+import fastifyMetrics from 'fastify-metrics'
+import promClient from '@platformatic/prom-client'
+import type { ServiceConfig } from '../src/config.js'
+
+export type BreakerStateName = 'closed' | 'open' | 'half-open'
+
+export interface GatewayMetrics {
+  rateLimited (): void
+  backendRequest (service: string): void
+  backendError (service: string): void
+  breakerState (service: string, state: BreakerStateName): void
+  breakerTrip (service: string): void
+  retry (service: string): void
+  storeError (operation: string): void
+  rateLimitFailOpen (): void
+  /** This app's registry (what GET /metrics exposes). */
+  readonly registry: promClient.Registry
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    gatewayMetrics: GatewayMetrics
+  }
+  interface FastifyContextConfig {
+    /** Label used for `path` instead of the route template (the proxy sets the service prefix). */
+    metricPath?: string
+  }
+}
+
+/** The single `path` value shared by every request that matched no route. */
+export const UNMATCHED_PATH = 'unmatched'
+
+/** Bounded route label: the service prefix, the route template, or `unmatched`. */
+export function routeLabel (request: FastifyRequest): string {
+  const ro = request.routeOptions
+  return ro.config?.metricPath ?? ro.url ?? UNMATCHED_PATH
+}
+
+const BREAKER_VALUE: Record<BreakerStateName, number> = { closed: 1, 'half-open': 0.5, open: 0 }
+
+// Seconds buckets from 1 ms to 30 s: gateway overhead at the low end, upstream timeouts at the top.
+const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
+
+interface RequestSeries {
+  count: { inc (): void }
+  summary: { observe (v: number): void }
+  histogram: { observe (v: number): void }
+}
+
+// Per-request fields, declared up front (stable object shapes): when our onRequest counted the
+// request in flight (performance.now(), 0 if it did not run), and whether it has been recorded.
+const kStart = Symbol('gateway-metrics.start')
+const kRecorded = Symbol('gateway-metrics.recorded')
+type Tracked = FastifyRequest & { [kStart]: number, [kRecorded]: boolean }
+
+/** performance.now() when gateway-metrics counted the request in flight, if it did. */
+export function startedAt (request: FastifyRequest): number | undefined {
+  const start = (request as Tracked)[kStart]
+  return start > 0 ? start : undefined
+}
+
+/** Status recorded for a request whose client closed the connection before the response finished. */
+export const CLIENT_CLOSED_STATUS = 499
+
+export default fp(async (fastify) => {
+  const registry = new promClient.Registry()
+  // fastify-metrics reads `client.register` for its own metrics; handing it a client whose
+  // register is this app's registry keeps everything out of prom-client's global registry.
+  const client = { ...promClient, register: registry }
+  await fastify.register(fastifyMetrics.default, {
+    promClient: client as never,
+    endpoint: null, // GET /metrics lives in routes/metrics.ts (text or JSON)
+    routeMetrics: { enabled: false }, // we keep the seed's millisecond names instead
+    defaultMetrics: { enabled: true, register: registry as never }
+  })
+  const C = fastify.metrics.client as unknown as typeof promClient
+  const registers = [registry]
+  const started = Date.now()
+
+  // eslint-disable-next-line no-new -- registering it is the point; `collect` runs on each scrape
+  new C.Gauge({
+    name: 'gateway_uptime_seconds',
+    help: 'Time since the gateway started, in seconds',
+    registers,
+    collect () { this.set((Date.now() - started) / 1000) }
+  })
+  const inFlight = new C.Gauge({ name: 'gateway_requests_in_flight', help: 'Requests being processed now', registers })
+  const rateLimited = new C.Counter({ name: 'gateway_rate_limited_total', help: 'Requests rejected by the rate limiter', registers })
+  const requests = new C.Counter({
+    name: 'gateway_http_requests_total',
+    help: 'HTTP requests by method, path (route or service prefix) and status',
+    labelNames: ['method', 'path', 'status'],
+    registers
+  })
+  const durationMs = new C.Summary({
+    name: 'gateway_http_request_duration_ms',
+    help: 'Request duration in milliseconds (quantiles over the last 1-2 minutes)',
+    labelNames: ['method', 'path'],
+    percentiles: [0.5, 0.95, 0.99],
+    // A sliding window keeps the quantiles about now rather than since start. Each age bucket is
+    // one more t-digest insert per request (~2 us each here): two buckets, not Go's five.
+    maxAgeSeconds: 120,
+    ageBuckets: 2,
+    registers
+  })
+  const durationSeconds = new C.Histogram({
+    name: 'gateway_http_request_duration_seconds',
+    help: 'Request duration in seconds (histogram: aggregate across instances with histogram_quantile)',
+    labelNames: ['method', 'path'],
+    buckets: DURATION_BUCKETS,
+    registers
+  })
+  const perService = (name: string, help: string) =>
+    new C.Counter({ name, help, labelNames: ['service'], registers })
+  const backendRequests = perService('gateway_backend_requests_total', 'Requests sent to backend services (each attempt)')
+  const backendErrors = perService('gateway_backend_errors_total', 'Failed backend attempts (connection errors, timeouts, 5xx)')
+  const breakerTrips = perService('gateway_circuit_breaker_trips_total', 'Times a circuit breaker opened')
+  const retries = perService('gateway_retries_total', 'Retried backend attempts')
+  const breakerState = new C.Gauge({
+    name: 'gateway_circuit_breaker_state',
+    help: 'Circuit breaker state per service: 1 closed, 0.5 half-open, 0 open',
+    labelNames: ['service'],
+    registers
+  })
+  const storeErrors = new C.Counter({
+    name: 'gateway_store_errors_total',
+    help: 'Failed store operations (Redis or embedded) by operation',
+    labelNames: ['operation'],
+    registers
+  })
+  const failOpen = new C.Counter({
+    name: 'gateway_rate_limit_fail_open_total',
+    help: 'Requests let through because the rate-limit store failed (RATE_LIMIT_FAIL_MODE=open)',
+    registers
+  })
+
+  // Label children, created once per value so the hot path does a Map lookup and an increment.
+  interface ServiceSeries { requests: { inc (): void }, errors: { inc (): void }, trips: { inc (): void }, retries: { inc (): void }, state: { set (v: number): void } }
+  const services = new Map<string, ServiceSeries>()
+  const service = (name: string): ServiceSeries => {
+    let s = services.get(name)
+    if (s === undefined) {
+      s = {
+        requests: backendRequests.labels(name),
+        errors: backendErrors.labels(name),
+        trips: breakerTrips.labels(name),
+        retries: retries.labels(name),
+        state: breakerState.labels(name)
+      }
+      services.set(name, s)
+    }
+    return s
+  }
+  // Every configured service exports its series from the start (0 and closed), so rate() and the
+  // dashboard work before the first failure.
+  const configured: readonly ServiceConfig[] = fastify.hasDecorator('config') ? fastify.config.services : []
+  for (const svc of configured) {
+    const labels = { service: svc.name }
+    for (const c of [backendRequests, backendErrors, breakerTrips, retries]) c.inc(labels, 0)
+    service(svc.name).state.set(1)
+  }
+  const storeOps = new Map<string, { inc (): void }>()
+
+  const metrics: GatewayMetrics = {
+    registry,
+    rateLimited () { rateLimited.inc() },
+    backendRequest (name) { service(name).requests.inc() },
+    backendError (name) { service(name).errors.inc() },
+    breakerState (name, state) { service(name).state.set(BREAKER_VALUE[state]) },
+    breakerTrip (name) { service(name).trips.inc() },
+    retry (name) { service(name).retries.inc() },
+    storeError (operation) {
+      let c = storeOps.get(operation)
+      if (c === undefined) {
+        c = storeErrors.labels(operation)
+        storeOps.set(operation, c)
+      }
+      c.inc()
+    },
+    rateLimitFailOpen () { failOpen.inc() }
+  }
+  fastify.decorate('gatewayMetrics', metrics)
+
+  // Request series keyed by method, path and status: all three are bounded (llhttp accepts a
+  // fixed set of methods, paths are route templates or prefixes, statuses are 100-599).
+  // Looked up by path, then method, then status as an array index: no string building per request.
+  const series = new Map<string, Map<string, RequestSeries[]>>()
+  const seriesFor = (method: string, path: string, status: number): RequestSeries => {
+    let byMethod = series.get(path)
+    if (byMethod === undefined) series.set(path, byMethod = new Map())
+    let byStatus = byMethod.get(method)
+    if (byStatus === undefined) byMethod.set(method, byStatus = [])
+    let s = byStatus[status]
+    if (s === undefined) {
+      s = byStatus[status] = {
+        count: requests.labels(method, path, String(status)),
+        summary: durationMs.labels(method, path),
+        histogram: durationSeconds.labels(method, path)
+      }
+    }
+    return s
+  }
+
+  fastify.decorateRequest(kStart as unknown as string, 0)
+  fastify.decorateRequest(kRecorded as unknown as string, false)
+  const record = (request: Tracked, status: number, ms: number) => {
+    request[kRecorded] = true
+    if (request[kStart] > 0) inFlight.dec()
+    const s = seriesFor(request.method, routeLabel(request), status)
+    s.count.inc()
+    s.summary.observe(ms)
+    s.histogram.observe(ms / 1000)
+  }
+  const onRequest: onRequestHookHandler = (request, _reply, done) => {
+    const r = request as Tracked
+    if (!r[kRecorded] && r[kStart] === 0) {
+      r[kStart] = performance.now()
+      inFlight.inc()
+    }
+    done()
+  }
+  // Counts every response, including errors sent by hooks that ran before ours (they skip onRequest).
+  const onResponse: onResponseHookHandler = (request, reply, done) => {
+    if (!(request as Tracked)[kRecorded]) record(request as Tracked, reply.statusCode, reply.elapsedTime)
+    done()
+  }
+  // A client that disconnects first never gets `onResponse` (no 'finish'); without this the
+  // in-flight gauge would only grow and aborted requests would vanish from the counters.
+  const onRequestAbort: onRequestAbortHookHandler = (request, done) => {
+    const r = request as Tracked
+    if (!r[kRecorded]) record(r, CLIENT_CLOSED_STATUS, r[kStart] > 0 ? performance.now() - r[kStart] : 0)
+    done()
+  }
+  fastify.addHook('onRequest', onRequest)
+  fastify.addHook('onResponse', onResponse)
+  fastify.addHook('onRequestAbort', onRequestAbort)
+}, { name: 'gateway-metrics', fastify: '5.x' })
