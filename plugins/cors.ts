@@ -1,18 +1,25 @@
 // CORS per CORS_ORIGINS (SPEC §12). Registered before any auth hook so preflights are answered
 // by the gateway without a key.
-import cors from '@fastify/cors'
+import cors, { type FastifyCorsOptions } from '@fastify/cors'
 import fp from 'fastify-plugin'
 
 export default fp(async function corsPlugin (fastify) {
   const origins = fastify.config.corsOrigins
-  await fastify.register(cors, {
+  const options: FastifyCorsOptions = {
     origin: origins === '*' ? '*' : [...origins],
     methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'],
     exposedHeaders: ['X-Request-Id', 'X-RateLimit-Limit', 'X-RateLimit-Remaining', 'X-RateLimit-Reset',
       'RateLimit', 'RateLimit-Policy', 'Retry-After', 'X-Retry-Count'],
     maxAge: 600,
     // Browsers never send credentials to a wildcard origin anyway; keys travel in headers.
-    credentials: origins !== '*',
-    hook: 'onRequest'
+    credentials: origins !== '*'
+  }
+  // Browsers send Origin on every cross-origin request; the rest of the traffic (servers, CLIs)
+  // needs no CORS headers, and skipping them saves ~250 bytes per response. Responses still
+  // carry `Vary: Origin` so a cache never serves one to the other.
+  const off: FastifyCorsOptions = { origin: false }
+  await fastify.register(cors, {
+    hook: 'onRequest',
+    delegator: (req, cb) => cb(null, req.headers.origin === undefined ? off : options)
   })
 }, { name: 'cors', dependencies: ['request-context'] })

@@ -21,6 +21,8 @@ export interface GatewayMetrics {
   rateLimitFailOpen (): void
   /** This app's registry (what GET /metrics exposes). */
   readonly registry: promClient.Registry
+  /** Requests being processed now (the gauge's value, readable synchronously for shutdown logs). */
+  readonly inFlight: number
 }
 
 declare module 'fastify' {
@@ -167,8 +169,10 @@ export default fp(async (fastify) => {
   }
   const storeOps = new Map<string, { inc (): void }>()
 
+  let inFlightNow = 0
   const metrics: GatewayMetrics = {
     registry,
+    get inFlight () { return inFlightNow },
     rateLimited () { rateLimited.inc() },
     backendRequest (name) { service(name).requests.inc() },
     backendError (name) { service(name).errors.inc() },
@@ -211,7 +215,10 @@ export default fp(async (fastify) => {
   fastify.decorateRequest(kRecorded as unknown as string, false)
   const record = (request: Tracked, status: number, ms: number) => {
     request[kRecorded] = true
-    if (request[kStart] > 0) inFlight.dec()
+    if (request[kStart] > 0) {
+      inFlight.dec()
+      inFlightNow--
+    }
     const s = seriesFor(request.method, routeLabel(request), status)
     s.count.inc()
     s.summary.observe(ms)
@@ -222,6 +229,7 @@ export default fp(async (fastify) => {
     if (!r[kRecorded] && r[kStart] === 0) {
       r[kStart] = performance.now()
       inFlight.inc()
+      inFlightNow++
     }
     done()
   }

@@ -26,13 +26,14 @@ declare module 'fastify' {
 export default fp(async function requestContext (fastify) {
   fastify.decorateRequest('expectsContinue', false)
 
-  fastify.addHook('onRequest', async function guard (request: FastifyRequest, reply: FastifyReply) {
+  // Callback-style hooks: they run on every request, and an async hook costs a promise each.
+  fastify.addHook('onRequest', function guard (request: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void) {
     reply.header('x-request-id', request.id)
     const raw = request.raw
     const rawHeaders = raw.rawHeaders
     if (rawHeaders.length > MAX_HEADER_COUNT * 2) {
       reply.header('connection', 'close')
-      throw new HeadersTooLarge()
+      return done(new HeadersTooLarge())
     }
     let te = 0
     let host = 0
@@ -52,32 +53,35 @@ export default fp(async function requestContext (fastify) {
     // two Host lines or a Host that is not host[:port] are invalid (RFC 9112 §3.2).
     if (te > 1 || (te > 0 && raw.httpVersion === '1.0') || host > 1 || !validHost(raw.headers.host)) {
       reply.header('connection', 'close')
-      throw new BadRequest(te > 0 ? 'Ambiguous message framing (Transfer-Encoding)' : 'Invalid Host header')
+      return done(new BadRequest(te > 0 ? 'Ambiguous message framing (Transfer-Encoding)' : 'Invalid Host header'))
     }
 
     const expect = raw.headers.expect
     if (expect !== undefined) {
       // HTTP/1.0 expectations are ignored (RFC 9110 §10.1.1); anything but 100-continue is 417.
       if (raw.httpVersion === '1.0') delete raw.headers.expect
-      else if (expect.toLowerCase() !== '100-continue') throw new ExpectationFailed()
+      else if (expect.toLowerCase() !== '100-continue') return done(new ExpectationFailed())
       else {
         request.expectsContinue = true
         delete raw.headers.expect
       }
     }
+    done()
   })
 
   // After authentication and rate limiting (onRequest) and before the body is read: only a
   // request that will be served is told to send its body. A rejected one gets its final status
   // without a 100 and the connection is closed, since the body was never read.
-  fastify.addHook('preParsing', async function sendContinue (request, reply) {
+  fastify.addHook('preParsing', function sendContinue (request, reply, payload, done) {
     if (request.expectsContinue) {
       request.expectsContinue = false
       reply.raw.writeContinue()
     }
+    done(null, payload)
   })
-  fastify.addHook('onSend', async function closeUnreadBody (request, reply) {
+  fastify.addHook('onSend', function closeUnreadBody (request, reply, payload, done) {
     if (request.expectsContinue) reply.header('connection', 'close')
+    done(null, payload)
   })
 }, { name: 'request-context' })
 

@@ -63,9 +63,10 @@ export default fp(async function proxyRoutes (app) {
   })
   app.addHook('onClose', async () => { await agent.close() })
   app.decorateRequest('proxyAttempt', null)
-  app.addHook('onRequestAbort', async (request) => {
+  app.addHook('onRequestAbort', (request, done) => {
     // The client went away before an outcome: free a half-open trial slot (SPEC §8).
     request.proxyAttempt?.permit?.release()
+    done()
   })
 
   for (const service of app.config.services) {

@@ -31,15 +31,15 @@ async function runGateway (config: Config): Promise<void> {
     }
     stopping = true
     app.lifecycle.startDraining()
-    app.log.info({ event: 'shutdown_started', signal, inflight: app.lifecycle.inflight }, 'draining in-flight requests')
+    app.log.info({ event: 'shutdown_started', signal, inflight: app.gatewayMetrics.inFlight }, 'draining in-flight requests')
     const deadline = setTimeout(() => {
-      app.log.error({ event: 'shutdown_timeout', aborted: app.lifecycle.inflight }, 'drain timed out; closing remaining connections')
+      app.log.error({ event: 'shutdown_timeout', aborted: app.gatewayMetrics.inFlight }, 'drain timed out; closing remaining connections')
       app.server.closeAllConnections()
       process.exit(1)
     }, config.shutdownTimeoutMs)
     deadline.unref()
     app.close().then(() => {
-      app.log.info({ event: 'shutdown_complete', inflight: app.lifecycle.inflight }, 'gateway stopped')
+      app.log.info({ event: 'shutdown_complete', inflight: app.gatewayMetrics.inFlight }, 'gateway stopped')
       process.exit(0)
     }, (err: unknown) => {
       app.log.error({ err, event: 'shutdown_failed' }, 'error while shutting down')
