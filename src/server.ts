@@ -18,9 +18,6 @@ function readConfig (): Config {
 
 async function runGateway (config: Config): Promise<void> {
   const app = await buildApp(config)
-  if (!config.admin.authEnabled) {
-    app.log.warn({ event: 'admin_auth_disabled' }, 'ADMIN_AUTH_ENABLED=false: the admin API is open to anyone who can reach this port')
-  }
 
   let stopping = false
   const stop = (signal: string): void => {
