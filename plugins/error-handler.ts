@@ -1,9 +1,10 @@
 // One error handler, one JSON envelope (SPEC §5): every gateway error answers
 // {"status":"error","error":"<reason>","message":"<what to do>"}. Low-level messages (addresses,
 // errnos, stacks) are logged, never sent.
-import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
+import type { Socket } from 'node:net'
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import { envelope } from '../src/errors.js'
+import { envelope, REASONS } from '../src/errors.js'
 
 /** Fastify's own client errors, rewritten as messages a caller can act on. */
 const FASTIFY_MESSAGES: Record<string, string> = {
@@ -39,11 +40,47 @@ export function renderError (error: FastifyError, request: FastifyRequest, reply
   reply.code(status).type('application/json; charset=utf-8').send(envelope(status, message))
 }
 
+/** Node's parser errors, by code: what the client did wrong, as a status and a message. */
+const PARSER_ERRORS: Record<string, [number, string]> = {
+  HPE_HEADER_OVERFLOW: [431, 'Too many or too large request headers'],
+  ERR_HTTP_REQUEST_TIMEOUT: [408, 'The request was not received in time'],
+  HPE_CHUNK_EXTENSIONS_OVERFLOW: [413, 'Chunk extensions are too large']
+}
+
+/**
+ * Requests Node's HTTP parser rejects never reach Fastify's hooks (smuggling attempts, bad
+ * framing, oversize or slow headers): answer them with the same envelope, close the connection,
+ * and log the parser's code, never the bytes (RELIABILITY BI-01, SC-09).
+ */
+export function clientErrorHandler (this: FastifyInstance, err: NodeJS.ErrnoException, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || err.code === 'EPIPE') return
+  const [status, message] = PARSER_ERRORS[err.code ?? ''] ?? [400, 'The request is malformed']
+  this.log.debug({ event: 'client_error', code: err.code, status }, 'request rejected by the HTTP parser')
+  // As Node does: never write into a response already on the wire (it would corrupt it).
+  const inFlight = (socket as Socket & { _httpMessage?: { headersSent: boolean } })._httpMessage
+  if (!socket.writable || inFlight?.headersSent === true) {
+    socket.destroy()
+    return
+  }
+  const body = JSON.stringify(envelope(status, message))
+  socket.end(`HTTP/1.1 ${status} ${REASONS[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+    `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
+}
+
+/** CONNECT is never proxied: answer 405 instead of Node's silent close (RELIABILITY BI-26). */
+export function refuseConnect (socket: Socket): void {
+  const body = JSON.stringify(envelope(405, 'CONNECT is not supported'))
+  socket.end('HTTP/1.1 405 Method Not Allowed\r\nContent-Type: application/json; charset=utf-8\r\n' +
+    `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
+}
+
 export default fp(async function errorHandler (fastify) {
   fastify.setErrorHandler(function handle (error: FastifyError, request, reply) {
     renderError(error, request, reply)
   })
-  fastify.setNotFoundHandler(function notFound (_request, reply) {
-    reply.code(404).send(envelope(404, 'No route or service matches this path; check the URL'))
+  fastify.setNotFoundHandler(function notFound (request, reply) {
+    // TRACE would echo credentials back (OWASP API8); the proxy never routes it.
+    if (request.method === 'TRACE') reply.code(405).send(envelope(405, 'TRACE is not supported'))
+    else reply.code(404).send(envelope(404, 'No route or service matches this path; check the URL'))
   })
 }, { name: 'error-handler' })

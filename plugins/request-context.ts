@@ -49,11 +49,17 @@ export default fp(async function requestContext (fastify) {
         delete raw.headers[name.toLowerCase()]
       }
     }
-    // Two Transfer-Encoding lines, or TE on HTTP/1.0, are ambiguous framing (RFC 9112 §6.1, BI-03);
-    // two Host lines or a Host that is not host[:port] are invalid (RFC 9112 §3.2).
-    if (te > 1 || (te > 0 && raw.httpVersion === '1.0') || host > 1 || !validHost(raw.headers.host)) {
+    // Two Transfer-Encoding lines, TE on HTTP/1.0, or any coding but a lone `chunked` are
+    // ambiguous framing for the next hop (RFC 9112 §6.1, BI-03); two Host lines or a Host that is
+    // not host[:port] are invalid (RFC 9112 §3.2).
+    if (te > 0 && (te > 1 || raw.httpVersion === '1.0' || String(raw.headers['transfer-encoding']).trim().toLowerCase() !== 'chunked')) {
       reply.header('connection', 'close')
-      return done(new BadRequest(te > 0 ? 'Ambiguous message framing (Transfer-Encoding)' : 'Invalid Host header'))
+      return done(new BadRequest('Ambiguous message framing (Transfer-Encoding)'))
+    }
+    // `OPTIONS *` asks about the server itself; nothing behind the gateway should answer it.
+    if (host > 1 || !validHost(raw.headers.host) || raw.url === '*') {
+      reply.header('connection', 'close')
+      return done(new BadRequest(raw.url === '*' ? 'The asterisk request target is not supported' : 'Invalid Host header'))
     }
 
     const expect = raw.headers.expect

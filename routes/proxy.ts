@@ -3,16 +3,18 @@
 // bounded replay copy) → reply-from's attempt loop, where every attempt's outcome is recorded on
 // the breaker and the metrics, and a retry may go to another backend.
 import type { IncomingHttpHeaders } from 'node:http'
-import type { Readable } from 'node:stream'
+import { pipeline, type Readable } from 'node:stream'
 import httpProxy from '@fastify/http-proxy'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { Agent } from 'undici'
 import { Balancer } from '../src/balancer.js'
+import { BoundedBody } from '../src/bounded-body.js'
 import type { ServiceConfig } from '../src/config.js'
 import { BadGateway, CircuitOpen, GatewayTimeout, PayloadTooLarge } from '../src/errors.js'
 import { isIdempotent, isRetryableStatus, RetryBudget, retryDelay } from '../src/retry-policy.js'
 import type { BreakerPermit } from '../plugins/circuit-breakers.js'
+import { MAX_HEADER_COUNT } from '../plugins/request-context.js'
 
 /** Largest request body kept in memory so an idempotent request can be replayed on retry. */
 export const REPLAY_LIMIT = 64 * 1024
@@ -23,6 +25,8 @@ interface ProxyAttempt {
   permit: BreakerPermit | null
   retries: number
   replayable: boolean
+  /** The backend's response head was unacceptable (RELIABILITY FT-08): answer 502 instead. */
+  badResponse: boolean
 }
 
 declare module 'fastify' {
@@ -96,6 +100,11 @@ async function serviceScope (scope: FastifyInstance, { service, agent }: { servi
   function afterAttempt (request: FastifyRequest, reply: FastifyReply, ctx: AttemptContext): number | null {
     const state = request.proxyAttempt as ProxyAttempt
     const { err, res } = ctx
+    if (err != null && isBodyLimitError(err)) {
+      // The client sent too much: not the backend's failure, so no outcome on the breaker.
+      state.permit?.release()
+      return null
+    }
     metrics.backendRequest(name)
     let failed: boolean
     let retryable: boolean
@@ -167,20 +176,44 @@ async function serviceScope (scope: FastifyInstance, { service, agent }: { servi
   }
 
   function rewriteHeaders (headers: Record<string, string | string[] | undefined>, request: FastifyRequest) {
+    const state = request.proxyAttempt
+    if (state !== null && Object.keys(headers).length > MAX_HEADER_COUNT) {
+      // A flood of response headers is no valid answer to relay (RELIABILITY FT-08).
+      state.badResponse = true
+      return {}
+    }
     const connection = headers.connection
     if (typeof connection === 'string') {
       for (const token of connection.split(',')) delete headers[token.trim().toLowerCase()]
     }
     for (const h of HOP_BY_HOP_RESPONSE) delete headers[h]
     for (const h of BACKEND_LIMIT_HEADERS) delete headers[h]
-    const state = request.proxyAttempt
     if (state !== null && state.retries > 0) headers['x-retry-count'] = String(state.retries)
     return headers
   }
 
+  function onResponse (request: FastifyRequest, reply: FastifyReply, res: { stream: Readable }) {
+    if (request.proxyAttempt?.badResponse === true) {
+      res.stream.destroy() // the connection is not reused
+      reply.send(new BadGateway())
+      return
+    }
+    res.stream.once('error', () => {
+      // Headers were sent: the client sees a cut body and a closed connection (FT-05).
+      metrics.backendError(name)
+      request.log.warn({ event: 'upstream_reset_after_headers', service: name }, 'upstream response ended early')
+    })
+    reply.send(res.stream)
+  }
+
   function onError (reply: FastifyReply, { error }: { error: Error & { code?: string, cause?: Error & { code?: string } } }) {
-    const code = error.cause?.code ?? error.code ?? ''
     const request = reply.request
+    if (isBodyLimitError(error)) {
+      reply.header('connection', 'close')
+      reply.send(new PayloadTooLarge(String(bodyLimit)))
+      return
+    }
+    const code = error.cause?.code ?? error.code ?? ''
     const state = request.proxyAttempt
     if (state !== null && state.retries > 0) reply.header('x-retry-count', String(state.retries))
     const timedOut = TIMEOUTS.has(code) || TIMEOUTS.has(error.code ?? '')
@@ -194,7 +227,7 @@ async function serviceScope (scope: FastifyInstance, { service, agent }: { servi
       reply.header('retry-after', String(breaker!.retryAfterSeconds()))
       throw new CircuitOpen()
     }
-    const state: ProxyAttempt = { backend: request.proxyAttempt?.backend ?? 0, permit, retries: 0, replayable: true }
+    const state: ProxyAttempt = { backend: request.proxyAttempt?.backend ?? 0, permit, retries: 0, replayable: true, badResponse: false }
     request.proxyAttempt = state
     budget.recordRequest()
 
@@ -223,6 +256,12 @@ async function serviceScope (scope: FastifyInstance, { service, agent }: { servi
         opts.contentType = request.headers['content-type'] ?? 'application/octet-stream'
       } else {
         state.replayable = false
+        if (Number.isNaN(length)) {
+          // Chunked: count it against the limit on the way through, in coalesced writes.
+          const bounded = new BoundedBody(bodyLimit)
+          pipeline(body, bounded, noop)
+          request.body = bounded
+        }
       }
     }
     return reply.from(dest, opts)
@@ -241,14 +280,25 @@ async function serviceScope (scope: FastifyInstance, { service, agent }: { servi
     replyOptions: {
       getUpstream (request: FastifyRequest) {
         const backend = balancer.pick((i) => health.usable(i))
-        request.proxyAttempt = { backend, permit: null, retries: 0, replayable: true }
+        request.proxyAttempt = { backend, permit: null, retries: 0, replayable: true, badResponse: false }
         return backends[backend].url
       },
       rewriteRequestHeaders: rewriteRequestHeaders as never,
       rewriteHeaders: rewriteHeaders as never,
+      onResponse: onResponse as never,
       onError: onError as never
     }
   } as never)
+}
+
+/** The body-limit error of BoundedBody, however undici wrapped it. */
+function isBodyLimitError (err: Error & { code?: string, cause?: unknown }): boolean {
+  let e: unknown = err
+  for (let i = 0; i < 3 && e != null; i++) {
+    if ((e as { code?: string }).code === 'GW_PAYLOAD_TOO_LARGE') return true
+    e = (e as { cause?: unknown }).cause
+  }
+  return false
 }
 
 function readAll (stream: Readable): Promise<Buffer> {

@@ -5,7 +5,7 @@ import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions
 import type { Config, ServiceConfig } from './config.js'
 import { requestIdFor } from '../plugins/request-context.js'
 import requestContext from '../plugins/request-context.js'
-import errorHandler from '../plugins/error-handler.js'
+import errorHandler, { clientErrorHandler, refuseConnect } from '../plugins/error-handler.js'
 import lifecycle from '../plugins/lifecycle.js'
 import cors from '../plugins/cors.js'
 import metrics from '../plugins/metrics.js'
@@ -84,6 +84,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
       maxHeaderSize: 16 * 1024,
       requireHostHeader: true
     },
+    clientErrorHandler,
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
     routerOptions: { maxParamLength: 256 }
@@ -95,6 +96,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   // With a listener here Node no longer answers `Expect: 100-continue` by itself: the gateway
   // sends 100 only once the request passed authentication and rate limiting (request-context).
   app.server.on('checkContinue', (req, res) => app.server.emit('request', req, res))
+  app.server.on('connect', (_req, socket) => refuseConnect(socket as never))
 
   await app.register(lifecycle)
   await app.register(errorHandler)
