@@ -93,7 +93,7 @@ export default fp(async function healthChecks (fastify) {
 
   function schedule (): void {
     if (closing) return
-    timer = setTimeout(() => { void checkAll().finally(schedule) }, intervalMs)
+    timer = setTimeout(() => { checkAll().finally(schedule).catch(noop) }, intervalMs)
     timer.unref()
   }
 
@@ -110,7 +110,8 @@ export default fp(async function healthChecks (fastify) {
   })
 
   fastify.addHook('onListen', async () => {
-    void checkAll().finally(schedule)
+    // Not awaited: listening must not wait for slow backends.
+    checkAll().finally(schedule).catch(noop)
   })
   fastify.addHook('onClose', async () => {
     closing = true
@@ -119,6 +120,10 @@ export default fp(async function healthChecks (fastify) {
   })
 }, { name: 'health-checks' })
 
+const TLS_ERRORS = new Set(['DEPTH_ZERO_SELF_SIGNED_CERT', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'SELF_SIGNED_CERT_IN_CHAIN', 'CERT_HAS_EXPIRED'])
+
+function noop (): void {}
+
 /** A short, address-free description of a failed check, for operators. */
 function describe (err: unknown): string {
   const e = err as { code?: string, name?: string }
@@ -126,6 +131,6 @@ function describe (err: unknown): string {
   if (e.code === 'ECONNREFUSED') return 'connection refused'
   if (e.code === 'ECONNRESET' || e.code === 'UND_ERR_SOCKET') return 'connection reset'
   if (e.code === 'ENOTFOUND' || e.code === 'EAI_AGAIN') return 'host not found'
-  if (typeof e.code === 'string' && e.code.startsWith('ERR_TLS') || e.code === 'DEPTH_ZERO_SELF_SIGNED_CERT' || e.code === 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' || e.code === 'SELF_SIGNED_CERT_IN_CHAIN') return 'TLS verification failed'
+  if ((typeof e.code === 'string' && e.code.startsWith('ERR_TLS')) || TLS_ERRORS.has(e.code ?? '')) return 'TLS verification failed'
   return e.code ?? 'error'
 }

@@ -97,9 +97,10 @@ t.test('the Dockerfile runs the compiled server as a non-root user on Node 24', 
   t.match(dockerfile, /^EXPOSE 8081$/m)
   t.match(dockerfile, /^HEALTHCHECK .*\n?.*\/health/m)
   t.match(dockerfile, /npm ci --omit=dev --ignore-scripts/)
-  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { main: string }
-  const cmd = /^CMD (\[.*\])$/m.exec(dockerfile)
-  t.same(JSON.parse(cmd?.[1] ?? '[]'), ['node', pkg.main], 'CMD starts package.json main')
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { main: string, scripts: { start: string } }
+  const cmd = JSON.parse(/^CMD (\[.*\])$/m.exec(dockerfile)?.[1] ?? '[]') as string[]
+  t.same(cmd, pkg.scripts.start.split(' '), 'CMD runs what npm start runs')
+  t.equal(cmd[cmd.length - 1], pkg.main, 'CMD starts package.json main')
 })
 
 t.test('the image gets every file the build compiles, and nothing else from the repository', async (t) => {
