@@ -152,3 +152,26 @@ t.test('the port is free again after shutdown', async (t) => {
   const again = await startGateway(t, { port, env: { LOG_LEVEL: 'warn' } })
   t.equal((await fetch(`${again.url}/health`)).status, 200)
 })
+
+t.test('WORKERS=2 on Redis: two worker processes share the port and stop together on SIGTERM', async (t) => {
+  const backend = await startBackend()
+  t.teardown(() => backend.close())
+  const gw = await startGateway(t, {
+    env: {
+      WORKERS: '2',
+      STORAGE: 'redis',
+      REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+      REDIS_KEY_PREFIX: `gwtest:workers${process.pid}:`,
+      USER_SERVICE_URL: backend.url,
+      LOG_LEVEL: 'info'
+    }
+  })
+  // Each worker logs its own start; both serve the one port.
+  for (let i = 0; i < 20; i++) t.equal((await fetch(`${gw.url}/api/users/${i}`)).status, 200)
+  const pids = new Set(gw.logs.filter((l) => l.msg?.startsWith('Server listening') === true).map((l) => l.pid))
+  t.equal(pids.size, 2, 'two workers listening')
+  t.notOk(pids.has(gw.pid), 'the primary does not serve')
+  gw.signal('SIGTERM')
+  const exit = await gw.exited
+  t.equal(exit.code, 0)
+})
