@@ -95,11 +95,22 @@ const num = (min: number, max = Number.MAX_SAFE_INTEGER) =>
   z.string().trim().regex(/^\d+(\.\d+)?$/, 'must be a number').transform(Number).pipe(z.number().min(min).max(max))
 const bool = () => z.stringbool({ truthy: ['true', '1', 'yes', 'on'], falsy: ['false', '0', 'no', 'off'] })
 const httpUrl = () => z.string().trim().refine(isHttpUrl, 'must be an http:// or https:// URL')
+/** A backend is an origin: the request path is appended to it unchanged (or without the prefix). */
+const backendUrl = () => httpUrl().refine(isOrigin, 'must be an origin like http://host:port, without a path or query')
 
 function isHttpUrl (value: string): boolean {
   try {
     const u = new URL(value)
     return (u.protocol === 'http:' || u.protocol === 'https:') && u.hostname !== ''
+  } catch {
+    return false
+  }
+}
+
+function isOrigin (value: string): boolean {
+  try {
+    const u = new URL(value)
+    return u.pathname === '/' && u.search === '' && u.hash === '' && u.username === '' && u.password === ''
   } catch {
     return false
   }
@@ -144,8 +155,8 @@ const EnvSchema = z.object({
   ADMIN_AUTH_ENABLED: env(bool().default(true)),
   ADMIN_USERNAME: env(z.string().default('admin')),
   ADMIN_PASSWORD: env(z.string().optional()),
-  AUTH_SERVICE_URL: env(httpUrl().default('http://localhost:8080')),
-  USER_SERVICE_URL: env(httpUrl().default('http://localhost:8082')),
+  AUTH_SERVICE_URL: env(backendUrl().default('http://localhost:8080')),
+  USER_SERVICE_URL: env(backendUrl().default('http://localhost:8082')),
   LOG_LEVEL: env(z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info')),
   WORKERS: env(int(1, 64).default(1)),
   BODY_LIMIT_BYTES: env(int(1, 1024 ** 3).default(1024 * 1024)),
@@ -172,7 +183,7 @@ const ServiceFileEntry = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'must be 1-64 characters of A-Z a-z 0-9 . _ -'),
   prefix: prefixSchema,
   backends: z.array(z.strictObject({
-    url: httpUrl(),
+    url: backendUrl(),
     weight: z.number().int().min(1).max(1000).default(1)
   })).min(1),
   strategy: z.enum(['round-robin', 'weighted', 'random']).default('round-robin'),
@@ -308,8 +319,8 @@ export function loadConfig (source: NodeJS.ProcessEnv = process.env, options: Lo
 function defaultServices (authUrl: string, userUrl: string, retry: RetryConfig, timeoutMs: number): ServiceConfig[] {
   const base = { strategy: 'round-robin' as const, stripPrefix: false, timeoutMs, auth: 'optional' as const, rateLimit: null, unlimited: false, retry, healthPath: '/health' }
   return [
-    { name: 'auth-service', prefix: '/api/auth', backends: [{ url: authUrl, weight: 1 }], ...base },
-    { name: 'user-service', prefix: '/api/users', backends: [{ url: userUrl, weight: 1 }], ...base }
+    { name: 'auth-service', prefix: '/api/auth', backends: [{ url: authUrl.replace(/\/+$/, ''), weight: 1 }], ...base },
+    { name: 'user-service', prefix: '/api/users', backends: [{ url: userUrl.replace(/\/+$/, ''), weight: 1 }], ...base }
   ]
 }
 

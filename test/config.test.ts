@@ -141,3 +141,8 @@ t.test('KNOWN_VARIABLES lists every variable of the spec', async (t) => {
     t.ok(KNOWN_VARIABLES.includes(v), v)
   }
 })
+
+t.test('a backend URL must be an origin, not a path', async (t) => {
+  t.match(problems(() => load({ USER_SERVICE_URL: 'http://users:8080/v1' })).join(), /USER_SERVICE_URL: must be an origin/)
+  t.equal(load({ USER_SERVICE_URL: 'http://users:8080/' }).services[1].backends[0].url, 'http://users:8080')
+})
