@@ -4,9 +4,8 @@ import t from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { connect } from 'node:net'
 import { Writable } from 'node:stream'
-import { Redis } from 'ioredis'
 import { REDACT, buildApp } from '../src/app.js'
-import { REDIS_URL, testConfig, uniquePrefix } from './helper.js'
+import { REDIS_URL, cleanRedis, testConfig, uniquePrefix } from './helper.js'
 
 type Teardownable = Parameters<typeof testConfig>[0]
 const PASSWORD = 'CanaryPw-7f3a9c-secret'
@@ -34,19 +33,6 @@ async function adminApp (t: Teardownable, env: Record<string, string> = {}, stre
   t.teardown(() => app.close())
   await app.ready()
   return app
-}
-
-/** Deletes every Redis key under a test prefix. */
-async function cleanRedis (prefix: string): Promise<void> {
-  const redis = new Redis(REDIS_URL, { lazyConnect: true })
-  await redis.connect()
-  let cursor = '0'
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 500)
-    cursor = next
-    if (keys.length > 0) await redis.del(...keys)
-  } while (cursor !== '0')
-  await redis.quit()
 }
 
 t.test('the right credentials open the admin API', async (t) => {

@@ -2,10 +2,9 @@
 import t from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { connect } from 'node:net'
-import { Redis } from 'ioredis'
 import { startBackend, type Backend } from './fixtures/backends.js'
 import { startRedis } from './harness/redis-server.js'
-import { REDIS_URL, build as buildApp, tempDir, uniquePrefix } from './helper.js'
+import { REDIS_URL, build as buildApp, cleanRedis, tempDir, uniquePrefix } from './helper.js'
 
 const AUTH = { authorization: 'Basic ' + Buffer.from('admin:test-password').toString('base64') }
 type Teardownable = Parameters<typeof buildApp>[0]
@@ -28,18 +27,6 @@ async function createKey (app: FastifyInstance, body: Record<string, unknown> = 
 
 const call = (app: FastifyInstance, headers: Record<string, string> = {}) => app.inject({ url: '/api/users/me', headers })
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
-
-async function cleanRedis (prefix: string, url = REDIS_URL): Promise<void> {
-  const redis = new Redis(url, { lazyConnect: true })
-  await redis.connect()
-  let cursor = '0'
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 500)
-    cursor = next
-    if (keys.length > 0) await redis.del(...keys)
-  } while (cursor !== '0')
-  await redis.quit()
-}
 
 t.test('the backend sees X-Consumer-Id/Name and never the key, sent either way', async (t) => {
   const b = await backend(t)

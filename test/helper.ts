@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
+import { Redis } from 'ioredis'
 import { buildApp } from '../src/app.js'
 import { loadConfig, type Config } from '../src/config.js'
 
@@ -36,10 +37,34 @@ export function testConfig (t: Teardownable, env: Record<string, string> = {}): 
   }, { dotenv: false })
 }
 
-/** Builds an app (not listening) from variables; closed at teardown. */
+/** Deletes every Redis key under a test prefix (a run only ever removes its own keys). */
+export async function cleanRedis (prefix: string, url = REDIS_URL): Promise<void> {
+  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 })
+  try {
+    await redis.connect()
+    let cursor = '0'
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 500)
+      cursor = next
+      if (keys.length > 0) await redis.del(...keys)
+    } while (cursor !== '0')
+  } catch {
+    // Redis unreachable (an outage test): nothing of ours can be there to clean.
+  } finally {
+    redis.disconnect()
+  }
+}
+
+/** Builds an app (not listening) from variables; closed, and its Redis keys removed, at teardown. */
 export async function build (t: Teardownable, env: Record<string, string> = {}): Promise<FastifyInstance> {
-  const app = await buildApp(testConfig(t, env))
-  t.teardown(() => app.close())
+  const config = testConfig(t, env)
+  const app = await buildApp(config)
+  t.teardown(async () => {
+    await app.close()
+    if (config.storage === 'redis' && config.redis.clusterNodes === null) {
+      await cleanRedis(config.redis.keyPrefix, config.redis.url ?? `redis://${config.redis.host}:${config.redis.port}`)
+    }
+  })
   await app.ready()
   return app
 }

@@ -5,6 +5,7 @@ import { connect } from 'node:net'
 import t from 'tap'
 import { startBackend, slow, sse } from './fixtures/backends.js'
 import { NODE_BIN, SERVER_JS, freePort, startGateway, tempDir } from './harness/gateway-process.js'
+import { REDIS_URL, cleanRedis, uniquePrefix } from './helper.js'
 
 function get (url: string, onBody?: (chunk: Buffer) => void): Promise<{ status: number, bytes: number, headers: Record<string, unknown> }> {
   return new Promise((resolve, reject) => {
@@ -156,12 +157,14 @@ t.test('the port is free again after shutdown', async (t) => {
 t.test('WORKERS=2 on Redis: two worker processes share the port and stop together on SIGTERM', async (t) => {
   const backend = await startBackend()
   t.teardown(() => backend.close())
+  const prefix = uniquePrefix()
+  t.teardown(() => cleanRedis(prefix))
   const gw = await startGateway(t, {
     env: {
       WORKERS: '2',
       STORAGE: 'redis',
-      REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
-      REDIS_KEY_PREFIX: `gwtest:workers${process.pid}:`,
+      REDIS_URL,
+      REDIS_KEY_PREFIX: prefix,
       USER_SERVICE_URL: backend.url,
       LOG_LEVEL: 'info'
     }
