@@ -82,7 +82,7 @@ import { commandstats, connectRedis, deleteKeys, monitorSample } from './redis-t
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 const SERVER = join(ROOT, 'dist', 'src', 'server.js')
 // The V8 flags `npm start` uses, so the bench measures what operators run (see package.json).
-const GATEWAY_NODE_FLAGS = ['--max-semi-space-size=8']
+const GATEWAY_NODE_FLAGS = ['--max-semi-space-size=16']
 const NODE = process.execPath
 const BENCH_PATH = '/bench/items'
 const HUGE = '1000000000'
