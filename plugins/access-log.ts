@@ -1,7 +1,7 @@
 // One JSON access line per request (SPEC §12), replacing Fastify's two request/response lines
 // (the app sets `disableRequestLogging`). Credentials never reach it: headers are not logged at
 // all, key-like query parameters and anything shaped like a gateway key are redacted from the URL.
-import type { FastifyReply, FastifyRequest, onRequestAbortHookHandler, onResponseHookHandler } from 'fastify'
+import type { FastifyBaseLogger, FastifyReply, FastifyRequest, onRequestAbortHookHandler, onResponseHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
 import { API_KEY_PREFIX } from '../src/api-key-format.js'
 import { CLIENT_CLOSED_STATUS, routeLabel, startedAt } from './metrics.js'
@@ -79,10 +79,13 @@ function line (request: FastifyRequest, status: number, durationMs: number, abor
 export default fp(async (fastify) => {
   fastify.decorateRequest(kLogged as unknown as string, 0)
 
+  // The level is fixed for the app's lifetime (LOG_LEVEL), so it is read once.
+  const infoEnabled = (fastify.log as FastifyBaseLogger & { isLevelEnabled?: (l: string) => boolean }).isLevelEnabled?.('info') ?? true
   const onResponse: onResponseHookHandler = (request: FastifyRequest, reply: FastifyReply, done) => {
     if ((request as Tracked)[kLogged] === 0) {
       (request as Tracked)[kLogged] = 1
-      request.log.info(line(request, reply.statusCode, reply.elapsedTime, false), 'request completed')
+      // Building the line (URL redaction, an object) is skipped when `info` would drop it.
+      if (infoEnabled) request.log.info(line(request, reply.statusCode, reply.elapsedTime, false), 'request completed')
     }
     done()
   }

@@ -11,6 +11,7 @@ import { createEmbeddedStore } from '../plugins/store/index.js'
 import type { KeyStore, Store } from '../plugins/store/types.js'
 import { generateApiKey } from '../src/api-key-format.js'
 import { routesFile, testConfig } from './helper.js'
+import { makeKey } from './store/contract.js'
 
 type Teardownable = Parameters<typeof testConfig>[0]
 
@@ -233,18 +234,7 @@ t.test('an unknown key becomes valid as soon as it is created (no long negative 
   const { raw, hash } = generateApiKey()
   t.equal((await h.app.inject({ url: '/open/x', headers: { 'x-api-key': raw } })).statusCode, 401)
   // Written straight to the store, as another instance would: visible once the miss expires.
-  await h.app.store.keys.create({
-    id: 'other-instance',
-    name: 'x',
-    rate_limit: null,
-    burst: null,
-    services: null,
-    active: true,
-    created_at: new Date().toISOString(),
-    expires_at: null,
-    last_used_at: null,
-    hash
-  })
+  await h.app.store.keys.create(makeKey({ id: 'other-instance', name: 'x', hash }))
   await sleep(250)
   t.equal((await h.app.inject({ url: '/open/x', headers: { 'x-api-key': raw } })).statusCode, 200)
 })

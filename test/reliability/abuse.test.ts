@@ -3,24 +3,17 @@
 import { randomBytes } from 'node:crypto'
 import t from 'tap'
 import { generateApiKey } from '../../src/api-key-format.js'
-import { ADMIN_PASSWORD, adminAuth, startGateway } from '../harness/gateway-process.js'
+import { ADMIN_PASSWORD, adminAuth } from '../harness/gateway-process.js'
 import { createKey, http, metricValue, nextIp, parseMetrics, scrape } from '../harness/http.js'
 import { hammer, percentile } from '../harness/load.js'
 import { RawConnection } from '../harness/raw-client.js'
-import { dbsize, redisEnv } from '../harness/redis-env.js'
-import { startRedis } from '../harness/redis-server.js'
-import { secretForms, service, sleep } from '../harness/suite.js'
-import { echoUpstream } from '../harness/upstreams.js'
+import { dbsize, threeGatewaysOnRedis } from '../harness/redis-env.js'
+import { secretForms, sleep } from '../harness/suite.js'
 
 t.setTimeout(8 * 60_000)
 const MiB = 1024 * 1024
 
-const echo = await echoUpstream(t)
-const redis = await startRedis()
-t.teardown(() => redis.stop())
-const env = redisEnv(redis.url)
-const services = [service('echo', '/api/echo', echo.url)]
-const gws = await Promise.all([0, 1, 2].map(async () => await startGateway(t, { services, env })))
+const { redis, gws } = await threeGatewaysOnRedis(t)
 const [g1] = gws
 const rnd = () => 'rnd' + randomBytes(6).toString('hex')
 

@@ -2,22 +2,14 @@
 // gateways on one Redis, checked while it runs) and LD-07 (revocation under a warm cache).
 // SPEC §5: revocation takes effect on every instance within 1 second.
 import t from 'tap'
-import { startGateway } from '../harness/gateway-process.js'
 import { admin, createKey, http, nextIp, type CreatedKey } from '../harness/http.js'
-import { redisEnv } from '../harness/redis-env.js'
-import { startRedis } from '../harness/redis-server.js'
-import { service, sleep } from '../harness/suite.js'
-import { echoUpstream } from '../harness/upstreams.js'
+import { threeGatewaysOnRedis } from '../harness/redis-env.js'
+import { sleep } from '../harness/suite.js'
 
 t.setTimeout(5 * 60_000)
 const VISIBLE_MS = 1000
 
-const echo = await echoUpstream(t)
-const redis = await startRedis()
-t.teardown(() => redis.stop())
-const env = redisEnv(redis.url)
-const services = [service('echo', '/api/echo', echo.url)]
-const gws = await Promise.all([0, 1, 2].map(async () => await startGateway(t, { services, env })))
+const { gws } = await threeGatewaysOnRedis(t)
 
 /** A small deterministic PRNG so a failing run can be replayed. */
 function rng (seed: number): () => number {
