@@ -59,9 +59,9 @@ const kLogged = Symbol('access-log.logged')
 type Tracked = FastifyRequest & { [kLogged]: number }
 
 function line (request: FastifyRequest, status: number, durationMs: number, aborted: boolean) {
-  // Both fields are declared by their plugins (api-keys, proxy); `?.` keeps other routes safe.
+  // Both fields are declared by their plugins (api-keys, proxy); `?.` keeps other apps safe.
   const consumer = request.consumer
-  const retries = request.proxyAttempt?.retries
+  const retries = request.proxyRetries
   const entry: Record<string, unknown> = {
     method: request.method,
     route: routeLabel(request),
@@ -74,6 +74,17 @@ function line (request: FastifyRequest, status: number, durationMs: number, abor
   if (retries !== undefined && retries > 0) entry.retries = retries
   if (aborted) entry.aborted = true
   return entry
+}
+
+export interface AccessLog {
+  /** Logs a request whose client left, when Fastify's onRequestAbort will not (see metrics). */
+  requestAborted (request: FastifyRequest): void
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    accessLog: AccessLog
+  }
 }
 
 export default fp(async (fastify) => {
@@ -90,15 +101,19 @@ export default fp(async (fastify) => {
     done()
   }
   // The client went away before the response finished: Fastify runs no onResponse for it.
-  const onRequestAbort: onRequestAbortHookHandler = (request, done) => {
+  function aborted (request: FastifyRequest): void {
     if ((request as Tracked)[kLogged] === 0) {
       (request as Tracked)[kLogged] = 1
       const started = startedAt(request)
       const ms = started === undefined ? 0 : performance.now() - started
       request.log.info(line(request, CLIENT_CLOSED_STATUS, ms, true), 'request aborted')
     }
+  }
+  const onRequestAbort: onRequestAbortHookHandler = (request, done) => {
+    aborted(request)
     done()
   }
+  fastify.decorate('accessLog', { requestAborted: aborted })
   fastify.addHook('onResponse', onResponse)
   fastify.addHook('onRequestAbort', onRequestAbort)
-}, { name: 'access-log', fastify: '5.x' })
+}, { name: 'access-log', fastify: '5.x', dependencies: ['gateway-metrics'] })

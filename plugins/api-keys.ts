@@ -1,7 +1,7 @@
 // API-key authentication (SPEC §4, §5) and the key operations the admin API uses.
 //
-// Hot path: the hook strips client-sent X-Consumer-* headers, finds the gateway key (X-API-Key or
-// `Authorization: Bearer gw_…`), checks format + checksum without I/O, then answers from an
+// Hot path: the hook finds the gateway key (X-API-Key or `Authorization: Bearer gw_…`, parsed by
+// src/credentials.ts), checks format + checksum without I/O, then answers from an
 // in-process cache. A verified key is trusted for `cacheTtlMs` (5 s) and refreshed in the
 // background before that, so no request waits on the store in the steady state. The TTL is also
 // the "verified within the last few seconds" grace of SPEC §5: when the store is unreachable a key
@@ -11,7 +11,8 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, onReq
 import fp from 'fastify-plugin'
 import type { ServiceConfig } from '../src/config.js'
 import { generateApiKey, newKeyId, parseApiKey } from '../src/api-key-format.js'
-import { InvalidApiKey, MissingApiKey, RateLimited, ServiceForbidden, StoreUnavailable } from '../src/errors.js'
+import { findCredential } from '../src/credentials.js'
+import { AmbiguousCredentials, InvalidApiKey, MissingApiKey, RateLimited, ServiceForbidden, StoreUnavailable } from '../src/errors.js'
 import type { ApiKeyRecord, StoredApiKey } from './store/types.js'
 
 export interface Consumer {
@@ -78,13 +79,6 @@ const KEY_CHALLENGE = 'Key realm="gateway"'
 const TOUCH_EVERY_MS = 60_000
 const INVALID_WINDOW_MS = 60_000
 const STORE_LOG_EVERY_MS = 10_000
-
-/** The gateway key in `Authorization: Bearer gw_…`, else null (other Bearer tokens are the backend's). */
-function bearerKey (value: string | undefined): string | null {
-  if (value === undefined || value.length < 10 || value.slice(0, 7).toLowerCase() !== 'bearer ') return null
-  const token = value.slice(7).trim()
-  return token.startsWith('gw_') ? token : null
-}
 
 function toConsumer (key: StoredApiKey): Consumer {
   return Object.freeze({
@@ -235,9 +229,6 @@ async function apiKeysPlugin (fastify: FastifyInstance, opts: ApiKeysOptions): P
     if (consumer === null || entry.expiresAtMs <= now) return invalid(request, reply)
     if (consumer.services !== null && !consumer.services.includes(service.name)) return new ServiceForbidden()
     request.consumer = consumer
-    const headers = request.headers
-    headers['x-consumer-id'] = consumer.id
-    headers['x-consumer-name'] = consumer.name
     touch(consumer, now)
     return null
   }
@@ -247,25 +238,21 @@ async function apiKeysPlugin (fastify: FastifyInstance, opts: ApiKeysOptions): P
     const skip = service.auth === 'none'
 
     return function apiKeyHook (request, reply, done) {
-      const headers = request.headers
-      // Identity headers come from the gateway only (SPEC §4; RELIABILITY BI-18).
-      if (headers['x-consumer-id'] !== undefined) delete headers['x-consumer-id']
-      if (headers['x-consumer-name'] !== undefined) delete headers['x-consumer-name']
-
-      // Gateway credentials never reach a backend, whichever header carried them.
-      const apiKeyHeader = headers['x-api-key']
-      if (apiKeyHeader !== undefined) delete headers['x-api-key']
-      const fromBearer = bearerKey(headers.authorization)
-      if (fromBearer !== null) delete headers.authorization
+      // Credentials are only read here: the proxy's header policy strips them (plugins/proxy).
       if (skip) return done()
-
-      const raw = apiKeyHeader !== undefined ? (Array.isArray(apiKeyHeader) ? apiKeyHeader.join(', ') : apiKeyHeader) : fromBearer
-      if (raw === null) {
+      const credential = findCredential(request.headers, request.raw.rawHeaders)
+      if (credential.kind === 'ambiguous') {
+        countInvalid(request.ip, Date.now())
+        reply.header('www-authenticate', KEY_CHALLENGE)
+        return done(new AmbiguousCredentials())
+      }
+      if (credential.kind === 'none') {
         if (!required) return done()
         reply.header('www-authenticate', KEY_CHALLENGE)
         return done(new MissingApiKey())
       }
 
+      const raw = credential.raw
       const parsed = parseApiKey(raw)
       if (!parsed.ok) return done(invalid(request, reply))
       const hash = parsed.hash

@@ -18,6 +18,15 @@ export default fp(async function corsPlugin (fastify) {
   // needs no CORS headers, and skipping them saves ~250 bytes per response. Responses still
   // carry `Vary: Origin` so a cache never serves one to the other.
   const off: FastifyCorsOptions = { origin: false }
+  // @fastify/cors answers preflights in its onRequest hook, and also adds an `OPTIONS *` route that
+  // would take the proxy's catch-all for OPTIONS: the route is moved out of the way, so a
+  // non-preflight OPTIONS is proxied like any other method.
+  fastify.addHook('onRoute', (route) => {
+    if (route.method === 'OPTIONS' && route.url === '*') {
+      route.url = '/__cors-preflight'
+      route.path = route.url
+    }
+  })
   await fastify.register(cors, {
     hook: 'onRequest',
     delegator: (req, cb) => cb(null, req.headers.origin === undefined ? off : options)

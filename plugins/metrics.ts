@@ -23,11 +23,20 @@ export interface GatewayMetrics {
   readonly registry: promClient.Registry
   /** Requests being processed now (the gauge's value, readable synchronously for shutdown logs). */
   readonly inFlight: number
+  /**
+   * Records a request whose client left before the response finished, when Fastify's
+   * onRequestAbort will not (it fires only while the request body is unread). Idempotent.
+   */
+  requestAborted (request: FastifyRequest): void
 }
 
 declare module 'fastify' {
   interface FastifyInstance {
     gatewayMetrics: GatewayMetrics
+  }
+  interface FastifyRequest {
+    /** The `path` label when a plugin knows it better than the route (the proxy: the service prefix). */
+    metricPath: string | null
   }
   interface FastifyContextConfig {
     /** Label used for `path` instead of the route template (the proxy sets the service prefix). */
@@ -40,6 +49,7 @@ export const UNMATCHED_PATH = 'unmatched'
 
 /** Bounded route label: the service prefix, the route template, or `unmatched`. */
 export function routeLabel (request: FastifyRequest): string {
+  if (request.metricPath !== null) return request.metricPath
   const ro = request.routeOptions
   return ro.config?.metricPath ?? ro.url ?? UNMATCHED_PATH
 }
@@ -187,9 +197,11 @@ export default fp(async (fastify) => {
       }
       c.inc()
     },
-    rateLimitFailOpen () { failOpen.inc() }
+    rateLimitFailOpen () { failOpen.inc() },
+    requestAborted (request) { onAbort(request as Tracked) }
   }
   fastify.decorate('gatewayMetrics', metrics)
+  fastify.decorateRequest('metricPath', null)
 
   // Request series keyed by method, path and status: all three are bounded (llhttp accepts a
   // fixed set of methods, paths are route templates or prefixes, statuses are 100-599).
@@ -240,9 +252,11 @@ export default fp(async (fastify) => {
   }
   // A client that disconnects first never gets `onResponse` (no 'finish'); without this the
   // in-flight gauge would only grow and aborted requests would vanish from the counters.
-  const onRequestAbort: onRequestAbortHookHandler = (request, done) => {
-    const r = request as Tracked
+  function onAbort (r: Tracked): void {
     if (!r[kRecorded]) record(r, CLIENT_CLOSED_STATUS, r[kStart] > 0 ? performance.now() - r[kStart] : 0)
+  }
+  const onRequestAbort: onRequestAbortHookHandler = (request, done) => {
+    onAbort(request as Tracked)
     done()
   }
   fastify.addHook('onRequest', onRequest)

@@ -3,7 +3,7 @@
 // on port 0.
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import pino from 'pino'
-import type { Config, ServiceConfig } from './config.js'
+import type { Config } from './config.js'
 import { requestIdFor } from '../plugins/request-context.js'
 import requestContext from '../plugins/request-context.js'
 import errorHandler, { clientErrorHandler, refuseConnect } from '../plugins/error-handler.js'
@@ -20,17 +20,11 @@ import healthRoutes from '../routes/health.js'
 import infoRoutes from '../routes/info.js'
 import metricsRoutes from '../routes/metrics.js'
 import adminRoutes from '../routes/admin/index.js'
-import proxyRoutes from '../routes/proxy.js'
+import proxy from '../plugins/proxy/index.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
     config: Config
-  }
-  interface FastifyContextConfig {
-    /** Set on proxied routes: the service they belong to. */
-    service?: ServiceConfig
-    /** Bounded label for metrics and logs: the service prefix or route template. */
-    metricPath?: string
   }
 }
 
@@ -118,6 +112,6 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   await app.register(infoRoutes)
   await app.register(metricsRoutes)
   await app.register(adminRoutes, { prefix: '/admin' })
-  await app.register(proxyRoutes)
+  await app.register(proxy)
   return app
 }

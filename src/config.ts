@@ -58,6 +58,8 @@ export interface Config {
   corsOrigins: '*' | string[]
   apiKeyRequired: boolean
   upstreamTimeoutMs: number
+  /** Longest silence allowed inside a streamed response body (SSE, long polls). */
+  upstreamIdleTimeoutMs: number
   healthCheck: { intervalMs: number, timeoutMs: number }
   shutdownTimeoutMs: number
   rateLimit: { rpm: number, burst: number, failMode: 'open' | 'closed', storeTimeoutMs: number }
@@ -136,6 +138,7 @@ const EnvSchema = z.object({
   CORS_ORIGINS: env(z.string().trim().default('*')),
   API_KEY_REQUIRED: env(bool().default(false)),
   UPSTREAM_TIMEOUT_MS: env(int(1, 3_600_000).default(30000)),
+  UPSTREAM_IDLE_TIMEOUT_MS: env(int(1, 86_400_000).default(300_000)),
   HEALTH_CHECK_INTERVAL_SECONDS: env(num(0.05, 86_400).default(25)),
   HEALTH_CHECK_TIMEOUT_SECONDS: env(num(0.05, 3600).default(4)),
   SHUTDOWN_TIMEOUT_MS: env(int(0, 3_600_000).default(25000)),
@@ -281,6 +284,7 @@ export function loadConfig (source: NodeJS.ProcessEnv = process.env, options: Lo
     corsOrigins,
     apiKeyRequired: e.API_KEY_REQUIRED,
     upstreamTimeoutMs: e.UPSTREAM_TIMEOUT_MS,
+    upstreamIdleTimeoutMs: e.UPSTREAM_IDLE_TIMEOUT_MS,
     healthCheck: {
       intervalMs: Math.round(e.HEALTH_CHECK_INTERVAL_SECONDS * 1000),
       timeoutMs: Math.round(e.HEALTH_CHECK_TIMEOUT_SECONDS * 1000)

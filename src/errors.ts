@@ -24,6 +24,7 @@ export const RequestTimeout = E('REQUEST_TIMEOUT', 'The request was not received
 
 export const MissingApiKey = E('API_KEY_REQUIRED', 'An API key is required: send it as X-API-Key or Authorization: Bearer', 401)
 export const InvalidApiKey = E('INVALID_API_KEY', 'The API key is invalid, revoked or expired', 401)
+export const AmbiguousCredentials = E('AMBIGUOUS_CREDENTIALS', 'Send one API key, in X-API-Key or Authorization: Bearer, not several different ones', 401)
 export const ServiceForbidden = E('SERVICE_FORBIDDEN', 'This API key may not call this service', 403)
 export const AdminUnauthorized = E('ADMIN_UNAUTHORIZED', 'Admin credentials are required (HTTP Basic auth)', 401)
 export const AdminThrottled = E('ADMIN_THROTTLED', 'Too many failed admin logins from this address; retry later', 429)

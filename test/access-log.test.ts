@@ -29,7 +29,7 @@ async function build (t: Test): Promise<{ app: FastifyInstance, raw: string[], l
   })
   app.decorate('config', loadConfig({ ADMIN_AUTH_ENABLED: 'false' }, { dotenv: false }))
   app.decorateRequest('consumer', null)
-  app.decorateRequest('proxyAttempt', null)
+  app.decorateRequest('proxyRetries', 0)
   await app.register(metrics)
   await app.register(accessLog)
   app.get('/items/:id', async () => ({ ok: true }))
@@ -46,7 +46,7 @@ async function build (t: Test): Promise<{ app: FastifyInstance, raw: string[], l
     })
     const config = { metricPath: '/api/users' }
     scope.all('/api/users/*', { config }, async (request) => {
-      if (request.headers['x-retried'] !== undefined) (request as unknown as { proxyAttempt: unknown }).proxyAttempt = { backend: 0, permit: null, retries: 2, replayable: true }
+      if (request.headers['x-retried'] !== undefined) request.proxyRetries = 2
       return { ok: true }
     })
   })

@@ -7,6 +7,7 @@ import fp from 'fastify-plugin'
 import errorHandler from '../plugins/error-handler.js'
 import metrics from '../plugins/metrics.js'
 import apiKeys, { type ApiKeysOptions } from '../plugins/api-keys.js'
+import { upstreamHeaders } from '../plugins/proxy/headers.js'
 import { createEmbeddedStore } from '../plugins/store/index.js'
 import type { KeyStore, Store } from '../plugins/store/types.js'
 import { generateApiKey } from '../src/api-key-format.js'
@@ -70,7 +71,8 @@ async function harness (t: Teardownable, env: Record<string, string> = {}, opts:
   for (const svc of config.services) {
     await app.register(async (scope) => {
       scope.addHook('onRequest', app.apiKeys.hookFor(svc))
-      scope.all('/*', async (request) => ({ headers: request.headers, consumer: request.consumer }))
+      // What a backend would be sent: the proxy's header policy applied after the hook.
+      scope.all('/*', async (request) => ({ headers: upstreamHeaders(request), consumer: request.consumer }))
     }, { prefix: svc.prefix })
   }
   t.teardown(() => app.close())

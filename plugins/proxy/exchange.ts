@@ -1,0 +1,316 @@
+// The attempt loop (SPEC §4, §8): one Exchange per proxied request, owning every step between the
+// route handler and the last byte. It takes the breaker permit of each attempt and settles it on
+// every path (success, failure, or release when the outcome is not the backend's: client gone,
+// body too large), runs the per-attempt timeout, records each attempt on the breaker, passive
+// health and metrics, retries with backoff from the bounded replay copy, and relays the chosen
+// response with backpressure. Nothing else in the gateway touches an upstream request.
+import type { Readable } from 'node:stream'
+import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify'
+import type { Dispatcher } from 'undici'
+import { BadGateway, GatewayTimeout, PayloadTooLarge } from '../../src/errors.js'
+import { isIdempotent, isRetryableStatus, retryDelay } from '../../src/retry-policy.js'
+import type { BreakerPermit } from '../circuit-breakers.js'
+import type { GatewayMetrics } from '../metrics.js'
+import { MAX_HEADER_COUNT } from '../request-context.js'
+import { clientHeaders, countExceeds, type UpstreamHeaders } from './headers.js'
+import type { ServiceRoute } from './service-table.js'
+
+/** What every exchange shares: built once by the plugin. */
+export interface ExchangeContext {
+  readonly dispatcher: Dispatcher
+  readonly metrics: GatewayMetrics
+  readonly idleTimeoutMs: number
+  /** Records a client that left when Fastify's own onRequestAbort hooks will not run. */
+  readonly clientClosed: (request: FastifyRequest) => void
+}
+
+/** Errors where the request never reached a backend's application: safe to retry. */
+const CONNECTION_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_CLOSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH'])
+/** The backend itself could not be reached: passive health marks it down. */
+const CONNECT_FAILURES = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH'])
+
+const ATTEMPT_TIMEOUT = Object.assign(new Error('upstream attempt timed out'), { code: 'GW_ATTEMPT_TIMEOUT' })
+const CLIENT_GONE = Object.assign(new Error('client went away'), { code: 'GW_CLIENT_GONE' })
+
+type ErrorWithCode = Error & { code?: string, cause?: unknown }
+
+/** One upstream attempt: undici's dispatch handler. A discarded attempt only drains. */
+class Attempt implements Dispatcher.DispatchHandler {
+  controller: Dispatcher.DispatchController | null = null
+  timer: NodeJS.Timeout | null = null
+  /** Why the gateway aborted it before undici handed over a controller. */
+  pendingAbort: Error | null = null
+  timedOut = false
+  /** The response is being thrown away (a retry follows, or nobody wants it any more). */
+  discard = false
+  /** The response is being relayed to the client. */
+  relaying = false
+
+  constructor (readonly exchange: Exchange, readonly backend: number, readonly permit: BreakerPermit) {}
+
+  abort (reason: Error): void {
+    if (this.controller !== null) this.controller.abort(reason)
+    else this.pendingAbort = reason
+  }
+
+  onRequestStart (controller: Dispatcher.DispatchController): void {
+    this.controller = controller
+    if (this.pendingAbort !== null) controller.abort(this.pendingAbort)
+  }
+
+  onResponseStart (controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+    if (statusCode < 200 || this.discard) return
+    this.exchange.onResponseStart(this, controller, statusCode, headers)
+  }
+
+  onResponseData (controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (!this.relaying) return
+    const res = this.exchange.reply.raw
+    if (!res.write(chunk)) {
+      controller.pause()
+      res.once('drain', () => controller.resume())
+    }
+  }
+
+  onResponseEnd (): void {
+    if (this.relaying) this.exchange.reply.raw.end()
+  }
+
+  onResponseError (_controller: Dispatcher.DispatchController, err: Error): void {
+    if (this.timer !== null) clearTimeout(this.timer)
+    if (this.discard) return
+    this.exchange.onAttemptError(this, err as ErrorWithCode)
+  }
+}
+
+function onAttemptTimeout (attempt: Attempt): void {
+  attempt.timer = null
+  if (attempt.controller !== null && attempt.exchange.uploading()) {
+    // Connected and still sending a streamed body: a slow client is not a slow backend. The clock
+    // starts again; the client's own request timeout bounds the upload.
+    attempt.timer = setTimeout(onAttemptTimeout, attempt.exchange.timeoutMs, attempt)
+    return
+  }
+  attempt.timedOut = true
+  attempt.abort(ATTEMPT_TIMEOUT)
+}
+
+export class Exchange {
+  readonly #ctx: ExchangeContext
+  readonly request: FastifyRequest
+  readonly reply: FastifyReply
+  readonly #route: ServiceRoute
+  readonly #log: FastifyBaseLogger
+  readonly #method: string
+  readonly #path: string
+  readonly #headers: UpstreamHeaders
+  #body: Buffer | Readable | null = null
+  #replayable = true
+  #current: Attempt | null = null
+  #nextPermit: BreakerPermit | null = null
+  #retryTimer: NodeJS.Timeout | null = null
+  #retries = 0
+  #clientGone = false
+  #settled = false
+
+  constructor (ctx: ExchangeContext, request: FastifyRequest, reply: FastifyReply, route: ServiceRoute, path: string, headers: UpstreamHeaders) {
+    this.#ctx = ctx
+    this.request = request
+    this.reply = reply
+    this.#route = route
+    this.#log = request.log
+    this.#method = request.raw.method as string
+    this.#path = path
+    this.#headers = headers
+  }
+
+  get retries (): number { return this.#retries }
+  get timeoutMs (): number { return this.#route.service.timeoutMs }
+
+  /** Whether a streamed request body is still being read from the client. */
+  uploading (): boolean {
+    const body = this.#body
+    return body !== null && !Buffer.isBuffer(body) && !body.readableEnded
+  }
+
+  /**
+   * Sends the first attempt under `permit`. `body` is the request body: a Buffer (the replay copy),
+   * a stream (sent once, never retried) or null.
+   */
+  start (permit: BreakerPermit, body: Buffer | Readable | null, replayable: boolean): void {
+    this.#body = body
+    this.#replayable = replayable
+    this.#route.budget.recordRequest()
+    this.reply.raw.once('close', () => this.#onClientClose())
+    this.#send(permit)
+  }
+
+  #send (permit: BreakerPermit): void {
+    const route = this.#route
+    const previous = this.#current
+    const backend = route.balancer.pick(route.usable, previous === null ? -1 : previous.backend)
+    const target = route.backends[backend]
+    const attempt = new Attempt(this, backend, permit)
+    this.#current = attempt
+    this.#headers.host = target.host
+    attempt.timer = setTimeout(onAttemptTimeout, route.service.timeoutMs, attempt)
+    this.#ctx.dispatcher.dispatch({
+      origin: target.origin,
+      path: this.#path,
+      method: this.#method,
+      headers: this.#headers,
+      body: this.#body,
+      // Connect + response head are bounded by the attempt timer; a streamed body only by silence.
+      headersTimeout: 0,
+      bodyTimeout: this.#ctx.idleTimeoutMs
+    }, attempt)
+  }
+
+  onResponseStart (attempt: Attempt, controller: Dispatcher.DispatchController, status: number, headers: Record<string, string | string[] | undefined>): void {
+    if (attempt.timer !== null) {
+      clearTimeout(attempt.timer)
+      attempt.timer = null
+    }
+    if (attempt !== this.#current || this.#settled) {
+      attempt.discard = true
+      controller.abort(CLIENT_GONE)
+      return
+    }
+    const name = this.#route.name
+    const metrics = this.#ctx.metrics
+    metrics.backendRequest(name)
+    if (status >= 500) {
+      metrics.backendError(name)
+      attempt.permit.failure()
+      if (isRetryableStatus(status) && this.#mayRetry()) {
+        attempt.discard = true // drained, so the connection stays usable
+        this.#retryAfter(headers['retry-after'])
+        return
+      }
+    } else {
+      attempt.permit.success()
+    }
+    if (countExceeds(headers, MAX_HEADER_COUNT)) {
+      // A flood of response headers is no valid answer to relay.
+      attempt.discard = true
+      controller.abort(CLIENT_GONE)
+      this.#fail(new BadGateway())
+      return
+    }
+    this.#settled = true
+    attempt.relaying = true
+    const service = this.#route.service
+    const head = clientHeaders(headers, this.reply, this.#retries, service.stripPrefix && service.prefix !== '/' ? service.prefix : null)
+    this.reply.hijack()
+    this.reply.raw.writeHead(status, head)
+  }
+
+  onAttemptError (attempt: Attempt, err: ErrorWithCode): void {
+    const route = this.#route
+    const metrics = this.#ctx.metrics
+    if (attempt.relaying) {
+      // Headers were sent: the client sees a cut body and a closed connection.
+      if (this.#clientGone) return
+      metrics.backendError(route.name)
+      this.#log.warn({ event: 'upstream_reset_after_headers', service: route.name, code: err.code }, 'upstream response ended early')
+      this.reply.raw.destroy()
+      return
+    }
+    if (attempt !== this.#current || this.#settled || this.#clientGone) {
+      attempt.permit.release()
+      return
+    }
+    if (isBodyLimitError(err)) {
+      // The client sent too much: not the backend's failure.
+      attempt.permit.release()
+      this.reply.header('connection', 'close')
+      this.#fail(new PayloadTooLarge(String(this.request.server.config.bodyLimit)))
+      return
+    }
+    metrics.backendRequest(route.name)
+    metrics.backendError(route.name)
+    attempt.permit.failure()
+    const code = errorCode(err)
+    if (attempt.timedOut) {
+      this.#log.warn({ event: 'upstream_timeout', service: route.name }, 'upstream attempt timed out')
+      this.#fail(new GatewayTimeout())
+      return
+    }
+    if (CONNECT_FAILURES.has(code)) route.health.markFailed(attempt.backend, 'connection failed')
+    if (CONNECTION_ERRORS.has(code) && this.#mayRetry()) {
+      this.#retryAfter(undefined)
+      return
+    }
+    const tls = code.includes('TLS') || code.includes('CERT')
+    this.#log.warn({ event: tls ? 'upstream_tls_error' : 'upstream_error', service: route.name, code }, 'upstream attempt failed')
+    this.#fail(new BadGateway())
+  }
+
+  /** Whether another attempt may be made; if so its breaker permit is already taken. */
+  #mayRetry (): boolean {
+    const route = this.#route
+    if (this.#retries >= route.service.retry.maxRetries || !this.#replayable || this.#clientGone) return false
+    if (!isIdempotent(this.#method) || !route.budget.tryAcquire()) return false
+    // Retries stop when the breaker opens: a retry is an attempt like any other (SPEC §8).
+    const permit = route.breaker.acquire()
+    if (permit === null) return false
+    this.#nextPermit = permit
+    return true
+  }
+
+  #retryAfter (retryAfterHeader: string | string[] | undefined): void {
+    const delay = retryDelay(this.#retries, this.#route.service.retry, retryAfterHeader)
+    this.#retries++
+    this.request.proxyRetries = this.#retries
+    this.#ctx.metrics.retry(this.#route.name)
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = null
+      const permit = this.#nextPermit as BreakerPermit
+      this.#nextPermit = null
+      this.#send(permit)
+    }, Math.max(1, delay))
+  }
+
+  #fail (err: Error): void {
+    this.#settled = true
+    if (this.reply.sent) return
+    if (this.#retries > 0) this.reply.header('x-retry-count', String(this.#retries))
+    this.reply.send(err)
+  }
+
+  /** The response's socket closed: the client left unless the response had finished. */
+  #onClientClose (): void {
+    const res = this.reply.raw
+    if (res.writableFinished) return
+    this.#clientGone = true
+    if (this.#retryTimer !== null) {
+      clearTimeout(this.#retryTimer)
+      this.#retryTimer = null
+    }
+    this.#nextPermit?.release()
+    this.#nextPermit = null
+    const attempt = this.#current
+    if (attempt !== null) {
+      if (attempt.timer !== null) clearTimeout(attempt.timer)
+      attempt.permit.release() // a no-op once the attempt had an outcome
+      attempt.abort(CLIENT_GONE)
+    }
+    // Fastify runs onRequestAbort only while the request body was unread; the rest is ours.
+    if (this.request.raw.aborted !== true) this.#ctx.clientClosed(this.request)
+  }
+}
+
+function errorCode (err: ErrorWithCode): string {
+  const cause = err.cause as ErrorWithCode | undefined
+  return cause?.code ?? err.code ?? ''
+}
+
+/** The body-limit error of BoundedBody, however undici wrapped it. */
+function isBodyLimitError (err: ErrorWithCode): boolean {
+  let e: unknown = err
+  for (let i = 0; i < 3 && e != null; i++) {
+    if ((e as { code?: string }).code === 'GW_PAYLOAD_TOO_LARGE') return true
+    e = (e as { cause?: unknown }).cause
+  }
+  return false
+}

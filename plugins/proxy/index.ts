@@ -1,0 +1,173 @@
+// The proxy core (SPEC §4, §8), on undici. One catch-all route serves every service:
+//   admit (onRequest)  match the service table, check the path, then the service's API-key and
+//                      rate-limit hooks
+//   forward (handler)  breaker admission, the request body (bounded replay copy or stream), and an
+//                      Exchange (exchange.ts) that owns the attempts until the last byte
+// The gateway's own routes (/health, /admin, …) are static and always win over the catch-all.
+import { pipeline, type Readable } from 'node:stream'
+import type { FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify'
+import fp from 'fastify-plugin'
+import { Agent } from 'undici'
+import { BoundedBody } from '../../src/bounded-body.js'
+import { BadRequest, CircuitOpen, NotFound, PayloadTooLarge } from '../../src/errors.js'
+import { isIdempotent } from '../../src/retry-policy.js'
+import { UNMATCHED_PATH } from '../metrics.js'
+import { Exchange, type ExchangeContext } from './exchange.js'
+import { upstreamHeaders } from './headers.js'
+import { isSafePath, normalizePath, stripPrefix, withoutKeyParams } from './paths.js'
+import { buildRoute, ServiceTable, ServiceTables, type RouteParts, type ServiceRoute } from './service-table.js'
+
+/** Largest request body kept in memory so an idempotent request can be replayed on retry. */
+export const REPLAY_LIMIT = 64 * 1024
+const METHODS = ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS']
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    serviceTables: ServiceTables
+  }
+  interface FastifyRequest {
+    /** The service this request matched (set by the proxy's onRequest). */
+    proxyRoute: ServiceRoute | null
+    /** The normalized request path, without the query string. */
+    proxyPath: string
+    /** Retries made so far (the access log and X-Retry-Count report it). */
+    proxyRetries: number
+  }
+}
+
+export default fp(async function proxy (app) {
+  const { config, gatewayMetrics: metrics } = app
+  // One pool per backend origin, keep-alive, TLS always verified. Connect and response head are
+  // bounded per attempt by the Exchange's timer; the connect timeout here is only a backstop.
+  const dispatcher = new Agent({
+    connections: 256,
+    pipelining: 1,
+    keepAliveTimeout: 4000,
+    connect: { rejectUnauthorized: true, timeout: Math.max(...config.services.map((s) => s.timeoutMs), 1000) }
+  })
+  app.addHook('onClose', async () => { await dispatcher.close() })
+
+  const parts: RouteParts = {
+    breaker (service) {
+      const breaker = app.breakers.get(service.name)
+      if (breaker === undefined) throw new Error(`no circuit breaker for service ${service.name}`)
+      return breaker
+    },
+    health: (service) => app.backendHealth.get(service.name),
+    authenticate: (service) => app.apiKeys.hookFor(service),
+    limit: (service) => app.rateLimit.hookFor(service)
+  }
+  const tables = new ServiceTables(new ServiceTable(config.services.map((s) => buildRoute(s, parts))))
+  app.decorate('serviceTables', tables)
+  app.decorateRequest('proxyRoute', null)
+  app.decorateRequest('proxyPath', '')
+  app.decorateRequest('proxyRetries', 0)
+
+  const ctx: ExchangeContext = {
+    dispatcher,
+    metrics,
+    idleTimeoutMs: config.upstreamIdleTimeoutMs,
+    clientClosed (request) {
+      metrics.requestAborted(request)
+      app.accessLog.requestAborted(request)
+    }
+  }
+
+  const admit: onRequestHookHandler = function admit (request, reply, done) {
+    const url = request.raw.url as string
+    const q = url.indexOf('?')
+    const path = normalizePath(q === -1 ? url : url.slice(0, q))
+    const route = path.charCodeAt(0) === 0x2f ? tables.current.match(path) : null
+    if (route === null) return done(new NotFound())
+    request.metricPath = route.prefix
+    if (!isSafePath(path)) return done(new BadRequest('The path may not contain . or .. segments or backslashes'))
+    request.proxyRoute = route
+    request.proxyPath = path
+    route.authenticate.call(app, request, reply, (err?: Error) => {
+      if (err !== undefined) return done(err)
+      if (route.limit === null) return done()
+      const pending = route.limit.call(app, request, reply, done) as unknown as Promise<void> | undefined
+      if (pending !== undefined) pending.then(() => done(), done)
+    })
+  }
+
+  function forward (request: FastifyRequest, reply: FastifyReply): void {
+    const route = request.proxyRoute as ServiceRoute
+    const permit = route.breaker.acquire()
+    if (permit === null) {
+      reply.header('retry-after', String(route.breaker.retryAfterSeconds()))
+      reply.send(new CircuitOpen())
+      return
+    }
+    // From here on the permit is settled on every path: by the Exchange, or released below.
+    const exchange = new Exchange(ctx, request, reply, route, target(request, route), upstreamHeaders(request))
+    const method = request.raw.method as string
+    const payload = request.body as Readable | undefined
+    if (method === 'GET' || method === 'HEAD' || payload == null) {
+      exchange.start(permit, null, true)
+      return
+    }
+    const declared = request.headers['content-length']
+    const length = declared === undefined ? NaN : Number(declared)
+    const limit = config.bodyLimit
+    if (length > limit) {
+      permit.release()
+      reply.header('connection', 'close')
+      reply.send(new PayloadTooLarge(String(limit)))
+      return
+    }
+    if (route.service.retry.maxRetries > 0 && isIdempotent(method) && length <= REPLAY_LIMIT) {
+      // Small enough to keep: read it whole so a retry can send it again (SPEC §8).
+      readBody(payload).then((body) => exchange.start(permit, body, true), (err: Error) => {
+        permit.release()
+        if (!reply.sent) reply.send(err)
+      })
+    } else if (Number.isNaN(length)) {
+      // Chunked: counted against the limit on the way through, in coalesced writes; sent once.
+      const bounded = new BoundedBody(limit)
+      pipeline(payload, bounded, noop)
+      exchange.start(permit, bounded, false)
+    } else {
+      exchange.start(permit, payload, false)
+    }
+  }
+
+  await app.register(async function proxyScope (scope) {
+    // Bodies of any content type stream through untouched: no parser may turn them into strings.
+    scope.removeAllContentTypeParsers()
+    scope.addContentTypeParser('*', function passThrough (_request, payload, done) { done(null, payload) })
+    scope.route({
+      method: METHODS,
+      url: '/*',
+      exposeHeadRoute: false,
+      config: { metricPath: UNMATCHED_PATH },
+      onRequest: admit,
+      handler: forward
+    })
+  })
+}, {
+  name: 'proxy',
+  dependencies: ['api-keys', 'rate-limit', 'circuit-breakers', 'health-checks', 'gateway-metrics', 'access-log']
+})
+
+/** The path and query a backend is sent: prefix stripped if the service says so, key parameters removed. */
+function target (request: FastifyRequest, route: ServiceRoute): string {
+  const url = request.raw.url as string
+  const path = route.service.stripPrefix ? stripPrefix(request.proxyPath, route.prefix) : request.proxyPath
+  const q = url.indexOf('?')
+  if (q === -1) return path
+  const query = url.slice(q + 1)
+  const kept = withoutKeyParams(query)
+  return kept === '' && query !== '' ? path : `${path}?${kept}`
+}
+
+function readBody (stream: Readable): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = []
+    stream.on('data', (c: Buffer) => chunks.push(c))
+    stream.once('end', () => resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks)))
+    stream.once('error', reject)
+  })
+}
+
+function noop (): void {}
