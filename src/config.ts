@@ -203,6 +203,9 @@ const RoutesFile = z.union([
   z.strictObject({ services: z.array(ServiceFileEntry) })
 ])
 
+/** Paths the gateway answers itself; a service prefix may not take them (`/` may: it is the fallback). */
+export const GATEWAY_PATHS: readonly string[] = ['/health', '/ready', '/metrics', '/info', '/services', '/admin']
+
 const ADMIN_PASSWORD_MISSING = 'ADMIN_PASSWORD: must be set when ADMIN_AUTH_ENABLED=true (or set ADMIN_AUTH_ENABLED=false)'
 
 export interface LoadOptions {
@@ -347,6 +350,8 @@ function readRoutesFile (file: string, retry: RetryConfig, timeoutMs: number, pr
   const prefixes = new Set<string>()
   const services = entries.map((s, i): ServiceConfig => {
     const prefix = s.prefix.length > 1 ? s.prefix.replace(/\/+$/, '') : s.prefix
+    const taken = GATEWAY_PATHS.find((own) => prefix === own || prefix.startsWith(own + '/'))
+    if (taken !== undefined) problems.push(`ROUTES_FILE: ${i}.prefix: service "${s.name}" uses "${prefix}", which is the gateway's own ${taken}`)
     if (names.has(s.name)) problems.push(`ROUTES_FILE: ${i}.name: duplicate service name "${s.name}"`)
     if (prefixes.has(prefix)) problems.push(`ROUTES_FILE: ${i}.prefix: duplicate prefix "${prefix}"`)
     names.add(s.name)

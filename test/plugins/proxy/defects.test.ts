@@ -23,8 +23,12 @@ async function metrics (app: { inject: (o: { url: string }) => Promise<{ body: s
 t.test('a half-open breaker gets every trial slot back from requests that never reached a backend', async (t) => {
   const up = await flakyUpstream(t, [503])
   const { port } = await gateway(t, [service('users', '/api/users', up.url)], {
-    CB_MAX_FAILURES: '1', CB_RESET_TIMEOUT_SECONDS: '0.2', CB_HALF_OPEN_MAX_REQUESTS: '3', CB_SUCCESS_THRESHOLD: '5',
-    RETRY_MAX_RETRIES: '0', BODY_LIMIT_BYTES: '1024'
+    CB_MAX_FAILURES: '1',
+    CB_RESET_TIMEOUT_SECONDS: '0.2',
+    CB_HALF_OPEN_MAX_REQUESTS: '3',
+    CB_SUCCESS_THRESHOLD: '5',
+    RETRY_MAX_RETRIES: '0',
+    BODY_LIMIT_BYTES: '1024'
   })
   t.equal((await http(port, '/api/users/1')).status, 503, 'the failure opens the breaker')
   t.equal((await http(port, '/api/users/1')).status, 503, 'open: answered by the gateway')
@@ -146,7 +150,7 @@ t.test('a client that hangs up aborts the upstream request at once and counts as
       req.on('error', () => resolve())
       req.end(method === 'POST' ? '{"a":1}' : undefined)
       // Hang up once the backend has the request (the POST's body has been read by then).
-      void until(() => up.requests.length > before, 2000).then(() => { req.destroy(); resolve() })
+      until(() => up.requests.length > before, 2000).then(() => { req.destroy(); resolve() }, resolve)
     })
     const rec = up.requests.at(-1)
     t.ok(await until(() => rec?.aborted === true, 1000), `${method}: the backend saw its request aborted within 1 s`)
