@@ -71,16 +71,22 @@ export function createProcesses ({ dir, node, pin }) {
     throw new HarnessError(`${proc.name}: /health did not answer 200 within ${timeoutMs} ms\n${tail(proc)}`)
   }
 
-  /** SIGTERM to every child still running, SIGKILL after 8 s. */
-  async function stopAll () {
-    const alive = children.filter((p) => !p.exited)
+  /** SIGTERM to each of `list` still running (by PID), SIGKILL after 8 s; resolves once all exited. */
+  async function stop (list) {
+    const alive = list.filter((p) => !p.exited)
     for (const p of alive) { try { process.kill(p.pid, 'SIGTERM') } catch {} }
     const deadline = Date.now() + 8000
     while (alive.some((p) => !p.exited) && Date.now() < deadline) await sleep(100)
     for (const p of alive.filter((p) => !p.exited)) { try { process.kill(p.pid, 'SIGKILL') } catch {} }
+    while (alive.some((p) => !p.exited) && Date.now() < deadline + 2000) await sleep(50)
   }
 
-  return { start, tail, readPort, waitHealthy, stopAll }
+  /** Stops every child still running. */
+  async function stopAll () {
+    await stop(children)
+  }
+
+  return { start, tail, readPort, waitHealthy, stop, stopAll }
 }
 
 export async function freePort () {
