@@ -83,14 +83,57 @@ export function retryAfterSeconds (r: BucketResult): number {
   return Math.max(1, Math.ceil(r.retryAfterMs / 1000))
 }
 
-function withTimeout<T> (promise: Promise<T>, ms: number): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new StoreTimeout(ms)), ms)
-    promise.then(
-      (value) => { clearTimeout(timer); resolve(value) },
-      (err) => { clearTimeout(timer); reject(err) }
-    )
-  })
+/**
+ * Bounds pending store calls with one timer instead of one per take. Every call has the same
+ * timeout, so calls expire in the order they started: a FIFO whose head holds the timer.
+ */
+class Deadlines {
+  readonly #ms: number
+  readonly #queue: Array<{ at: number, expire: (() => void) | null }> = []
+  #head = 0
+  #timer: NodeJS.Timeout | null = null
+
+  constructor (ms: number) { this.#ms = ms }
+
+  /** Calls `expire` after the timeout unless the returned function is called first. */
+  add (expire: () => void): () => void {
+    const entry = { at: performance.now() + this.#ms, expire: expire as (() => void) | null }
+    this.#queue.push(entry)
+    if (this.#timer === null) this.#arm(this.#ms)
+    return () => { entry.expire = null }
+  }
+
+  #arm (ms: number): void {
+    this.#timer = setTimeout(() => this.#fire(), Math.max(1, Math.ceil(ms)))
+    this.#timer.unref()
+  }
+
+  #fire (): void {
+    this.#timer = null
+    const now = performance.now()
+    const q = this.#queue
+    while (this.#head < q.length && (q[this.#head].expire === null || q[this.#head].at <= now)) {
+      const e = q[this.#head++]
+      if (e.expire !== null) e.expire()
+    }
+    if (this.#head === q.length) {
+      q.length = 0
+      this.#head = 0
+    } else {
+      if (this.#head > 1024) {
+        q.splice(0, this.#head)
+        this.#head = 0
+      }
+      this.#arm(q[this.#head].at - now)
+    }
+  }
+
+  clear (): void {
+    if (this.#timer !== null) clearTimeout(this.#timer)
+    this.#timer = null
+    this.#queue.length = 0
+    this.#head = 0
+  }
 }
 
 export default fp<RateLimitOptions>(async function rateLimit (fastify, opts) {
@@ -99,8 +142,6 @@ export default fp<RateLimitOptions>(async function rateLimit (fastify, opts) {
   const defaults = { rpm: config.rateLimit.rpm, burst: config.rateLimit.burst }
   const storeRetryMs = opts.storeRetryMs ?? 1000
   const warnEveryMs = opts.warnEveryMs ?? 10_000
-  // Memory answers at once; only a networked store needs a timer per take.
-  const bounded = store.kind !== 'embedded'
   // Per-instance buckets for `open` mode while the store is down (bounded like any MemoryBuckets).
   const fallback = new MemoryBuckets()
 
@@ -130,54 +171,69 @@ export default fp<RateLimitOptions>(async function rateLimit (fastify, opts) {
     }
   }
 
-  /** The store's answer, or undefined when the store is (or just turned out to be) unavailable. */
-  async function fromStore (id: string, burst: number, rpm: number): Promise<BucketResult | undefined> {
+  const deadlines = new Deadlines(storeTimeoutMs)
+  const takeSync = store.buckets.takeSync?.bind(store.buckets)
+
+  /**
+   * Asks the store for a take; `answer` gets the result, or undefined when the store is (or just
+   * turned out to be) unavailable. Synchronous for an in-process store.
+   */
+  function fromStore (id: string, burst: number, rpm: number, answer: (r: BucketResult | undefined) => void): void {
+    if (takeSync !== undefined) {
+      answer(takeSync(id, burst, rpm))
+      return
+    }
     const probe = down
-    if (probe && (probing || performance.now() < retryAt)) return undefined
+    if (probe && (probing || performance.now() < retryAt)) return answer(undefined)
     if (probe) probing = true
-    try {
-      const pending = store.buckets.take(id, burst, rpm)
-      const result = bounded ? await withTimeout(pending, storeTimeoutMs) : await pending
-      if (down) {
+    let settled = false
+    const settle = (result: BucketResult | undefined, err?: unknown): void => {
+      if (settled) return
+      settled = true
+      if (probe) probing = false
+      if (result === undefined) storeFailed(err)
+      else if (down) {
         down = false
         fastify.log.info('rate-limit store reachable again')
       }
-      return result
-    } catch (err) {
-      storeFailed(err)
-      return undefined
-    } finally {
-      if (probe) probing = false
+      answer(result)
     }
+    const cancel = deadlines.add(() => settle(undefined, new StoreTimeout(storeTimeoutMs)))
+    store.buckets.take(id, burst, rpm).then((result) => { cancel(); settle(result) }, (err: unknown) => { cancel(); settle(undefined, err) })
   }
 
   function hookFor (service: ServiceConfig): onRequestHookHandler {
-    return async function rateLimitHook (request: FastifyRequest, reply: FastifyReply) {
+    return function rateLimitHook (request: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void) {
       const consumer = (request as { consumer?: ConsumerLimits | null }).consumer ?? null
       const { rpm, burst } = limitsFor(consumer, service, defaults)
       const id = bucketId(service, consumer, request.ip)
 
-      let result = await fromStore(id, burst, rpm)
-      if (result !== undefined) {
-        reply.headers(rateLimitHeaders(result, rpm, Date.now()))
-      } else if (failMode === 'open') {
-        // No RateLimit fields while failing open: they would describe a bucket other instances
-        // do not share (RELIABILITY LD-05).
-        metrics.rateLimitFailOpen()
-        result = fallback.takeSync(id, burst, rpm)
-      } else {
-        reply.header('retry-after', '1')
-        throw new RateLimitUnavailable()
-      }
-
-      if (!result.allowed) {
-        metrics.rateLimited()
-        reply.header('retry-after', String(retryAfterSeconds(result)))
-        throw new RateLimited()
-      }
+      fromStore(id, burst, rpm, (stored) => {
+        let result = stored
+        if (result !== undefined) {
+          reply.headers(rateLimitHeaders(result, rpm, Date.now()))
+        } else if (failMode === 'open') {
+          // No RateLimit fields while failing open: they would describe a bucket other instances
+          // do not share (RELIABILITY LD-05).
+          metrics.rateLimitFailOpen()
+          result = fallback.takeSync(id, burst, rpm)
+        } else {
+          reply.header('retry-after', '1')
+          return done(new RateLimitUnavailable())
+        }
+        if (!result.allowed) {
+          metrics.rateLimited()
+          reply.header('retry-after', String(retryAfterSeconds(result)))
+          return done(new RateLimited())
+        }
+        done()
+      })
     }
   }
 
   fastify.decorate('rateLimit', { hookFor })
-  fastify.addHook('onClose', async () => { await fallback.close() })
+  fastify.addHook('onClose', async () => {
+    deadlines.clear()
+    await fallback.close()
+  })
 }, { name: 'rate-limit', fastify: '5.x', dependencies: ['store', 'gateway-metrics'] })

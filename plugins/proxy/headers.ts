@@ -29,7 +29,7 @@ const RESPONSE_DROP = new Set([
 
 /** Lowercased names listed in a `Connection` field (RFC 9110 §7.6.1), or null. */
 function connectionListed (value: string | string[] | undefined): Set<string> | null {
-  if (value === undefined) return null
+  if (value === undefined || value === 'keep-alive' || value === 'close') return null
   const names = new Set<string>()
   for (const token of String(value).split(',')) {
     const name = token.trim().toLowerCase()

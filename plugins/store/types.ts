@@ -55,6 +55,8 @@ export interface BucketResult {
 export interface BucketStore {
   /** Takes one token from bucket `id` (capacity `burst`, refill `rpm` per minute), atomically. */
   take (id: string, burst: number, rpm: number): Promise<BucketResult>
+  /** The same take answered at once, for stores that keep buckets in this process. */
+  takeSync? (id: string, burst: number, rpm: number): BucketResult
   close (): Promise<void>
 }
 
