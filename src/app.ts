@@ -2,8 +2,8 @@
 // request travels (STYLE.md). It never listens: src/server.ts does, tests use inject() or listen
 // on port 0.
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify'
-import pino from 'pino'
 import type { Config } from './config.js'
+import { logDestination } from './log-destination.js'
 import { requestIdFor } from '../plugins/request-context.js'
 import requestContext from '../plugins/request-context.js'
 import errorHandler, { clientErrorHandler, refuseConnect } from '../plugins/error-handler.js'
@@ -55,8 +55,8 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
           // Fastify's default would log req.url with its query string, keys included (SC-01).
           serializers: { req: requestSerializer },
           // One access line per request: written asynchronously (lines of one tick share a
-          // write) instead of a blocking write each; pino flushes what is pending on exit.
-          stream: pino.destination({ dest: 1, sync: false, minLength: 0 })
+          // write), flushed on exit (src/log-destination.ts).
+          stream: logDestination()
         }
       }
   const app = Fastify({
