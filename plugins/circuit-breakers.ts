@@ -1,9 +1,9 @@
 // One circuit breaker per service (SPEC §8), with the seed's semantics, on top of opossum.
 //
 // opossum owns the state (closed / open / half-open), the reset timer that moves open → half-open,
-// and the transition events. We never call `fire()`: a proxied attempt is a stream handed to
-// reply-from, not a promise-returning function, and "the client went away" is an outcome fire()
-// cannot express. Instead the proxy takes a permit per attempt and settles it, and the policy below
+// and the transition events. We never call `fire()`: a proxied attempt is a streamed exchange
+// (plugins/proxy/exchange.ts), not a promise-returning function, and "the client went away" is an
+// outcome fire() cannot express. Instead the proxy takes a permit per attempt and settles it, and the policy below
 // drives opossum with `open()` / `close()`. What we add on top, and why:
 //  - consecutive-failure counting: opossum trips on an error percentage over a rolling window; the
 //    seed trips after CB_MAX_FAILURES failures in a row, and any success resets the count. So

@@ -36,8 +36,8 @@ const HTTP_DATE = [
 
 /**
  * `Retry-After` (RFC 9110 §10.2.3) in milliseconds from `now`: delta-seconds or an HTTP-date (a
- * date in the past means 0). Digits are always seconds, never milliseconds (the reply-from trap in
- * STYLE.md). Anything else is null. Only the first of repeated headers counts.
+ * date in the past means 0). Digits are always seconds, never milliseconds (@fastify/reply-from
+ * reads them as milliseconds). Anything else is null. Only the first of repeated headers counts.
  */
 export function parseRetryAfter (value: string | string[] | undefined, now: number = Date.now()): number | null {
   const raw = Array.isArray(value) ? value[0] : value
