@@ -132,3 +132,15 @@ t.test('BI-09 a chunk-extension flood is rejected; 1-byte chunks are only subjec
   const health = await http(gw.port, '/health')
   t.equal(health.status, 200, 'the gateway still answers afterwards')
 })
+
+t.test('a Host whose port is not 1-65535, or that is not host[:port], is 400 and never forwarded', async (t) => {
+  for (const host of ['g:0', 'g:99999', 'g:65536', 'g:', 'g:abc', 'g:-1', 'g:+80', 'g:8 0', '[::1]:0', '[::1', '[zz::1]:80', 'evil.com/..', 'a:b:c']) {
+    await rejected(t, httpMessage('GET /api/echo/h HTTP/1.1', [`Host: ${host}`]), [400], `Host: ${host}`)
+  }
+  for (const host of ['g', 'g:1', 'g:65535', 'gw.example.com:8081', '127.0.0.1:80', '[::1]:8080', '[::1]']) {
+    const before = echo.requests.length
+    const res = await send(gw, httpMessage('GET /api/echo/h HTTP/1.1', [`Host: ${host}`, 'Connection: close']))
+    t.equal(res.statuses[0], 200, `Host: ${host} is served`)
+    t.equal(echo.requests.length, before + 1, `Host: ${host} is forwarded`)
+  }
+})
