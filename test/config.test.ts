@@ -71,6 +71,18 @@ t.test('TRUST_PROXY takes false, a hop count or a CIDR list', async (t) => {
   t.match(problems(() => load({ TRUST_PROXY: 'everyone' })).join(), /TRUST_PROXY/)
 })
 
+t.test('TRUST_PROXY refuses what is not an IP address or a CIDR with a prefix in range, one line naming the bad entries', async (t) => {
+  for (const bad of ['cafe', '999.1.1.1', '1.2.3.4/99', '1.2.3.4/33', '::1/129', '10.0.0.0/', '1.2.3', ':::', '1.2.3.4/-1', '1.2.3.4/08x']) {
+    const lines = problems(() => load({ TRUST_PROXY: `127.0.0.1, ${bad}` }))
+    t.equal(lines.length, 1, `${bad}: one problem`)
+    t.match(lines[0], /^TRUST_PROXY: /, `${bad}: names TRUST_PROXY`)
+    t.ok(lines[0].includes(bad), `${bad}: names the entry`)
+    t.notOk(lines[0].includes('127.0.0.1'), `${bad}: and only the bad one`)
+  }
+  t.same(load({ TRUST_PROXY: '10.0.0.0/8, 127.0.0.1, ::1, fd00::/8, 0.0.0.0/0, 192.168.1.1/32, ::/0, 2001:db8::/128' }).trustProxy,
+    ['10.0.0.0/8', '127.0.0.1', '::1', 'fd00::/8', '0.0.0.0/0', '192.168.1.1/32', '::/0', '2001:db8::/128'])
+})
+
 t.test('WORKERS above one needs the redis store', async (t) => {
   t.match(problems(() => load({ WORKERS: '2' })).join(), /WORKERS/)
   t.equal(load({ WORKERS: '2', STORAGE: 'redis' }).workers, 2)
