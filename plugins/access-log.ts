@@ -99,6 +99,11 @@ function line (request: FastifyRequest, status: number, durationMs: number, abor
   return entry
 }
 
+/** The access line for a request whose hooks never ran (router errors, plugins/error-handler.ts). */
+export function logCompleted (request: FastifyRequest, status: number, durationMs: number): void {
+  request.log.info(line(request, status, durationMs, false), 'request completed')
+}
+
 export default fp(async (fastify) => {
   fastify.decorateRequest(kLogged as unknown as string, 0)
 

@@ -19,6 +19,8 @@ export interface GatewayMetrics {
   retry (service: string): void
   storeError (operation: string): void
   rateLimitFailOpen (): void
+  /** Counts a request that never ran the hooks (Fastify router errors): it was never in flight. */
+  untracked (request: FastifyRequest, status: number, ms: number): void
   /** This app's registry (what GET /metrics exposes). */
   readonly registry: promClient.Registry
   /** Requests being processed now (the gauge's value, readable synchronously for shutdown logs). */
@@ -187,7 +189,8 @@ export default fp(async (fastify) => {
       }
       c.inc()
     },
-    rateLimitFailOpen () { failOpen.inc() }
+    rateLimitFailOpen () { failOpen.inc() },
+    untracked (request, status, ms) { observe(request.method, routeLabel(request), status, ms) }
   }
   fastify.decorate('gatewayMetrics', metrics)
 
@@ -211,6 +214,13 @@ export default fp(async (fastify) => {
     return s
   }
 
+  function observe (method: string, path: string, status: number, ms: number): void {
+    const s = seriesFor(method, path, status)
+    s.count.inc()
+    s.summary.observe(ms)
+    s.histogram.observe(ms / 1000)
+  }
+
   fastify.decorateRequest(kStart as unknown as string, 0)
   fastify.decorateRequest(kRecorded as unknown as string, false)
   const record = (request: Tracked, status: number, ms: number) => {
@@ -219,10 +229,7 @@ export default fp(async (fastify) => {
       inFlight.dec()
       inFlightNow--
     }
-    const s = seriesFor(request.method, routeLabel(request), status)
-    s.count.inc()
-    s.summary.observe(ms)
-    s.histogram.observe(ms / 1000)
+    observe(request.method, routeLabel(request), status, ms)
   }
   const onRequest: onRequestHookHandler = (request, _reply, done) => {
     const r = request as Tracked
