@@ -160,6 +160,29 @@ t.test('serves Prometheus text by default and JSON with Accept: application/json
   t.equal(body.find((m) => m.name === 'gateway_http_request_duration_ms')?.type, 'summary')
 })
 
+t.test('negotiates the format from media ranges with q-values, case-insensitively, and says Vary: Accept', async (t) => {
+  const app = await build(t)
+  const cases: Array<[string | undefined, 'text' | 'json']> = [
+    [undefined, 'text'],
+    ['*/*', 'text'],
+    ['application/json', 'json'],
+    ['APPLICATION/JSON', 'json'],
+    ['Application/Json', 'json'],
+    ['application/json;q=0.1, text/plain', 'text'],
+    ['text/plain;q=0.2, application/json;q=0.9', 'json'],
+    ['application/*', 'json'],
+    ['text/html, application/json;q=0', 'text'],
+    ['application/jsonx', 'text'],
+    ['image/png', 'text']
+  ]
+  for (const [accept, want] of cases) {
+    const res = await app.inject({ url: '/metrics', headers: accept === undefined ? {} : { accept } })
+    t.equal(res.statusCode, 200, `${accept}`)
+    t.match(res.headers['content-type'], want === 'json' ? /^application\/json/ : /^text\/plain/, `${accept ?? '(none)'} -> ${want}`)
+    t.match(String(res.headers.vary), /\baccept\b/i, `${accept ?? '(none)'}: Vary: Accept`)
+  }
+})
+
 t.test('gives every unmatched path one label value', async (t) => {
   const app = await build(t)
   await app.inject('/no/such/thing')
