@@ -12,6 +12,7 @@ import fp from 'fastify-plugin'
 import { AdminThrottled, AdminUnauthorized } from '../src/errors.js'
 import { MemoryFailureCounter } from './store/embedded.js'
 import type { Reservation } from './store/types.js'
+import type { StoreOperation } from './metrics.js'
 
 export const ADMIN_CHALLENGE = 'Basic realm="gateway", charset="UTF-8"'
 export const MAX_FAILURES = 10
@@ -72,7 +73,7 @@ async function adminAuth (fastify: FastifyInstance): Promise<void> {
     }
   }
 
-  function storeFailed (operation: string, err: unknown): void {
+  function storeFailed (operation: StoreOperation, err: unknown): void {
     metrics.storeError(operation)
     fastify.log.warn({ err, event: 'admin_auth_store_unavailable' }, 'failed-login counter unavailable; counting in process')
   }

@@ -10,6 +10,13 @@ import type { ServiceConfig } from '../src/config.js'
 
 export type BreakerStateName = 'closed' | 'open' | 'half-open'
 
+/** Every store operation whose failure is counted: the label set of gateway_store_errors_total. */
+export const STORE_OPERATIONS = [
+  'keys.findByHash', 'keys.touch', 'keys.create', 'keys.list', 'keys.get', 'keys.revoke', 'keys.delete',
+  'rate_limit', 'failures.reserve', 'failures.release'
+] as const
+export type StoreOperation = typeof STORE_OPERATIONS[number]
+
 export interface GatewayMetrics {
   rateLimited (): void
   backendRequest (service: string): void
@@ -17,7 +24,7 @@ export interface GatewayMetrics {
   breakerState (service: string, state: BreakerStateName): void
   breakerTrip (service: string): void
   retry (service: string): void
-  storeError (operation: string): void
+  storeError (operation: StoreOperation): void
   rateLimitFailOpen (): void
   /** Counts a request that never ran the hooks (Fastify router errors): it was never in flight. */
   untracked (request: FastifyRequest, status: number, ms: number): void
@@ -169,7 +176,14 @@ export default fp(async (fastify) => {
     for (const c of [backendRequests, backendErrors, breakerTrips, retries]) c.inc(labels, 0)
     service(svc.name).state.set(1)
   }
+  // Known label set, so every series exists at 0 before the first failure (dashboards show 0, not
+  // "no data"); the type of storeError() keeps callers inside it.
   const storeOps = new Map<string, { inc (): void }>()
+  for (const operation of STORE_OPERATIONS) {
+    const c = storeErrors.labels(operation)
+    c.inc(0)
+    storeOps.set(operation, c)
+  }
 
   let inFlightNow = 0
   const metrics: GatewayMetrics = {
@@ -181,14 +195,7 @@ export default fp(async (fastify) => {
     breakerState (name, state) { service(name).state.set(BREAKER_VALUE[state]) },
     breakerTrip (name) { service(name).trips.inc() },
     retry (name) { service(name).retries.inc() },
-    storeError (operation) {
-      let c = storeOps.get(operation)
-      if (c === undefined) {
-        c = storeErrors.labels(operation)
-        storeOps.set(operation, c)
-      }
-      c.inc()
-    },
+    storeError (operation) { storeOps.get(operation)?.inc() },
     rateLimitFailOpen () { failOpen.inc() },
     untracked (request, status, ms) { observe(request.method, routeLabel(request), status, ms) }
   }
