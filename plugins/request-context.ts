@@ -28,8 +28,12 @@ export default fp(async function requestContext (fastify) {
   fastify.decorateRequest('expectsContinue', false)
 
   // Callback-style hooks: they run on every request, and an async hook costs a promise each.
+  const lifecycle = fastify.lifecycle
   fastify.addHook('onRequest', function guard (request: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void) {
     reply.header('x-request-id', request.id)
+    // Shutting down (SHUTDOWN_DELAY_MS): still served, but keep-alive clients move to a new
+    // connection (another instance) before the drain closes this one under them.
+    if (lifecycle.draining) reply.header('connection', 'close')
     const raw = request.raw
     const rawHeaders = raw.rawHeaders
     if (rawHeaders.length > MAX_HEADER_COUNT * 2) {
@@ -90,7 +94,7 @@ export default fp(async function requestContext (fastify) {
     if (request.expectsContinue) reply.header('connection', 'close')
     done(null, payload)
   })
-}, { name: 'request-context' })
+}, { name: 'request-context', dependencies: ['lifecycle'] })
 
 const HOST = /^(?:\[([0-9A-Fa-f:.]+)\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?$/
 

@@ -61,6 +61,8 @@ export interface Config {
   upstreamTimeoutMs: number
   healthCheck: { intervalMs: number, timeoutMs: number }
   shutdownTimeoutMs: number
+  /** After SIGTERM, keep accepting (with /health 503) this long before draining. */
+  shutdownDelayMs: number
   rateLimit: { rpm: number, burst: number, failMode: 'open' | 'closed', storeTimeoutMs: number }
   circuitBreaker: {
     maxFailures: number
@@ -140,6 +142,7 @@ const EnvSchema = z.object({
   HEALTH_CHECK_INTERVAL_SECONDS: env(num(0.05, 86_400).default(25)),
   HEALTH_CHECK_TIMEOUT_SECONDS: env(num(0.05, 3600).default(4)),
   SHUTDOWN_TIMEOUT_MS: env(int(0, 3_600_000).default(25000)),
+  SHUTDOWN_DELAY_MS: env(int(0, 3_600_000).default(0)),
   RATE_LIMIT_RPM: env(int(1).default(60)),
   RATE_LIMIT_BURST: env(int(1).default(10)),
   RATE_LIMIT_FAIL_MODE: env(z.enum(['open', 'closed']).default('open')),
@@ -287,6 +290,7 @@ export function loadConfig (source: NodeJS.ProcessEnv = process.env, options: Lo
       timeoutMs: Math.round(e.HEALTH_CHECK_TIMEOUT_SECONDS * 1000)
     },
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    shutdownDelayMs: e.SHUTDOWN_DELAY_MS,
     rateLimit: {
       rpm: e.RATE_LIMIT_RPM,
       burst: e.RATE_LIMIT_BURST,

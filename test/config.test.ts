@@ -33,6 +33,7 @@ t.test('defaults match the seed and the spec', async (t) => {
   t.equal(c.upstreamTimeoutMs, 30000)
   t.same(c.healthCheck, { intervalMs: 25000, timeoutMs: 4000 })
   t.equal(c.shutdownTimeoutMs, 25000)
+  t.equal(c.shutdownDelayMs, 0)
   t.same(c.services.map((s) => [s.name, s.prefix, s.backends[0].url]), [
     ['auth-service', '/api/auth', 'http://localhost:8080'],
     ['user-service', '/api/users', 'http://localhost:8082']
@@ -149,7 +150,7 @@ t.test('KNOWN_VARIABLES lists every variable of the spec', async (t) => {
     'RETRY_INITIAL_DELAY_MS', 'RETRY_MAX_DELAY_MS', 'RETRY_MULTIPLIER', 'RETRY_JITTER_FACTOR', 'ADMIN_AUTH_ENABLED',
     'ADMIN_USERNAME', 'ADMIN_PASSWORD', 'AUTH_SERVICE_URL', 'USER_SERVICE_URL', 'STORAGE', 'REDIS_URL', 'REDIS_CLUSTER_NODES',
     'REDIS_KEY_PREFIX', 'DATA_DIR', 'ROUTES_FILE', 'TRUST_PROXY', 'CORS_ORIGINS', 'API_KEY_REQUIRED', 'UPSTREAM_TIMEOUT_MS',
-    'HEALTH_CHECK_INTERVAL_SECONDS', 'HEALTH_CHECK_TIMEOUT_SECONDS', 'SHUTDOWN_TIMEOUT_MS', 'RATE_LIMIT_FAIL_MODE', 'LOG_LEVEL']) {
+    'HEALTH_CHECK_INTERVAL_SECONDS', 'HEALTH_CHECK_TIMEOUT_SECONDS', 'SHUTDOWN_TIMEOUT_MS', 'SHUTDOWN_DELAY_MS', 'RATE_LIMIT_FAIL_MODE', 'LOG_LEVEL']) {
     t.ok(KNOWN_VARIABLES.includes(v), v)
   }
 })
