@@ -121,9 +121,9 @@ export class RedisStore implements Store {
   async ping (): Promise<boolean> {
     if (this.#closed || this.#client.status !== 'ready') return false
     let timer: NodeJS.Timeout | undefined
-    const timeout = new Promise<string>((resolve) => { timer = setTimeout(resolve, this.#pingTimeoutMs, 'timeout') })
+    const timeout = new Promise<false>((resolve) => { timer = setTimeout(resolve, this.#pingTimeoutMs, false) })
     try {
-      return await Promise.race([this.#client.ping(), timeout]) === 'PONG'
+      return await Promise.race([this.keys.probe(), timeout]) === true
     } catch {
       return false
     } finally {

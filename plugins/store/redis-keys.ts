@@ -189,6 +189,14 @@ export class RedisKeyStore implements KeyStore {
     this.#listeners.push(listener)
   }
 
+  /**
+   * A bounded read in the API keys' own hash slot ({keys}): what /ready needs to know is whether
+   * key records can be read, and in a Cluster any node answers PING while that slot's master is down.
+   */
+  async probe (): Promise<boolean> {
+    return typeof await this.#client.exists(this.#all()) === 'number'
+  }
+
   async #change (script: Script, id: string, withIndex: boolean): Promise<boolean> {
     const hash = await this.#client.get(this.#id(id))
     if (hash === null) return false

@@ -90,7 +90,7 @@ export interface Store {
   readonly keys: KeyStore
   readonly buckets: BucketStore
   readonly failures: FailureCounter
-  /** True when the back end answers now (used by /ready). Never throws, bounded in time. */
+  /** True when API key records can be read now (used by /ready). Never throws, bounded in time. */
   ping (): Promise<boolean>
   close (): Promise<void>
 }

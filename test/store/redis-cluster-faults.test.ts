@@ -1,0 +1,56 @@
+// The Redis store on a 3-master Cluster (no replicas) of our own when one master dies (SPEC §6,
+// §10): /ready follows the slot that holds the API keys, node failures are logged once each, and
+// the key cache is flushed whenever the invalidation subscriber had to resubscribe.
+import { randomBytes } from 'node:crypto'
+import t from 'tap'
+import type { FastifyInstance } from 'fastify'
+import { build } from '../helper.js'
+import { rawCommand, startCluster, type RedisCluster, type RedisServer } from '../harness/redis-server.js'
+
+const prefix = () => `gwtest:${randomBytes(4).toString('hex')}:`
+const seeds = (cluster: RedisCluster) => cluster.nodes.map((n) => `${n.host}:${n.port}`).join(',')
+
+async function until (check: () => Promise<boolean> | boolean, timeoutMs = 20_000): Promise<boolean> {
+  const end = Date.now() + timeoutMs
+  while (Date.now() < end) {
+    if (await check()) return true
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+  return false
+}
+
+/** The master serving `slot`, from CLUSTER NODES (`<id> <ip:port@bus> <flags> ... <ranges>`). */
+async function ownerOf (cluster: RedisCluster, slot: number): Promise<RedisServer> {
+  const text = await rawCommand(cluster.servers[0].port, 'CLUSTER NODES', 2000) ?? ''
+  for (const line of text.split('\n')) {
+    const parts = line.trim().split(' ')
+    if (parts.length < 9 || !parts[2].includes('master')) continue
+    const port = Number(parts[1].split('@')[0].split(':').at(-1))
+    for (const range of parts.slice(8)) {
+      const [lo, hi] = range.split('-').map(Number)
+      if (slot >= lo && slot <= (hi ?? lo)) return cluster.servers.find((s) => s.port === port) as RedisServer
+    }
+  }
+  throw new Error(`no master owns slot ${slot}`)
+}
+
+async function keysSlot (cluster: RedisCluster): Promise<number> {
+  const reply = await rawCommand(cluster.servers[0].port, 'CLUSTER KEYSLOT {keys}', 2000)
+  return Number(/^:(\d+)/.exec(reply ?? '')?.[1])
+}
+
+const ready = async (app: FastifyInstance) => (await app.inject('/ready')).statusCode
+
+t.test('/ready turns 503 when the master holding the API keys slot dies', async (t) => {
+  const cluster = await startCluster({ masters: 3 })
+  t.teardown(() => cluster.stop())
+  const app = await build(t, { STORAGE: 'redis', REDIS_CLUSTER_NODES: seeds(cluster), REDIS_KEY_PREFIX: prefix() })
+  t.equal(await ready(app), 200, 'ready with every master up')
+  const owner = await ownerOf(cluster, await keysSlot(cluster))
+  await owner.kill('SIGKILL')
+  t.ok(await until(async () => await ready(app) === 503), '/ready 503 once the keys cannot be read')
+  const after: number[] = []
+  for (let i = 0; i < 10; i++) after.push(await ready(app))
+  t.same(after, Array(10).fill(503), 'and stays 503, whichever node a command reaches')
+  t.match((await app.inject('/ready')).json().store, { kind: 'redis', status: 'down' })
+})
