@@ -23,6 +23,7 @@ declare module 'fastify' {
 type Client = Redis | Cluster
 /** The two logger methods the store uses (fastify.log fits). */
 export interface StoreLog {
+  debug? (obj: object, msg: string): void
   info (obj: object, msg: string): void
   warn (obj: object, msg: string): void
 }
@@ -92,6 +93,9 @@ export class RedisStore implements Store {
     const { client, subscriber, target } = buildClients(config)
     watch(client, 'commands', target, log)
     watch(subscriber, 'subscriber', target, log)
+    const closed = () => this.#closed
+    if (client instanceof Cluster) watchNodes(client, 'commands', log, closed)
+    if (subscriber instanceof Cluster) watchNodes(subscriber, 'subscriber', log, closed)
     client.connect().catch(() => {}) // failures reach the 'error' listener; reconnection goes on
     subscriber.connect().catch(() => {})
     this.#client = client
@@ -220,6 +224,28 @@ function watch (conn: Client, role: string, target: string, log: Log): void {
   conn.on('ready', () => {
     if (down) log.info({ redis: target, role }, 'redis connection restored')
     down = false
+  })
+}
+
+/**
+ * A Cluster client emits no 'error' when one node fails: it reports `node error` and `-node` for
+ * that node, again on every retry and slot refresh. Each node's outage and recovery is logged once.
+ */
+function watchNodes (cluster: Cluster, role: string, log: Log, closed: () => boolean): void {
+  const down = new Set<string>()
+  const nodeKey = (r: Redis) => `${r.options.host ?? '127.0.0.1'}:${r.options.port ?? 6379}`
+  const lost = (node: string, reason: string, code?: string): void => {
+    if (closed() || down.has(node)) return
+    down.add(node)
+    log.warn({ event: 'redis_node_down', node, role, code }, `redis cluster node ${node} unavailable: ${reason}`)
+  }
+  cluster.on('node error', (err: NodeJS.ErrnoException, node: string) => lost(node, err.message, err.code))
+  cluster.on('-node', (r: Redis) => lost(nodeKey(r), 'connection closed'))
+  cluster.on('+node', (r: Redis) => {
+    const node = nodeKey(r)
+    r.on('ready', () => {
+      if (down.delete(node)) log.info({ event: 'redis_node_restored', node, role }, `redis cluster node ${node} restored`)
+    })
   })
 }
 

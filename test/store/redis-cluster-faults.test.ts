@@ -4,6 +4,8 @@
 import { randomBytes } from 'node:crypto'
 import t from 'tap'
 import type { FastifyInstance } from 'fastify'
+import { loadConfig } from '../../src/config.js'
+import { openStore } from '../../plugins/store/index.js'
 import { build } from '../helper.js'
 import { rawCommand, startCluster, type RedisCluster, type RedisServer } from '../harness/redis-server.js'
 
@@ -53,4 +55,34 @@ t.test('/ready turns 503 when the master holding the API keys slot dies', async 
   for (let i = 0; i < 10; i++) after.push(await ready(app))
   t.same(after, Array(10).fill(503), 'and stays 503, whichever node a command reaches')
   t.match((await app.inject('/ready')).json().store, { kind: 'redis', status: 'down' })
+})
+
+t.test('a master going down and coming back is logged once each, not once per retry', async (t) => {
+  const cluster = await startCluster({ masters: 3 })
+  t.teardown(() => cluster.stop())
+  const lines: Array<{ level: string, obj: Record<string, unknown>, msg: string }> = []
+  const log = {
+    debug: (obj: object, msg: string) => { lines.push({ level: 'debug', obj: obj as Record<string, unknown>, msg }) },
+    info: (obj: object, msg: string) => { lines.push({ level: 'info', obj: obj as Record<string, unknown>, msg }) },
+    warn: (obj: object, msg: string) => { lines.push({ level: 'warn', obj: obj as Record<string, unknown>, msg }) }
+  }
+  const store = await openStore(loadConfig({ ADMIN_PASSWORD: 'x', STORAGE: 'redis', REDIS_CLUSTER_NODES: seeds(cluster), REDIS_KEY_PREFIX: prefix() }, { dotenv: false }), { log })
+  t.teardown(() => store.close())
+  t.equal(await store.ping(), true)
+  const owner = await ownerOf(cluster, await keysSlot(cluster))
+  const node = `127.0.0.1:${owner.port}`
+  const about = (event: string) => lines.filter((l) => l.obj.event === event && l.obj.node === node && l.obj.role === 'commands')
+
+  await owner.kill('SIGKILL')
+  t.ok(await until(async () => { await store.ping(); return about('redis_node_down').length > 0 }), 'the node going down is logged')
+  // Keep the client retrying the dead node for a while: each attempt fails again.
+  for (let i = 0; i < 20; i++) await store.ping()
+  await owner.restart()
+  t.ok(await until(async () => { await store.ping(); return about('redis_node_restored').length > 0 }), 'its return is logged')
+  t.ok(await until(async () => await store.ping()), 'and the store reads the keys again')
+  const down = about('redis_node_down')
+  t.equal(down.length, 1, 'one line for the outage')
+  t.equal(down[0].level, 'warn')
+  t.equal(about('redis_node_restored').length, 1, 'one line for the recovery')
+  t.equal(about('redis_node_restored')[0].level, 'info')
 })
