@@ -60,6 +60,7 @@ export function createEmbeddedStore (config: Config): Store {
     keys,
     buckets,
     failures: new MemoryFailureCounter(),
+    warnings: [],
     async ping () { return !closed && keys.ping() },
     async close () {
       if (closed) return
@@ -87,7 +88,10 @@ export class RedisStore implements Store {
   readonly #client: Client
   readonly #subscriber: Client
   readonly #pingTimeoutMs: number
+  readonly #log: Log
+  readonly #target: string
   #closed = false
+  #warnings: readonly string[] = []
 
   constructor (config: Config, log: Log) {
     const { client, subscriber, target } = buildClients(config)
@@ -96,11 +100,15 @@ export class RedisStore implements Store {
     const closed = () => this.#closed
     if (client instanceof Cluster) watchNodes(client, 'commands', log, closed)
     if (subscriber instanceof Cluster) watchNodes(subscriber, 'subscriber', log, closed)
+    // At start and after every reconnect (SPEC §6).
+    client.on('ready', () => { this.#checkEvictionPolicy().catch(() => {}) })
     client.connect().catch(() => {}) // failures reach the 'error' listener; reconnection goes on
     subscriber.connect().catch(() => {})
     this.#client = client
     this.#subscriber = subscriber
     this.#pingTimeoutMs = commandTimeoutMs(config)
+    this.#log = log
+    this.#target = target
     const keyPrefix = config.redis.keyPrefix
     this.keys = new RedisKeyStore({ client, subscriber, keyPrefix })
     this.buckets = new RedisBuckets(client, { keyPrefix })
@@ -133,6 +141,36 @@ export class RedisStore implements Store {
     } finally {
       clearTimeout(timer)
     }
+  }
+
+  get warnings (): readonly string[] {
+    return this.#warnings
+  }
+
+  /**
+   * API key records carry no TTL, so `volatile-*` policies never evict them, but any `allkeys-*`
+   * policy can, under memory pressure: keys would vanish (401) without anyone revoking them.
+   */
+  async #checkEvictionPolicy (): Promise<void> {
+    const nodes: Redis[] = this.#client instanceof Cluster ? this.#client.nodes('master') : [this.#client]
+    const warnings: string[] = []
+    for (const node of nodes) {
+      const where = this.#client instanceof Cluster ? `${node.options.host ?? ''}:${node.options.port ?? ''}` : this.#target
+      let policy: string
+      try {
+        const reply = await node.config('GET', 'maxmemory-policy') as unknown
+        policy = String(Array.isArray(reply) ? reply[1] : (reply as Record<string, unknown>)['maxmemory-policy'])
+      } catch (err) {
+        // Managed Redis services often refuse CONFIG: nothing to check then.
+        this.#log.debug?.({ redis: where, reason: (err as Error).message }, 'cannot read maxmemory-policy (CONFIG refused); eviction policy not checked')
+        continue
+      }
+      if (!policy.startsWith('allkeys-')) continue
+      const warning = `Redis maxmemory-policy is ${policy} (${where}): it can evict the gateway's API keys under memory pressure; set maxmemory-policy noeviction`
+      warnings.push(warning)
+      this.#log.warn({ event: 'redis_eviction_policy', redis: where, maxmemory_policy: policy }, warning)
+    }
+    this.#warnings = warnings
   }
 
   async close (): Promise<void> {

@@ -90,6 +90,8 @@ export interface Store {
   readonly keys: KeyStore
   readonly buckets: BucketStore
   readonly failures: FailureCounter
+  /** Operator warnings about the back end's configuration (shown in /ready), e.g. an evicting Redis. */
+  readonly warnings: readonly string[]
   /** True when API key records can be read now (used by /ready). Never throws, bounded in time. */
   ping (): Promise<boolean>
   close (): Promise<void>
