@@ -99,7 +99,6 @@ export class RedisStore implements Store {
     watch(subscriber, 'subscriber', target, log)
     const closed = () => this.#closed
     if (client instanceof Cluster) watchNodes(client, 'commands', log, closed)
-    if (subscriber instanceof Cluster) watchNodes(subscriber, 'subscriber', log, closed)
     // At start and after every reconnect (SPEC §6).
     client.on('ready', () => { this.#checkEvictionPolicy().catch(() => {}) })
     client.connect().catch(() => {}) // failures reach the 'error' listener; reconnection goes on
@@ -217,9 +216,10 @@ function buildClients (config: Config): { client: Client, subscriber: Client, ta
       }
     }
     const nodes = r.clusterNodes.map((n) => ({ host: n.host, port: n.port }))
+    const client = new Cluster(nodes, options({ ...fast, connectionName: `${r.keyPrefix}commands` }, false))
     return {
-      client: new Cluster(nodes, options({ ...fast, connectionName: `${r.keyPrefix}commands` }, false)),
-      subscriber: new Cluster(nodes, options({ ...fast, ...patient, connectionName: `${r.keyPrefix}subscriber` }, true)),
+      client,
+      subscriber: clusterSubscriber(client, nodes, { ...fast, ...patient, password: r.password ?? undefined, tls, connectionName: `${r.keyPrefix}subscriber` }),
       target: `cluster ${nodes.map((n) => `${n.host}:${n.port}`).join(',')}`
     }
   }
@@ -240,6 +240,33 @@ function buildClients (config: Config): { client: Client, subscriber: Client, ta
     subscriber: new Redis({ ...fast, ...patient, ...base, connectionName: `${r.keyPrefix}subscriber` }),
     target: `redis://${r.host}:${r.port}`
   }
+}
+
+/**
+ * The invalidation subscriber of a Cluster: one plain connection to one node, since a PUBLISH
+ * reaches every node of a Cluster. ioredis's Cluster subscriber moves to another node by itself
+ * and resubscribes without telling anyone, so revocations published in between were missed
+ * silently; this connection's own 'close' and 'ready' show every resubscription (RedisKeyStore
+ * then drops every cached key). Each reconnect attempt goes to the next known node, so a dead
+ * node does not keep the subscription down.
+ */
+function clusterSubscriber (cluster: Cluster, seeds: Array<{ host: string, port: number }>, options: RedisOptions): Redis {
+  let next = 0
+  const subscriber: Redis = new Redis({
+    ...options,
+    host: seeds[0].host,
+    port: seeds[0].port,
+    retryStrategy (times) {
+      const known = cluster.nodes('master').map((n) => ({ host: n.options.host ?? seeds[0].host, port: n.options.port ?? seeds[0].port }))
+      const candidates = known.length > 0 ? known : seeds
+      const node = candidates[++next % candidates.length]
+      // The connector reads host and port from these options at every connect.
+      subscriber.options.host = node.host
+      subscriber.options.port = node.port
+      return reconnectDelay(times)
+    }
+  })
+  return subscriber
 }
 
 /** Reconnect forever: 100 ms, 200 ms, ... capped at 1 s, so a returning Redis is used within ~1 s. */
