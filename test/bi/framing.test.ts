@@ -10,7 +10,9 @@ import { assertRejectedAndClosed, send, service } from '../harness/suite.js'
 import { echoUpstream } from '../harness/upstreams.js'
 
 const echo = await echoUpstream(t)
-const gw = await startGateway(t, { services: [service('echo', '/api/echo', echo.url)] })
+// No case here is about the client timeouts (test/bi/limits.test.ts is): BI-09's 1 MiB of 1-byte
+// chunks must not race the harness's 5 s REQUEST_TIMEOUT_MS on a busy machine.
+const gw = await startGateway(t, { services: [service('echo', '/api/echo', echo.url)], env: { REQUEST_TIMEOUT_MS: '120000' } })
 
 const SMUGGLED = 'GET /admin/apikeys HTTP/1.1\r\nHost: g\r\n\r\n'
 
