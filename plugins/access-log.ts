@@ -32,8 +32,31 @@ export function redactUrl (url: string): string {
     }
     out = url.slice(0, q + 1) + parts.join('&')
   }
-  if (out.includes(API_KEY_PREFIX)) out = out.replace(KEY_SHAPE, API_KEY_PREFIX + REDACTED)
+  if (out.includes('%')) out = out.split(URL_DELIMITERS).map(redactEncoded).join('')
+  else if (out.includes(API_KEY_PREFIX)) out = out.replace(KEY_SHAPE, API_KEY_PREFIX + REDACTED)
   return out.length > MAX_LOGGED_URL ? out.slice(0, MAX_LOGGED_URL) + '…' : out
+}
+
+// Path segments and query names/values, each checked on its own; the delimiters are kept.
+const URL_DELIMITERS = /([/?&=;#,])/
+const ESCAPE = /%([0-9A-Fa-f]{2})/g
+
+/**
+ * A key can hide behind percent-escapes (`gw%5F…`, `%67%77_…`, even `gw%255F…` for a backend that
+ * decodes twice): a piece whose decoded form holds a key shape is logged decoded and redacted;
+ * any other piece is logged as sent.
+ */
+function redactEncoded (piece: string): string {
+  let decoded = piece
+  // A few rounds, each decoding only well-formed escapes, so a malformed one never throws.
+  for (let round = 0; round < 3 && decoded.includes('%'); round++) {
+    const next = decoded.replace(ESCAPE, (_m, hex: string) => String.fromCharCode(parseInt(hex, 16)))
+    if (next === decoded) break
+    decoded = next
+  }
+  if (!decoded.includes(API_KEY_PREFIX)) return piece
+  const redacted = decoded.replace(KEY_SHAPE, API_KEY_PREFIX + REDACTED)
+  return redacted === decoded ? piece : redacted
 }
 
 function decodeName (name: string): string {
@@ -85,6 +108,11 @@ declare module 'fastify' {
   interface FastifyInstance {
     accessLog: AccessLog
   }
+}
+
+/** The access line for a request whose hooks never ran (router errors, plugins/error-handler.ts). */
+export function logCompleted (request: FastifyRequest, status: number, durationMs: number): void {
+  request.log.info(line(request, status, durationMs, false), 'request completed')
 }
 
 export default fp(async (fastify) => {

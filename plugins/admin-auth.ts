@@ -1,19 +1,25 @@
 // Basic auth for the admin API (SPEC §9). Not global: routes/admin/index.ts registers this inside
 // the `/admin` scope, and fastify-plugin makes its onRequest hook apply to that scope (and only
 // that scope). Every failure — missing or malformed header, wrong credentials — answers the
-// gateway's 401 envelope with `WWW-Authenticate`; more than MAX_FAILURES from one client IP in a
-// minute answer 429 until the window ends, right password included. The counter lives in
-// `store.failures`, so on Redis it is shared by every instance.
+// gateway's 401 envelope with `WWW-Authenticate`; once MAX_FAILURES attempts from one client IP
+// failed in a minute, every further attempt answers 429 until the window ends, right password
+// included, without being compared. The counter lives in `store.failures`, so on Redis it is
+// shared by every instance.
 import basicAuth from '@fastify/basic-auth'
 import { createHash, timingSafeEqual } from 'node:crypto'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { AdminThrottled, AdminUnauthorized } from '../src/errors.js'
 import { MemoryFailureCounter } from './store/embedded.js'
+import type { Reservation } from './store/types.js'
+import type { StoreOperation } from './metrics.js'
 
 export const ADMIN_CHALLENGE = 'Basic realm="gateway", charset="UTF-8"'
 export const MAX_FAILURES = 10
 export const FAILURE_WINDOW_MS = 60_000
+
+/** The failure counter's id for a client address. */
+export const adminThrottleKey = (ip: string): string => `admin-auth:${ip}`
 
 const sha256 = (s: string) => createHash('sha256').update(s, 'utf8').digest()
 
@@ -51,21 +57,31 @@ async function adminAuth (fastify: FastifyInstance): Promise<void> {
     }
   })
 
-  const throttleId = (ip: string) => `admin-auth:${ip}`
-
-  async function count (op: 'hit' | 'peek', ip: string): Promise<{ count: number, resetMs: number }> {
+  /**
+   * Reserves the attempt before any comparison (SPEC §9), in the shared store, or in process while
+   * the store is unreachable so the throttle never silently disappears. `release` gives it back.
+   */
+  async function reserve (ip: string): Promise<Reservation & { release: () => Promise<void> }> {
+    const id = adminThrottleKey(ip)
     try {
-      return op === 'hit' ? await failures.hit(throttleId(ip), FAILURE_WINDOW_MS) : await failures.peek(throttleId(ip))
+      const r = await failures.reserve(id, MAX_FAILURES, FAILURE_WINDOW_MS)
+      return { ...r, release: () => failures.release(id).catch((err: unknown) => { storeFailed('failures.release', err) }) }
     } catch (err) {
-      metrics.storeError(`failures.${op}`)
-      fastify.log.warn({ err, event: 'admin_auth_store_unavailable' }, 'failed-login counter unavailable; counting in process')
-      return op === 'hit' ? await fallback.hit(throttleId(ip), FAILURE_WINDOW_MS) : await fallback.peek(throttleId(ip))
+      storeFailed('failures.reserve', err)
+      const r = await fallback.reserve(id, MAX_FAILURES, FAILURE_WINDOW_MS)
+      return { ...r, release: () => fallback.release(id) }
     }
   }
 
-  function throttled (request: FastifyRequest, reply: FastifyReply, resetMs: number, user?: string): FastifyError {
+  function storeFailed (operation: StoreOperation, err: unknown): void {
+    metrics.storeError(operation)
+    fastify.log.warn({ err, event: 'admin_auth_store_unavailable' }, 'failed-login counter unavailable; counting in process')
+  }
+
+  function throttled (request: FastifyRequest, reply: FastifyReply, resetMs: number): FastifyError {
     reply.header('retry-after', String(Math.max(1, Math.ceil(resetMs / 1000))))
-    request.log.warn({ event: 'admin_auth_throttled', ip: request.ip, user }, 'admin login throttled: too many failures from this address')
+    request.log.warn({ event: 'admin_auth_throttled', ip: request.ip, user: basicUser(request.headers.authorization) },
+      'admin login throttled: too many failures from this address')
     return new AdminThrottled()
   }
 
@@ -82,23 +98,33 @@ async function adminAuth (fastify: FastifyInstance): Promise<void> {
 
   fastify.addHook('onRequest', async function adminAuthHook (request, reply) {
     const ip = request.ip
-    const before = await count('peek', ip)
-    if (before.count > MAX_FAILURES) throw throttled(request, reply, before.resetMs)
+    // Every attempt, whatever its form, takes one of the address's MAX_FAILURES before anything
+    // is compared; a right password gives it back. Pipelined or concurrent attempts and other
+    // instances all take from the same atomic counter, so the 11th is refused unchecked.
+    const attempt = await reserve(ip)
+    if (!attempt.allowed) throw throttled(request, reply, attempt.resetMs)
 
     const err = await check(request, reply)
-    if (err === undefined) return
+    if (err === undefined) {
+      await attempt.release()
+      return
+    }
 
     const user = err instanceof BadCredentials ? err.user : undefined
-    const after = await count('hit', ip)
-    if (after.count > MAX_FAILURES) {
-      reply.removeHeader('www-authenticate')
-      throw throttled(request, reply, after.resetMs, user)
-    }
     request.log.warn({ event: 'admin_auth_failed', ip, user, reason: err instanceof BadCredentials ? 'bad credentials' : 'missing or malformed Authorization header' },
       'admin authentication failed')
     reply.header('www-authenticate', ADMIN_CHALLENGE)
     throw new AdminUnauthorized()
   })
+}
+
+/** The user name of a Basic header, for the throttle's log line only (never for a decision). */
+function basicUser (header: string | undefined): string | undefined {
+  const m = /^basic[ \t]+([A-Za-z0-9+/=]+)\s*$/i.exec(header ?? '')
+  if (m === null) return undefined
+  const decoded = Buffer.from(m[1], 'base64').toString('utf8')
+  const colon = decoded.indexOf(':')
+  return colon === -1 ? undefined : decoded.slice(0, Math.min(colon, 64))
 }
 
 export default fp(adminAuth, { name: 'admin-auth', dependencies: ['store', 'gateway-metrics'] })

@@ -27,8 +27,15 @@ export default fp(async function corsPlugin (fastify) {
       route.path = route.url
     }
   })
+  // A preflight is an OPTIONS with Origin *and* Access-Control-Request-Method (Fetch standard);
+  // an OPTIONS without the latter is an ordinary cross-origin request: it gets the CORS headers
+  // and goes on to its route (proxied, or the gateway's JSON 404), never @fastify/cors's
+  // plain-text "400 Invalid Preflight Request".
+  const notPreflight: FastifyCorsOptions = { ...options, preflight: false }
   await fastify.register(cors, {
     hook: 'onRequest',
-    delegator: (req, cb) => cb(null, req.headers.origin === undefined ? off : options)
+    delegator: (req, cb) => cb(null, req.headers.origin === undefined
+      ? off
+      : req.method === 'OPTIONS' && req.headers['access-control-request-method'] === undefined ? notPreflight : options)
   })
 }, { name: 'cors', dependencies: ['request-context'] })

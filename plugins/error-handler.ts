@@ -5,6 +5,7 @@ import type { Socket } from 'node:net'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { envelope, REASONS } from '../src/errors.js'
+import { logCompleted } from './access-log.js'
 
 /** Fastify's own client errors, rewritten as messages a caller can act on. */
 const FASTIFY_MESSAGES: Record<string, string> = {
@@ -38,6 +39,26 @@ export function renderError (error: FastifyError, request: FastifyRequest, reply
   if (status >= 500 && !error.code?.startsWith('GW_')) request.log.error({ err: error }, 'unhandled error')
   else request.log.debug({ code: error.code, status }, 'request rejected')
   reply.code(status).type('application/json; charset=utf-8').send(envelope(status, message))
+}
+
+/**
+ * Errors Fastify's router raises before any hook runs (Fastify's `frameworkErrors`): a bad
+ * percent-escape in the path, a path parameter over `maxParamLength`. Fastify's own answers echo
+ * the URL and skip every hook; these get the envelope, the request id, a metric and the access-log
+ * line like any other answer (SPEC §12).
+ */
+export function routerError (error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  const tooLong = error.code === 'FST_ERR_MAX_PARAM_LENGTH'
+  const status = tooLong ? 414 : 400
+  const app = request.server
+  reply.raw.once('finish', () => {
+    const ms = reply.elapsedTime
+    app.gatewayMetrics.untracked(request, status, ms)
+    logCompleted(request, status, ms)
+  })
+  request.log.debug({ code: error.code, status }, 'request rejected by the router')
+  reply.code(status).header('x-request-id', request.id).type('application/json; charset=utf-8')
+    .send(envelope(status, tooLong ? 'A path segment is too long' : 'The URL is not valid (malformed percent-encoding)'))
 }
 
 /** Node's parser errors, by code: what the client did wrong, as a status and a message. */

@@ -10,6 +10,13 @@ import type { ServiceConfig } from '../src/config.js'
 
 export type BreakerStateName = 'closed' | 'open' | 'half-open'
 
+/** Every store operation whose failure is counted: the label set of gateway_store_errors_total. */
+export const STORE_OPERATIONS = [
+  'keys.findByHash', 'keys.touch', 'keys.create', 'keys.list', 'keys.get', 'keys.revoke', 'keys.delete',
+  'rate_limit', 'failures.reserve', 'failures.release'
+] as const
+export type StoreOperation = typeof STORE_OPERATIONS[number]
+
 export interface GatewayMetrics {
   rateLimited (): void
   backendRequest (service: string): void
@@ -17,8 +24,10 @@ export interface GatewayMetrics {
   breakerState (service: string, state: BreakerStateName): void
   breakerTrip (service: string): void
   retry (service: string): void
-  storeError (operation: string): void
+  storeError (operation: StoreOperation): void
   rateLimitFailOpen (): void
+  /** Counts a request that never ran the hooks (Fastify router errors): it was never in flight. */
+  untracked (request: FastifyRequest, status: number, ms: number): void
   /** This app's registry (what GET /metrics exposes). */
   readonly registry: promClient.Registry
   /** Requests being processed now (the gauge's value, readable synchronously for shutdown logs). */
@@ -49,7 +58,8 @@ export const UNMATCHED_PATH = 'unmatched'
 
 /** Bounded route label: the service prefix, the route template, or `unmatched`. */
 export function routeLabel (request: FastifyRequest): string {
-  if (request.metricPath !== null) return request.metricPath
+  // Loose check: requests built for router errors carry no decorators at all.
+  if (request.metricPath != null) return request.metricPath
   const ro = request.routeOptions
   return ro.config?.metricPath ?? ro.url ?? UNMATCHED_PATH
 }
@@ -177,7 +187,14 @@ export default fp(async (fastify) => {
     for (const c of [backendRequests, backendErrors, breakerTrips, retries]) c.inc(labels, 0)
     service(svc.name).state.set(1)
   }
+  // Known label set, so every series exists at 0 before the first failure (dashboards show 0, not
+  // "no data"); the type of storeError() keeps callers inside it.
   const storeOps = new Map<string, { inc (): void }>()
+  for (const operation of STORE_OPERATIONS) {
+    const c = storeErrors.labels(operation)
+    c.inc(0)
+    storeOps.set(operation, c)
+  }
 
   let inFlightNow = 0
   const metrics: GatewayMetrics = {
@@ -189,16 +206,10 @@ export default fp(async (fastify) => {
     breakerState (name, state) { service(name).state.set(BREAKER_VALUE[state]) },
     breakerTrip (name) { service(name).trips.inc() },
     retry (name) { service(name).retries.inc() },
-    storeError (operation) {
-      let c = storeOps.get(operation)
-      if (c === undefined) {
-        c = storeErrors.labels(operation)
-        storeOps.set(operation, c)
-      }
-      c.inc()
-    },
+    storeError (operation) { storeOps.get(operation)?.inc() },
     rateLimitFailOpen () { failOpen.inc() },
-    requestAborted (request) { onAbort(request as Tracked) }
+    requestAborted (request) { onAbort(request as Tracked) },
+    untracked (request, status, ms) { observe(request.method, routeLabel(request), status, ms) }
   }
   fastify.decorate('gatewayMetrics', metrics)
   fastify.decorateRequest('metricPath', null)
@@ -223,6 +234,13 @@ export default fp(async (fastify) => {
     return s
   }
 
+  function observe (method: string, path: string, status: number, ms: number): void {
+    const s = seriesFor(method, path, status)
+    s.count.inc()
+    s.summary.observe(ms)
+    s.histogram.observe(ms / 1000)
+  }
+
   fastify.decorateRequest(kStart as unknown as string, 0)
   fastify.decorateRequest(kRecorded as unknown as string, false)
   const record = (request: Tracked, status: number, ms: number) => {
@@ -231,10 +249,7 @@ export default fp(async (fastify) => {
       inFlight.dec()
       inFlightNow--
     }
-    const s = seriesFor(request.method, routeLabel(request), status)
-    s.count.inc()
-    s.summary.observe(ms)
-    s.histogram.observe(ms / 1000)
+    observe(request.method, routeLabel(request), status, ms)
   }
   const onRequest: onRequestHookHandler = (request, _reply, done) => {
     const r = request as Tracked

@@ -2,6 +2,7 @@
 // lets through (RELIABILITY BI-03, BI-07, BI-18, BI-21), and `Expect: 100-continue` handling.
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
+import { isIP } from 'node:net'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { BadRequest, ExpectationFailed, HeadersTooLarge } from '../src/errors.js'
@@ -27,8 +28,12 @@ export default fp(async function requestContext (fastify) {
   fastify.decorateRequest('expectsContinue', false)
 
   // Callback-style hooks: they run on every request, and an async hook costs a promise each.
+  const lifecycle = fastify.lifecycle
   fastify.addHook('onRequest', function guard (request: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void) {
     reply.header('x-request-id', request.id)
+    // Shutting down (SHUTDOWN_DELAY_MS): still served, but keep-alive clients move to a new
+    // connection (another instance) before the drain closes this one under them.
+    if (lifecycle.draining) reply.header('connection', 'close')
     const raw = request.raw
     const rawHeaders = raw.rawHeaders
     if (rawHeaders.length > MAX_HEADER_COUNT * 2) {
@@ -89,10 +94,20 @@ export default fp(async function requestContext (fastify) {
     if (request.expectsContinue) reply.header('connection', 'close')
     done(null, payload)
   })
-}, { name: 'request-context' })
+}, { name: 'request-context', dependencies: ['lifecycle'] })
 
-function validHost (host: string | undefined): boolean {
+const HOST = /^(?:\[([0-9A-Fa-f:.]+)\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?$/
+
+/** `host[:port]` (RFC 9112 §3.2, RFC 3986 §3.2.2): a name or an IP literal, a port of 1-65535. */
+export function validHost (host: string | undefined): boolean {
   // Node already requires a Host on HTTP/1.1 (requireHostHeader); HTTP/1.0 may omit it.
   if (host === undefined) return true
-  return /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$/.test(host)
+  const m = HOST.exec(host)
+  if (m === null) return false
+  if (m[1] !== undefined && isIP(m[1]) !== 6) return false
+  if (m[2] !== undefined) {
+    const port = Number(m[2])
+    if (port < 1 || port > 65535) return false
+  }
+  return true
 }

@@ -19,7 +19,11 @@ export default async function healthRoutes (app: FastifyInstance): Promise<void>
     return reply.code(ready ? 200 : 503).send({
       status: ready ? 'ready' : 'not_ready',
       draining: app.lifecycle.draining,
-      store: { kind: app.store.kind, status: store ? 'up' : 'down' }
+      store: {
+        kind: app.store.kind,
+        status: store ? 'up' : 'down',
+        ...(app.store.warnings.length > 0 ? { warnings: app.store.warnings } : {})
+      }
     })
   })
 

@@ -6,7 +6,7 @@ import type { Config } from './config.js'
 import { logDestination } from './log-destination.js'
 import { requestIdFor } from '../plugins/request-context.js'
 import requestContext from '../plugins/request-context.js'
-import errorHandler, { clientErrorHandler, refuseConnect } from '../plugins/error-handler.js'
+import errorHandler, { clientErrorHandler, refuseConnect, routerError } from '../plugins/error-handler.js'
 import lifecycle from '../plugins/lifecycle.js'
 import cors from '../plugins/cors.js'
 import metrics from '../plugins/metrics.js'
@@ -83,6 +83,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
       requireHostHeader: true
     },
     clientErrorHandler,
+    frameworkErrors: routerError,
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
     routerOptions: { maxParamLength: 256 }

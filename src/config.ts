@@ -1,6 +1,7 @@
 // The only reader of process.env, `.env` and ROUTES_FILE. Everything is validated once, here, and
 // the rest of the gateway reads plain, frozen values (SPEC §2, §3).
 import { existsSync, readFileSync } from 'node:fs'
+import { isIP } from 'node:net'
 import { extname, resolve } from 'node:path'
 import { parseEnv } from 'node:util'
 import { parse as parseYaml } from 'yaml'
@@ -62,6 +63,8 @@ export interface Config {
   upstreamIdleTimeoutMs: number
   healthCheck: { intervalMs: number, timeoutMs: number }
   shutdownTimeoutMs: number
+  /** After SIGTERM, keep accepting (with /health 503) this long before draining. */
+  shutdownDelayMs: number
   rateLimit: { rpm: number, burst: number, failMode: 'open' | 'closed', storeTimeoutMs: number }
   circuitBreaker: {
     maxFailures: number
@@ -142,6 +145,7 @@ const EnvSchema = z.object({
   HEALTH_CHECK_INTERVAL_SECONDS: env(num(0.05, 86_400).default(25)),
   HEALTH_CHECK_TIMEOUT_SECONDS: env(num(0.05, 3600).default(4)),
   SHUTDOWN_TIMEOUT_MS: env(int(0, 3_600_000).default(25000)),
+  SHUTDOWN_DELAY_MS: env(int(0, 3_600_000).default(0)),
   RATE_LIMIT_RPM: env(int(1).default(60)),
   RATE_LIMIT_BURST: env(int(1).default(10)),
   RATE_LIMIT_FAIL_MODE: env(z.enum(['open', 'closed']).default('open')),
@@ -293,6 +297,7 @@ export function loadConfig (source: NodeJS.ProcessEnv = process.env, options: Lo
       timeoutMs: Math.round(e.HEALTH_CHECK_TIMEOUT_SECONDS * 1000)
     },
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    shutdownDelayMs: e.SHUTDOWN_DELAY_MS,
     rateLimit: {
       rpm: e.RATE_LIMIT_RPM,
       burst: e.RATE_LIMIT_BURST,
@@ -382,9 +387,19 @@ function parseTrustProxy (value: string, problems: string[]): boolean | number |
   if (v === 'true') return true
   if (/^\d+$/.test(v)) return Number(v)
   const list = value.split(',').map((s) => s.trim()).filter(Boolean)
-  const bad = list.filter((s) => !/^[0-9a-fA-F.:]+(\/\d{1,3})?$/.test(s))
-  if (bad.length > 0) problems.push(`TRUST_PROXY: must be false, true, a hop count or a list of IPs/CIDRs (bad: ${bad.join(', ')})`)
+  const bad = list.filter((s) => !isAddressOrCidr(s))
+  if (bad.length > 0) problems.push(`TRUST_PROXY: must be false, true, a hop count or a list of IP addresses or CIDRs (prefix 0-32 for IPv4, 0-128 for IPv6; bad: ${bad.join(', ')})`)
   return list
+}
+
+/** An IPv4 or IPv6 address, optionally with a prefix length in range (0-32 / 0-128). */
+function isAddressOrCidr (value: string): boolean {
+  const slash = value.indexOf('/')
+  const family = isIP(slash === -1 ? value : value.slice(0, slash))
+  if (family === 0) return false
+  if (slash === -1) return true
+  const bits = value.slice(slash + 1)
+  return /^\d{1,3}$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128)
 }
 
 function parseCorsOrigins (value: string, problems: string[]): '*' | string[] {

@@ -27,21 +27,28 @@ async function runGateway (config: Config): Promise<void> {
       process.exit(1)
     }
     stopping = true
+    // /health turns 503 now; for SHUTDOWN_DELAY_MS the listener still accepts and serves, so load
+    // balancers see the 503 and stop sending before anything is refused (SPEC §12).
     app.lifecycle.startDraining()
-    app.log.info({ event: 'shutdown_started', signal, inflight: app.gatewayMetrics.inFlight }, 'draining in-flight requests')
-    const deadline = setTimeout(() => {
-      app.log.error({ event: 'shutdown_timeout', aborted: app.gatewayMetrics.inFlight }, 'drain timed out; closing remaining connections')
-      app.server.closeAllConnections()
-      process.exit(1)
-    }, config.shutdownTimeoutMs)
-    deadline.unref()
-    app.close().then(() => {
-      app.log.info({ event: 'shutdown_complete', inflight: app.gatewayMetrics.inFlight }, 'gateway stopped')
-      process.exit(0)
-    }, (err: unknown) => {
-      app.log.error({ err, event: 'shutdown_failed' }, 'error while shutting down')
-      process.exit(1)
-    })
+    app.log.info({ event: 'shutdown_started', signal, inflight: app.gatewayMetrics.inFlight, delay_ms: config.shutdownDelayMs }, 'shutting down: /health answers 503')
+    const drain = (): void => {
+      app.log.info({ event: 'shutdown_draining', inflight: app.gatewayMetrics.inFlight }, 'no longer accepting; draining in-flight requests')
+      const deadline = setTimeout(() => {
+        app.log.error({ event: 'shutdown_timeout', aborted: app.gatewayMetrics.inFlight }, 'drain timed out; closing remaining connections')
+        app.server.closeAllConnections()
+        process.exit(1)
+      }, config.shutdownTimeoutMs)
+      deadline.unref()
+      app.close().then(() => {
+        app.log.info({ event: 'shutdown_complete', inflight: app.gatewayMetrics.inFlight }, 'gateway stopped')
+        process.exit(0)
+      }, (err: unknown) => {
+        app.log.error({ err, event: 'shutdown_failed' }, 'error while shutting down')
+        process.exit(1)
+      })
+    }
+    if (config.shutdownDelayMs > 0) setTimeout(drain, config.shutdownDelayMs)
+    else drain()
   }
   process.on('SIGTERM', () => stop('SIGTERM'))
   process.on('SIGINT', () => stop('SIGINT'))
@@ -76,7 +83,7 @@ function runPrimary (config: Config): void {
     if (stopping) process.exit(1)
     stopping = true
     for (const w of Object.values(cluster.workers ?? {})) w?.process.kill(signal)
-    setTimeout(() => process.exit(1), config.shutdownTimeoutMs + 2000).unref()
+    setTimeout(() => process.exit(1), config.shutdownDelayMs + config.shutdownTimeoutMs + 2000).unref()
   }
   process.on('SIGTERM', () => stop('SIGTERM'))
   process.on('SIGINT', () => stop('SIGINT'))

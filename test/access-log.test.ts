@@ -178,3 +178,48 @@ t.test('logs a client that disconnects before the response once, as 499', async 
   t.equal(all[0].route, '/slow')
   t.ok((all[0].duration_ms as number) > 0)
 })
+
+t.test('a gateway key with a percent-encoded prefix or body never reaches the log, whatever route it takes', async (t) => {
+  const { buildApp, REDACT } = await import('../src/app.js')
+  const { testConfig } = await import('./helper.js')
+  const { generateApiKey } = await import('../src/api-key-format.js')
+  const raw: string[] = []
+  const stream = new Writable({ write (chunk, _enc, cb) { raw.push(chunk.toString()); cb() } })
+  const app = await buildApp(testConfig(t, { LOG_LEVEL: 'debug', USER_SERVICE_URL: 'http://127.0.0.1:9' }), {
+    logger: { level: 'debug', stream, redact: { paths: REDACT, censor: '[REDACTED]' }, serializers: { req: requestSerializer } }
+  })
+  t.teardown(() => app.close())
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  const { port } = app.server.address() as AddressInfo
+  const key = generateApiKey().raw
+  const secret = key.slice(3)
+  const encodedBody = secret.replace(/[-_]/g, (c) => encodeURIComponent(c) === c ? '%' + c.charCodeAt(0).toString(16) : c)
+  const urls = [
+    `/health?q=gw%5F${secret}`,
+    `/health?q=gw%5f${secret}&x=1`,
+    `/gw%5f${secret}`,
+    `/api/users/gw%5F${secret}/profile`,
+    `/health?q=${encodeURIComponent(key)}`,
+    `/health?q=gw_${encodedBody}`,
+    `/health?q=%67%77%5f${secret}`,
+    `/health?q=gw%255F${secret}`,
+    `/health?bad=%zz&q=gw%5F${secret}%zz`
+  ]
+  for (const url of urls) {
+    await new Promise<void>((resolve, reject) => {
+      httpRequest({ host: '127.0.0.1', port, path: url, agent: false }, (res) => { res.resume(); res.on('end', resolve) }).on('error', reject).end()
+    })
+  }
+  const text = raw.join('')
+  t.ok(raw.filter((l) => l.includes('request completed')).length >= urls.length, 'every request was logged')
+  for (const form of [secret, secret.slice(0, 24), secret.slice(-24), Buffer.from(secret).toString('base64').slice(0, 24), encodeURIComponent(secret).slice(0, 24)]) {
+    t.notOk(text.includes(form), `the secret (${form.slice(0, 6)}…) is not in the log`)
+  }
+  t.match(text, /gw_\[REDACTED\]/)
+})
+
+t.test('redacts a key behind percent-escapes and leaves other escapes as sent', async (t) => {
+  t.equal(redactUrl(`/a/gw%5f${CANARY.slice(3)}/b?x=%41`), '/a/gw_[REDACTED]/b?x=%41')
+  t.equal(redactUrl(`/a?q=gw%5F${CANARY.slice(3)}&r=%zz`), '/a?q=gw_[REDACTED]&r=%zz')
+  t.equal(redactUrl('/a%2Fb?c=%E2%82%AC&d=%'), '/a%2Fb?c=%E2%82%AC&d=%', 'nothing key-like: unchanged')
+})

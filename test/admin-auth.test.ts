@@ -5,7 +5,11 @@ import type { FastifyInstance } from 'fastify'
 import { connect } from 'node:net'
 import { Writable } from 'node:stream'
 import { REDACT, buildApp } from '../src/app.js'
+import { adminThrottleKey } from '../plugins/admin-auth.js'
 import { REDIS_URL, cleanRedis, testConfig, uniquePrefix } from './helper.js'
+import { nextIp } from './harness/http.js'
+import { RawConnection } from './harness/raw-client.js'
+import { rawCommand, startRedis } from './harness/redis-server.js'
 
 type Teardownable = Parameters<typeof testConfig>[0]
 const PASSWORD = 'CanaryPw-7f3a9c-secret'
@@ -98,13 +102,12 @@ t.test('two Authorization headers are refused even when one is right', async (t)
   }
 })
 
-t.test('more than 10 failures from one address in a minute get 429 for the rest of it, right password included', async (t) => {
+t.test('after 10 failures from one address in a minute every attempt gets 429 for the rest of it, right password included', async (t) => {
   const app = await adminApp(t)
   const from = (remoteAddress: string, authorization: string) => app.inject({ url: '/admin/apikeys', remoteAddress, headers: { authorization } })
   const statuses: number[] = []
   for (let i = 0; i < 10; i++) statuses.push((await from('10.0.0.1', basic('admin', `guess${i}`))).statusCode)
   t.same(statuses, Array(10).fill(401))
-  t.equal((await from('10.0.0.1', GOOD)).statusCode, 200, 'ten failures are not yet "more than 10"')
   const eleventh = await from('10.0.0.1', basic('admin', 'guess11'))
   t.equal(eleventh.statusCode, 429)
   t.notOk('www-authenticate' in eleventh.headers)
@@ -167,3 +170,83 @@ t.test('on Redis the failure counter is shared: failures on one instance lock th
     t.equal((await app.inject({ url: '/admin/apikeys', remoteAddress: '10.3.3.4', headers: { authorization: GOOD } })).statusCode, 200)
   }
 })
+
+t.test('a right password after 10 checked failures is 429, and successes do not use up the allowance', async (t) => {
+  const app = await adminApp(t)
+  const from = (authorization: string) => app.inject({ url: '/admin/apikeys', remoteAddress: '10.0.4.1', headers: { authorization } })
+  for (let i = 0; i < 25; i++) t.equal((await from(GOOD)).statusCode, 200, 'the admin at work is never throttled')
+  for (let i = 0; i < 10; i++) t.equal((await from(basic('admin', `guess${i}`))).statusCode, 401)
+  t.equal((await from(GOOD)).statusCode, 429, 'the right password is not checked once 10 wrong ones were')
+})
+
+/** A listening gateway (real sockets: pipelining and concurrency are socket behaviour). */
+async function listening (t: Teardownable, env: Record<string, string> = {}): Promise<{ app: FastifyInstance, port: number }> {
+  const app = await adminApp(t, env)
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  return { app, port: (app.server.address() as { port: number }).port }
+}
+
+const adminGet = (authorization: string) => `GET /admin/apikeys HTTP/1.1\r\nHost: gw\r\nAuthorization: ${authorization}\r\n\r\n`
+const tally = (statuses: number[]) => statuses.reduce<Record<number, number>>((n, s) => { n[s] = (n[s] ?? 0) + 1; return n }, {})
+
+/** 99 wrong passwords then the right one, pipelined on one connection from one address. */
+async function pipelined (t: Teardownable, port: number): Promise<number[]> {
+  const conn = await RawConnection.open(port, { localAddress: nextIp() })
+  t.teardown(() => conn.destroy())
+  const batch = Array.from({ length: 99 }, (_, i) => adminGet(basic('admin', `pipelined-${i}`))).join('') + adminGet(GOOD)
+  await conn.write(batch)
+  const responses = (await conn.waitForResponses(100, 20_000)).filter((r) => r.status >= 200)
+  return responses.map((r) => r.status)
+}
+
+/** One wrong password per connection, `n` connections from `ip`, all written at once. */
+async function concurrent (t: Teardownable, ports: number[], n: number, ip: string): Promise<number[]> {
+  const conns = await Promise.all(Array.from({ length: n }, (_, i) => RawConnection.open(ports[i % ports.length], { localAddress: ip })))
+  t.teardown(() => { for (const c of conns) c.destroy() })
+  await Promise.all(conns.map((c, i) => c.write(adminGet(basic('admin', `concurrent-${i}`)))))
+  const answers = await Promise.all(conns.map((c) => c.waitForResponses(1, 20_000)))
+  const statuses = answers.map((r) => r.find((x) => x.status >= 200)?.status ?? 0)
+  // The same address, now with the right password.
+  const last = await RawConnection.open(ports[0], { localAddress: ip })
+  t.teardown(() => last.destroy())
+  await last.write(adminGet(GOOD))
+  statuses.push((await last.waitForResponses(1, 20_000)).find((x) => x.status >= 200)?.status ?? 0)
+  return statuses
+}
+
+for (const storage of ['embedded', 'redis'] as const) {
+  const envFor = (t: Teardownable): Record<string, string> => {
+    if (storage === 'embedded') return {}
+    const prefix = uniquePrefix()
+    t.teardown(() => cleanRedis(prefix))
+    return { STORAGE: 'redis', REDIS_URL, REDIS_KEY_PREFIX: prefix }
+  }
+
+  t.test(`${storage}: 100 attempts pipelined on one connection compare at most 10 passwords, the right one last is 429`, async (t) => {
+    const { port } = await listening(t, envFor(t))
+    const statuses = await pipelined(t, port)
+    t.equal(statuses.length, 100, 'every request answered')
+    t.same(tally(statuses), { 401: 10, 429: 90 }, 'exactly 10 passwords were checked')
+    t.equal(statuses.at(-1), 429, 'the right password, sent last, is refused')
+  })
+
+  t.test(`${storage}: 40 concurrent connections compare at most 10 passwords, then the right one is 429`, async (t) => {
+    let env: Record<string, string> = {}
+    let slowDown = async (): Promise<void> => {}
+    if (storage === 'redis') {
+      // A Redis of our own that we can slow down, so the 40 attempts overlap for sure.
+      const redis = await startRedis()
+      t.teardown(() => redis.stop())
+      env = { STORAGE: 'redis', REDIS_URL: redis.url, REDIS_KEY_PREFIX: uniquePrefix() }
+      slowDown = async () => { await rawCommand(redis.port, 'CLIENT PAUSE 250 ALL') }
+    }
+    // On Redis two instances share the counter and the connections are split between them.
+    const apps = storage === 'redis' ? [await listening(t, env), await listening(t, env)] : [await listening(t, env)]
+    await slowDown()
+    const ip = nextIp()
+    const statuses = await concurrent(t, apps.map((a) => a.port), 40, ip)
+    t.same(tally(statuses.slice(0, 40)), { 401: 10, 429: 30 }, '10 failures answered 401')
+    t.equal((await apps[0].app.store.failures.peek(adminThrottleKey(ip))).count, 10, 'exactly 10 passwords were compared')
+    t.equal(statuses[40], 429, 'the right password is refused after them')
+  })
+}

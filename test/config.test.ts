@@ -33,6 +33,7 @@ t.test('defaults match the seed and the spec', async (t) => {
   t.equal(c.upstreamTimeoutMs, 30000)
   t.same(c.healthCheck, { intervalMs: 25000, timeoutMs: 4000 })
   t.equal(c.shutdownTimeoutMs, 25000)
+  t.equal(c.shutdownDelayMs, 0)
   t.same(c.services.map((s) => [s.name, s.prefix, s.backends[0].url]), [
     ['auth-service', '/api/auth', 'http://localhost:8080'],
     ['user-service', '/api/users', 'http://localhost:8082']
@@ -69,6 +70,18 @@ t.test('TRUST_PROXY takes false, a hop count or a CIDR list', async (t) => {
   t.equal(load({ TRUST_PROXY: '2' }).trustProxy, 2)
   t.same(load({ TRUST_PROXY: '10.0.0.0/8, 127.0.0.1' }).trustProxy, ['10.0.0.0/8', '127.0.0.1'])
   t.match(problems(() => load({ TRUST_PROXY: 'everyone' })).join(), /TRUST_PROXY/)
+})
+
+t.test('TRUST_PROXY refuses what is not an IP address or a CIDR with a prefix in range, one line naming the bad entries', async (t) => {
+  for (const bad of ['cafe', '999.1.1.1', '1.2.3.4/99', '1.2.3.4/33', '::1/129', '10.0.0.0/', '1.2.3', ':::', '1.2.3.4/-1', '1.2.3.4/08x']) {
+    const lines = problems(() => load({ TRUST_PROXY: `127.0.0.1, ${bad}` }))
+    t.equal(lines.length, 1, `${bad}: one problem`)
+    t.match(lines[0], /^TRUST_PROXY: /, `${bad}: names TRUST_PROXY`)
+    t.ok(lines[0].includes(bad), `${bad}: names the entry`)
+    t.notOk(lines[0].includes('127.0.0.1'), `${bad}: and only the bad one`)
+  }
+  t.same(load({ TRUST_PROXY: '10.0.0.0/8, 127.0.0.1, ::1, fd00::/8, 0.0.0.0/0, 192.168.1.1/32, ::/0, 2001:db8::/128' }).trustProxy,
+    ['10.0.0.0/8', '127.0.0.1', '::1', 'fd00::/8', '0.0.0.0/0', '192.168.1.1/32', '::/0', '2001:db8::/128'])
 })
 
 t.test('WORKERS above one needs the redis store', async (t) => {
@@ -137,7 +150,7 @@ t.test('KNOWN_VARIABLES lists every variable of the spec', async (t) => {
     'RETRY_INITIAL_DELAY_MS', 'RETRY_MAX_DELAY_MS', 'RETRY_MULTIPLIER', 'RETRY_JITTER_FACTOR', 'ADMIN_AUTH_ENABLED',
     'ADMIN_USERNAME', 'ADMIN_PASSWORD', 'AUTH_SERVICE_URL', 'USER_SERVICE_URL', 'STORAGE', 'REDIS_URL', 'REDIS_CLUSTER_NODES',
     'REDIS_KEY_PREFIX', 'DATA_DIR', 'ROUTES_FILE', 'TRUST_PROXY', 'CORS_ORIGINS', 'API_KEY_REQUIRED', 'UPSTREAM_TIMEOUT_MS',
-    'HEALTH_CHECK_INTERVAL_SECONDS', 'HEALTH_CHECK_TIMEOUT_SECONDS', 'SHUTDOWN_TIMEOUT_MS', 'RATE_LIMIT_FAIL_MODE', 'LOG_LEVEL']) {
+    'HEALTH_CHECK_INTERVAL_SECONDS', 'HEALTH_CHECK_TIMEOUT_SECONDS', 'SHUTDOWN_TIMEOUT_MS', 'SHUTDOWN_DELAY_MS', 'RATE_LIMIT_FAIL_MODE', 'LOG_LEVEL']) {
     t.ok(KNOWN_VARIABLES.includes(v), v)
   }
 })

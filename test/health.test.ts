@@ -102,3 +102,22 @@ t.test('CORS preflights are answered by the gateway before any key check', async
   const other = await app.inject({ method: 'OPTIONS', url: '/api/users/1', headers: { origin: 'https://evil.example', 'access-control-request-method': 'GET' } })
   t.notOk(other.headers['access-control-allow-origin'])
 })
+
+t.test('an OPTIONS with Origin but no Access-Control-Request-Method is not a preflight: it is served as a request, never a plain-text 400', async (t) => {
+  const backend = await startBackend()
+  t.teardown(() => backend.close())
+  const app = await build(t, { USER_SERVICE_URL: backend.url, CORS_ORIGINS: 'https://app.example.com' })
+  const proxied = await app.inject({ method: 'OPTIONS', url: '/api/users/1', headers: { origin: 'https://app.example.com' } })
+  t.equal(proxied.statusCode, 200, 'proxied like any request')
+  t.equal(backend.hits, 1, 'the backend answered it')
+  t.equal(backend.requests[0].method, 'OPTIONS')
+  t.equal(proxied.headers['access-control-allow-origin'], 'https://app.example.com', 'with the CORS headers of a simple request')
+  t.notOk(proxied.headers['access-control-allow-methods'], 'and no preflight headers')
+  for (const url of ['/health', '/admin/apikeys', '/nowhere']) {
+    const own = await app.inject({ method: 'OPTIONS', url, headers: { origin: 'https://app.example.com' } })
+    t.notMatch(own.headers['content-type'] ?? '', /text\/plain/, `${url}: no plain-text answer`)
+    t.match(own.json(), { status: 'error', error: String, message: String }, `${url}: the JSON envelope (${own.statusCode})`)
+  }
+  const noOrigin = await app.inject({ method: 'OPTIONS', url: '/health' })
+  t.match(noOrigin.json(), { status: 'error' }, 'without Origin too')
+})

@@ -6,6 +6,7 @@ import promClient from '@platformatic/prom-client'
 import metrics, { UNMATCHED_PATH } from '../plugins/metrics.js'
 import metricsRoute from '../routes/metrics.js'
 import { loadConfig } from '../src/config.js'
+import { build as buildGateway, routesFile } from './helper.js'
 
 interface Sample { name: string, labels: Record<string, string>, value: number }
 interface Exposition { types: Map<string, string>, samples: Sample[] }
@@ -110,6 +111,20 @@ t.test('labels per-service metrics with the service name, created for every conf
   t.equal(value(e, 'gateway_circuit_breaker_state', { service: 'auth-service' }), 1, 'breakers start closed')
 })
 
+t.test('the gateway starts the store errors of every operation it uses, and the trips and retries of every service, at 0', async (t) => {
+  const app = await buildGateway(t, {
+    ROUTES_FILE: routesFile(t, ['a', 'b', 'c'].map((n) => ({ name: `svc-${n}`, prefix: `/${n}`, backends: [{ url: 'http://127.0.0.1:9' }] })))
+  })
+  const e = await scrape(app)
+  const operations = find(e, 'gateway_store_errors_total').map((s) => s.labels.operation).sort()
+  t.same(operations, ['failures.release', 'failures.reserve', 'keys.create', 'keys.delete', 'keys.findByHash', 'keys.get',
+    'keys.list', 'keys.revoke', 'keys.touch', 'rate_limit'], 'one series per store operation')
+  t.ok(find(e, 'gateway_store_errors_total').every((s) => s.value === 0), 'all at 0')
+  for (const name of ['gateway_circuit_breaker_trips_total', 'gateway_retries_total']) {
+    t.same(find(e, name).map((s) => [s.labels.service, s.value]).sort(), [['svc-a', 0], ['svc-b', 0], ['svc-c', 0]], `${name} per service at 0`)
+  }
+})
+
 t.test('summarises durations in milliseconds with quantiles 0.5, 0.95 and 0.99', async (t) => {
   const app = await build(t)
   for (let i = 0; i < 20; i++) await app.inject('/items/1')
@@ -158,6 +173,29 @@ t.test('serves Prometheus text by default and JSON with Accept: application/json
   t.equal(requests?.type, 'counter')
   t.ok(requests?.values.some((v) => v.labels.path === '/items/:id' && v.value === 1))
   t.equal(body.find((m) => m.name === 'gateway_http_request_duration_ms')?.type, 'summary')
+})
+
+t.test('negotiates the format from media ranges with q-values, case-insensitively, and says Vary: Accept', async (t) => {
+  const app = await build(t)
+  const cases: Array<[string | undefined, 'text' | 'json']> = [
+    [undefined, 'text'],
+    ['*/*', 'text'],
+    ['application/json', 'json'],
+    ['APPLICATION/JSON', 'json'],
+    ['Application/Json', 'json'],
+    ['application/json;q=0.1, text/plain', 'text'],
+    ['text/plain;q=0.2, application/json;q=0.9', 'json'],
+    ['application/*', 'json'],
+    ['text/html, application/json;q=0', 'text'],
+    ['application/jsonx', 'text'],
+    ['image/png', 'text']
+  ]
+  for (const [accept, want] of cases) {
+    const res = await app.inject({ url: '/metrics', headers: accept === undefined ? {} : { accept } })
+    t.equal(res.statusCode, 200, `${accept}`)
+    t.match(res.headers['content-type'], want === 'json' ? /^application\/json/ : /^text\/plain/, `${accept ?? '(none)'} -> ${want}`)
+    t.match(String(res.headers.vary), /\baccept\b/i, `${accept ?? '(none)'}: Vary: Accept`)
+  }
 })
 
 t.test('gives every unmatched path one label value', async (t) => {
@@ -258,8 +296,8 @@ t.test('decorator methods move their series', async (t) => {
   m.breakerState('user-service', 'open')
   m.breakerState('auth-service', 'half-open')
   m.retry('auth-service')
-  m.storeError('take')
-  m.storeError('take')
+  m.storeError('rate_limit')
+  m.storeError('rate_limit')
   m.storeError('keys.get')
   m.rateLimitFailOpen()
   m.backendRequest('not-configured')
@@ -273,7 +311,7 @@ t.test('decorator methods move their series', async (t) => {
   t.equal(value(e, 'gateway_circuit_breaker_state', { service: 'user-service' }), 0)
   t.equal(value(e, 'gateway_circuit_breaker_state', { service: 'auth-service' }), 0.5)
   t.equal(value(e, 'gateway_retries_total', { service: 'auth-service' }), 1)
-  t.equal(value(e, 'gateway_store_errors_total', { operation: 'take' }), 2)
+  t.equal(value(e, 'gateway_store_errors_total', { operation: 'rate_limit' }), 2)
   t.equal(value(e, 'gateway_store_errors_total', { operation: 'keys.get' }), 1)
   t.equal(value(e, 'gateway_rate_limit_fail_open_total'), 1)
   m.breakerState('user-service', 'closed')

@@ -2,6 +2,7 @@
 import { spawn } from 'node:child_process'
 import { request } from 'node:http'
 import { connect } from 'node:net'
+import { rmSync } from 'node:fs'
 import t from 'tap'
 import { startBackend, slow, sse } from './fixtures/backends.js'
 import { NODE_BIN, SERVER_JS, freePort, startGateway, tempDir } from './harness/gateway-process.js'
@@ -42,6 +43,22 @@ t.test('invalid configuration exits 1 with one line per problem naming the varia
   t.ok(lines.some((l) => l.includes('PORT')), 'names PORT')
   t.ok(lines.some((l) => l.includes('RATE_LIMIT_BURST')), 'names RATE_LIMIT_BURST')
   t.ok(lines.some((l) => l.includes('ADMIN_PASSWORD')), 'names ADMIN_PASSWORD')
+  t.notMatch(stderr, /at .*\.js:\d+/, 'no stack trace')
+})
+
+t.test('an invalid TRUST_PROXY entry exits 1 with a config error line, not a stack trace', async (t) => {
+  const cwd = tempDir('gw-bad')
+  t.teardown(() => rmSync(cwd, { recursive: true, force: true }))
+  const child = spawn(NODE_BIN, [SERVER_JS], {
+    cwd,
+    env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', PORT: String(await freePort()), ADMIN_PASSWORD: 'pw', TRUST_PROXY: '1.2.3.4/99,cafe' },
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  let stderr = ''
+  child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
+  const code = await new Promise((resolve) => child.on('exit', resolve))
+  t.equal(code, 1)
+  t.match(stderr, /^config error: TRUST_PROXY: .*1\.2\.3\.4\/99.*cafe/m)
   t.notMatch(stderr, /at .*\.js:\d+/, 'no stack trace')
 })
 

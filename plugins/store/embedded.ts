@@ -3,7 +3,7 @@
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { DatabaseSync, type StatementSync } from 'node:sqlite'
-import type { ApiKeyRecord, FailureCounter, KeyStore, StoredApiKey } from './types.js'
+import type { ApiKeyRecord, FailureCounter, KeyStore, Reservation, StoredApiKey } from './types.js'
 
 interface Row {
   id: string
@@ -161,7 +161,7 @@ export class MemoryFailureCounter implements FailureCounter {
     this.#max = opts.maxEntries ?? 10_000
   }
 
-  async hit (id: string, windowMs: number): Promise<{ count: number, resetMs: number }> {
+  async reserve (id: string, max: number, windowMs: number): Promise<Reservation> {
     const now = Date.now()
     let w = this.#windows.get(id)
     if (w === undefined || w.resetAt <= now) {
@@ -170,8 +170,15 @@ export class MemoryFailureCounter implements FailureCounter {
       w = { count: 0, resetAt: now + windowMs }
       this.#windows.set(id, w)
     }
-    w.count++
-    return { count: w.count, resetMs: w.resetAt - now }
+    // Synchronous from the read to the write: nothing can interleave in one process.
+    const allowed = w.count < max
+    if (allowed) w.count++
+    return { allowed, count: w.count, resetMs: w.resetAt - now }
+  }
+
+  async release (id: string): Promise<void> {
+    const w = this.#windows.get(id)
+    if (w !== undefined && w.resetAt > Date.now() && w.count > 0) w.count--
   }
 
   async peek (id: string): Promise<{ count: number, resetMs: number }> {

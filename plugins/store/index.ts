@@ -23,6 +23,7 @@ declare module 'fastify' {
 type Client = Redis | Cluster
 /** The two logger methods the store uses (fastify.log fits). */
 export interface StoreLog {
+  debug? (obj: object, msg: string): void
   info (obj: object, msg: string): void
   warn (obj: object, msg: string): void
 }
@@ -59,6 +60,7 @@ export function createEmbeddedStore (config: Config): Store {
     keys,
     buckets,
     failures: new MemoryFailureCounter(),
+    warnings: [],
     async ping () { return !closed && keys.ping() },
     async close () {
       if (closed) return
@@ -86,17 +88,26 @@ export class RedisStore implements Store {
   readonly #client: Client
   readonly #subscriber: Client
   readonly #pingTimeoutMs: number
+  readonly #log: Log
+  readonly #target: string
   #closed = false
+  #warnings: readonly string[] = []
 
   constructor (config: Config, log: Log) {
     const { client, subscriber, target } = buildClients(config)
     watch(client, 'commands', target, log)
     watch(subscriber, 'subscriber', target, log)
+    const closed = () => this.#closed
+    if (client instanceof Cluster) watchNodes(client, 'commands', log, closed)
+    // At start and after every reconnect (SPEC §6).
+    client.on('ready', () => { this.#checkEvictionPolicy().catch(() => {}) })
     client.connect().catch(() => {}) // failures reach the 'error' listener; reconnection goes on
     subscriber.connect().catch(() => {})
     this.#client = client
     this.#subscriber = subscriber
     this.#pingTimeoutMs = commandTimeoutMs(config)
+    this.#log = log
+    this.#target = target
     const keyPrefix = config.redis.keyPrefix
     this.keys = new RedisKeyStore({ client, subscriber, keyPrefix })
     this.buckets = new RedisBuckets(client, { keyPrefix })
@@ -121,14 +132,44 @@ export class RedisStore implements Store {
   async ping (): Promise<boolean> {
     if (this.#closed || this.#client.status !== 'ready') return false
     let timer: NodeJS.Timeout | undefined
-    const timeout = new Promise<string>((resolve) => { timer = setTimeout(resolve, this.#pingTimeoutMs, 'timeout') })
+    const timeout = new Promise<false>((resolve) => { timer = setTimeout(resolve, this.#pingTimeoutMs, false) })
     try {
-      return await Promise.race([this.#client.ping(), timeout]) === 'PONG'
+      return await Promise.race([this.keys.probe(), timeout]) === true
     } catch {
       return false
     } finally {
       clearTimeout(timer)
     }
+  }
+
+  get warnings (): readonly string[] {
+    return this.#warnings
+  }
+
+  /**
+   * API key records carry no TTL, so `volatile-*` policies never evict them, but any `allkeys-*`
+   * policy can, under memory pressure: keys would vanish (401) without anyone revoking them.
+   */
+  async #checkEvictionPolicy (): Promise<void> {
+    const nodes: Redis[] = this.#client instanceof Cluster ? this.#client.nodes('master') : [this.#client]
+    const warnings: string[] = []
+    for (const node of nodes) {
+      const where = this.#client instanceof Cluster ? `${node.options.host ?? ''}:${node.options.port ?? ''}` : this.#target
+      let policy: string
+      try {
+        const reply = await node.config('GET', 'maxmemory-policy') as unknown
+        policy = String(Array.isArray(reply) ? reply[1] : (reply as Record<string, unknown>)['maxmemory-policy'])
+      } catch (err) {
+        // Managed Redis services often refuse CONFIG: nothing to check then.
+        this.#log.debug?.({ redis: where, reason: (err as Error).message }, 'cannot read maxmemory-policy (CONFIG refused); eviction policy not checked')
+        continue
+      }
+      if (!policy.startsWith('allkeys-')) continue
+      const warning = `Redis maxmemory-policy is ${policy} (${where}): it can evict the gateway's API keys under memory pressure; set maxmemory-policy noeviction`
+      warnings.push(warning)
+      this.#log.warn({ event: 'redis_eviction_policy', redis: where, maxmemory_policy: policy }, warning)
+    }
+    this.#warnings = warnings
   }
 
   async close (): Promise<void> {
@@ -175,9 +216,10 @@ function buildClients (config: Config): { client: Client, subscriber: Client, ta
       }
     }
     const nodes = r.clusterNodes.map((n) => ({ host: n.host, port: n.port }))
+    const client = new Cluster(nodes, options({ ...fast, connectionName: `${r.keyPrefix}commands` }, false))
     return {
-      client: new Cluster(nodes, options({ ...fast, connectionName: `${r.keyPrefix}commands` }, false)),
-      subscriber: new Cluster(nodes, options({ ...fast, ...patient, connectionName: `${r.keyPrefix}subscriber` }, true)),
+      client,
+      subscriber: clusterSubscriber(client, nodes, { ...fast, ...patient, password: r.password ?? undefined, tls, connectionName: `${r.keyPrefix}subscriber` }),
       target: `cluster ${nodes.map((n) => `${n.host}:${n.port}`).join(',')}`
     }
   }
@@ -200,6 +242,33 @@ function buildClients (config: Config): { client: Client, subscriber: Client, ta
   }
 }
 
+/**
+ * The invalidation subscriber of a Cluster: one plain connection to one node, since a PUBLISH
+ * reaches every node of a Cluster. ioredis's Cluster subscriber moves to another node by itself
+ * and resubscribes without telling anyone, so revocations published in between were missed
+ * silently; this connection's own 'close' and 'ready' show every resubscription (RedisKeyStore
+ * then drops every cached key). Each reconnect attempt goes to the next known node, so a dead
+ * node does not keep the subscription down.
+ */
+function clusterSubscriber (cluster: Cluster, seeds: Array<{ host: string, port: number }>, options: RedisOptions): Redis {
+  let next = 0
+  const subscriber: Redis = new Redis({
+    ...options,
+    host: seeds[0].host,
+    port: seeds[0].port,
+    retryStrategy (times) {
+      const known = cluster.nodes('master').map((n) => ({ host: n.options.host ?? seeds[0].host, port: n.options.port ?? seeds[0].port }))
+      const candidates = known.length > 0 ? known : seeds
+      const node = candidates[++next % candidates.length]
+      // The connector reads host and port from these options at every connect.
+      subscriber.options.host = node.host
+      subscriber.options.port = node.port
+      return reconnectDelay(times)
+    }
+  })
+  return subscriber
+}
+
 /** Reconnect forever: 100 ms, 200 ms, ... capped at 1 s, so a returning Redis is used within ~1 s. */
 function reconnectDelay (times: number): number {
   return Math.min(100 * times, 1000)
@@ -220,6 +289,28 @@ function watch (conn: Client, role: string, target: string, log: Log): void {
   conn.on('ready', () => {
     if (down) log.info({ redis: target, role }, 'redis connection restored')
     down = false
+  })
+}
+
+/**
+ * A Cluster client emits no 'error' when one node fails: it reports `node error` and `-node` for
+ * that node, again on every retry and slot refresh. Each node's outage and recovery is logged once.
+ */
+function watchNodes (cluster: Cluster, role: string, log: Log, closed: () => boolean): void {
+  const down = new Set<string>()
+  const nodeKey = (r: Redis) => `${r.options.host ?? '127.0.0.1'}:${r.options.port ?? 6379}`
+  const lost = (node: string, reason: string, code?: string): void => {
+    if (closed() || down.has(node)) return
+    down.add(node)
+    log.warn({ event: 'redis_node_down', node, role, code }, `redis cluster node ${node} unavailable: ${reason}`)
+  }
+  cluster.on('node error', (err: NodeJS.ErrnoException, node: string) => lost(node, err.message, err.code))
+  cluster.on('-node', (r: Redis) => lost(nodeKey(r), 'connection closed'))
+  cluster.on('+node', (r: Redis) => {
+    const node = nodeKey(r)
+    r.on('ready', () => {
+      if (down.delete(node)) log.info({ event: 'redis_node_restored', node, role }, `redis cluster node ${node} restored`)
+    })
   })
 }
 

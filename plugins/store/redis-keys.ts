@@ -9,7 +9,7 @@
 // hears through its own subscriber connection.
 import { createHash } from 'node:crypto'
 import type { Cluster, Redis } from 'ioredis'
-import type { ApiKeyRecord, FailureCounter, KeyStore, StoredApiKey } from './types.js'
+import type { ApiKeyRecord, FailureCounter, KeyStore, Reservation, StoredApiKey } from './types.js'
 
 type Client = Redis | Cluster
 
@@ -39,15 +39,26 @@ if redis.call('GET', KEYS[2]) == ARGV[1] and redis.call('EXISTS', KEYS[1]) == 1 
 end
 return 1`
 
-// INCR and PEXPIRE in one round trip; the TTL is set by the hit that opens the window.
-const HIT = `
-local count = redis.call('INCR', KEYS[1])
+// Check and take in one script, so instances racing on one address never pass `max` between
+// them; the TTL is set by the reservation that opens the window (a full window keeps its end).
+const RESERVE = `
+local count = tonumber(redis.call('GET', KEYS[1]) or '0')
+local allowed = 0
+if count < tonumber(ARGV[2]) then
+  count = redis.call('INCR', KEYS[1])
+  allowed = 1
+end
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl < 0 then
   redis.call('PEXPIRE', KEYS[1], ARGV[1])
   ttl = tonumber(ARGV[1])
 end
-return {count, ttl}`
+return {allowed, count, ttl}`
+
+// DECR keeps the key's TTL: giving an attempt back never extends the window.
+const RELEASE = `
+if tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then redis.call('DECR', KEYS[1]) end
+return 1`
 
 const PEEK = `
 local count = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -77,7 +88,8 @@ const scripts = {
   revoke: new Script(REVOKE),
   delete: new Script(DELETE),
   touch: new Script(TOUCH),
-  hit: new Script(HIT),
+  reserve: new Script(RESERVE),
+  release: new Script(RELEASE),
   peek: new Script(PEEK)
 }
 
@@ -177,6 +189,14 @@ export class RedisKeyStore implements KeyStore {
     this.#listeners.push(listener)
   }
 
+  /**
+   * A bounded read in the API keys' own hash slot ({keys}): what /ready needs to know is whether
+   * key records can be read, and in a Cluster any node answers PING while that slot's master is down.
+   */
+  async probe (): Promise<boolean> {
+    return typeof await this.#client.exists(this.#all()) === 'number'
+  }
+
   async #change (script: Script, id: string, withIndex: boolean): Promise<boolean> {
     const hash = await this.#client.get(this.#id(id))
     if (hash === null) return false
@@ -226,9 +246,13 @@ export class RedisFailureCounter implements FailureCounter {
     this.#p = `${opts.keyPrefix}fail:`
   }
 
-  async hit (id: string, windowMs: number): Promise<{ count: number, resetMs: number }> {
-    const [count, ttl] = await scripts.hit.run(this.#client, [this.#p + id], [Math.max(1, Math.ceil(windowMs))]) as [number, number]
-    return { count, resetMs: ttl }
+  async reserve (id: string, max: number, windowMs: number): Promise<Reservation> {
+    const [allowed, count, ttl] = await scripts.reserve.run(this.#client, [this.#p + id], [Math.max(1, Math.ceil(windowMs)), max]) as [number, number, number]
+    return { allowed: allowed === 1, count, resetMs: ttl }
+  }
+
+  async release (id: string): Promise<void> {
+    await scripts.release.run(this.#client, [this.#p + id], [])
   }
 
   async peek (id: string): Promise<{ count: number, resetMs: number }> {

@@ -60,10 +60,29 @@ export interface BucketStore {
   close (): Promise<void>
 }
 
-/** Shared counter with a fixed window, for the admin failed-login throttle (SPEC §9). */
+/** What a reservation answers: whether the attempt may go ahead, the count and the window's rest. */
+export interface Reservation {
+  allowed: boolean
+  /** Attempts counted in the current window (this one included when allowed). */
+  count: number
+  /** Milliseconds until the window ends. */
+  resetMs: number
+}
+
+/**
+ * Shared fixed-window counter of admin login attempts (SPEC §9). An attempt is reserved before the
+ * password is compared and given back when the password was right, so what stays counted are the
+ * failures, and however the attempts arrive (pipelined, concurrent, several instances) no more
+ * than `max` comparisons are ever in flight or failed in one window.
+ */
 export interface FailureCounter {
-  /** Adds one failure for `id`; returns the count in the current window and ms until it ends. */
-  hit (id: string, windowMs: number): Promise<{ count: number, resetMs: number }>
+  /**
+   * Atomically: when fewer than `max` attempts are counted for `id` in the current window, adds
+   * one (opening a `windowMs` window if none is open) and answers allowed; otherwise adds nothing.
+   */
+  reserve (id: string, max: number, windowMs: number): Promise<Reservation>
+  /** Gives back one reserved attempt (the password was right); never below 0, window unchanged. */
+  release (id: string): Promise<void>
   /** Reads the count without adding. */
   peek (id: string): Promise<{ count: number, resetMs: number }>
 }
@@ -73,7 +92,9 @@ export interface Store {
   readonly keys: KeyStore
   readonly buckets: BucketStore
   readonly failures: FailureCounter
-  /** True when the back end answers now (used by /ready). Never throws, bounded in time. */
+  /** Operator warnings about the back end's configuration (shown in /ready), e.g. an evicting Redis. */
+  readonly warnings: readonly string[]
+  /** True when API key records can be read now (used by /ready). Never throws, bounded in time. */
   ping (): Promise<boolean>
   close (): Promise<void>
 }

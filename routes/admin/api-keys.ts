@@ -5,6 +5,7 @@
 import type { FastifyPluginAsync, FastifySchemaValidationError } from 'fastify'
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod'
 import { ApiKeyNotFound, StoreUnavailable, ValidationFailed } from '../../src/errors.js'
+import type { StoreOperation } from '../../plugins/metrics.js'
 import {
   ApiKeyIdParams, CreatedResponse, ListResponse, MessageResponse, OneResponse, createApiKeyBody
 } from '../../src/schemas/api-keys.js'
@@ -28,7 +29,7 @@ const apiKeyRoutes: FastifyPluginAsync = async (fastify) => {
   const CreateBody = createApiKeyBody(fastify.config.services.map((s) => s.name))
 
   /** A store failure is a 503 the client may retry; a raw key is only shown once it is stored. */
-  async function storeCall<T> (operation: string, fn: () => Promise<T>, reply: { header (k: string, v: string): unknown }): Promise<T> {
+  async function storeCall<T> (operation: StoreOperation, fn: () => Promise<T>, reply: { header (k: string, v: string): unknown }): Promise<T> {
     try {
       return await fn()
     } catch (err) {

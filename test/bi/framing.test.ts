@@ -10,7 +10,9 @@ import { assertRejectedAndClosed, send, service } from '../harness/suite.js'
 import { echoUpstream } from '../harness/upstreams.js'
 
 const echo = await echoUpstream(t)
-const gw = await startGateway(t, { services: [service('echo', '/api/echo', echo.url)] })
+// No case here is about the client timeouts (test/bi/limits.test.ts is): BI-09's 1 MiB of 1-byte
+// chunks must not race the harness's 5 s REQUEST_TIMEOUT_MS on a busy machine.
+const gw = await startGateway(t, { services: [service('echo', '/api/echo', echo.url)], env: { REQUEST_TIMEOUT_MS: '120000' } })
 
 const SMUGGLED = 'GET /admin/apikeys HTTP/1.1\r\nHost: g\r\n\r\n'
 
@@ -131,4 +133,16 @@ t.test('BI-09 a chunk-extension flood is rejected; 1-byte chunks are only subjec
   }
   const health = await http(gw.port, '/health')
   t.equal(health.status, 200, 'the gateway still answers afterwards')
+})
+
+t.test('a Host whose port is not 1-65535, or that is not host[:port], is 400 and never forwarded', async (t) => {
+  for (const host of ['g:0', 'g:99999', 'g:65536', 'g:', 'g:abc', 'g:-1', 'g:+80', 'g:8 0', '[::1]:0', '[::1', '[zz::1]:80', 'evil.com/..', 'a:b:c']) {
+    await rejected(t, httpMessage('GET /api/echo/h HTTP/1.1', [`Host: ${host}`]), [400], `Host: ${host}`)
+  }
+  for (const host of ['g', 'g:1', 'g:65535', 'gw.example.com:8081', '127.0.0.1:80', '[::1]:8080', '[::1]']) {
+    const before = echo.requests.length
+    const res = await send(gw, httpMessage('GET /api/echo/h HTTP/1.1', [`Host: ${host}`, 'Connection: close']))
+    t.equal(res.statuses[0], 200, `Host: ${host} is served`)
+    t.equal(echo.requests.length, before + 1, `Host: ${host} is forwarded`)
+  }
 })

@@ -99,3 +99,41 @@ t.test('FT-14 a second signal exits at once', async (t) => {
   t.ok(exit !== null, 'the second signal ends the process without waiting for the 30 s drain')
   await stuck
 })
+
+t.test('SHUTDOWN_DELAY_MS: after SIGTERM the gateway keeps accepting and serving with /health 503, then drains and exits 0', async (t) => {
+  const echo = await echoUpstream(t)
+  const gw = await startGateway(t, {
+    services: [service('echo', '/api/echo', echo.url)],
+    env: { SHUTDOWN_DELAY_MS: '4000', SHUTDOWN_TIMEOUT_MS: '5000' }
+  })
+  // A keep-alive client connected before the signal.
+  const c = await RawConnection.open(gw.port, { localAddress: nextIp() })
+  t.teardown(() => c.destroy())
+  await c.write('GET /health HTTP/1.1\r\nHost: g\r\n\r\n')
+  await c.waitForResponses(1, 3000)
+  t.equal(c.finals()[0]?.status, 200, 'served before the signal')
+
+  gw.signal('SIGTERM')
+  t.ok(await gw.waitForLog((l) => l.event === 'shutdown_started'), 'shutdown began')
+  await c.write('GET /health HTTP/1.1\r\nHost: g\r\n\r\n')
+  const [, second] = (await c.waitForResponses(2, 3000)).filter((r) => r.status >= 200)
+  t.equal(second?.status, 503, 'the existing keep-alive connection gets /health 503, not a reset')
+  t.same(JSON.parse(second?.body.toString() ?? '{}'), { status: 'draining' })
+  t.equal(c.error, null, 'no reset')
+
+  const fresh = await http(gw.port, '/health', { localAddress: nextIp() })
+  t.equal(fresh.status, 503, 'a new connection is accepted: /health 503')
+  t.same(fresh.json(), { status: 'draining' })
+  t.equal((await http(gw.port, '/ready', { localAddress: nextIp() })).status, 503, '/ready 503')
+  const proxied = await http(gw.port, '/api/echo/during-delay', { localAddress: nextIp() })
+  t.equal(proxied.status, 200, 'everything else is still served')
+  t.equal(proxied.headers.connection, 'close', 'with Connection: close, so keep-alive clients move before the drain')
+  t.equal(echo.requests.at(-1)?.url, '/api/echo/during-delay')
+  t.equal((await http(gw.port, '/info', { localAddress: nextIp() })).status, 200, "the gateway's own routes too")
+  t.notOk(gw.logs.some((l) => l.event === 'shutdown_draining'), 'and the drain has not begun yet')
+
+  t.ok(await gw.waitForLog((l) => l.event === 'shutdown_draining', 10000), 'after the delay the drain begins')
+  const exit = await exitWithin(gw, 10000)
+  t.equal(exit?.code, 0, 'and the gateway exits 0')
+  t.equal(gw.logs.at(-1)?.event, 'shutdown_complete')
+})

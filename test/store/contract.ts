@@ -153,23 +153,52 @@ export function storeContract (t: Test, makeStore: () => Promise<StoreUnderTest>
     t.same([...new Set(heard)].sort(), [a.hash, b.hash].sort(), 'nothing else heard')
   }))
 
-  t.test('failure hits count up within one window and report the time left', (t) => withStore(t, async (store) => {
+  t.test('reservations count up within one window, report the time left and stop at the maximum', (t) => withStore(t, async (store) => {
     const id = `login:${randomUUID()}`
-    const first = await store.failures.hit(id, 60_000)
-    t.equal(first.count, 1)
+    const first = await store.failures.reserve(id, 3, 60_000)
+    t.same({ allowed: first.allowed, count: first.count }, { allowed: true, count: 1 })
     t.ok(first.resetMs > 55_000 && first.resetMs <= 60_000, `resetMs ${first.resetMs}`)
-    t.equal((await store.failures.hit(id, 60_000)).count, 2)
-    const third = await store.failures.hit(id, 60_000)
-    t.equal(third.count, 3)
-    t.ok(third.resetMs <= first.resetMs, 'the window is fixed: later hits do not extend it')
-    t.equal((await store.failures.hit(`login:${randomUUID()}`, 60_000)).count, 1, 'ids are independent')
+    t.equal((await store.failures.reserve(id, 3, 60_000)).count, 2)
+    const third = await store.failures.reserve(id, 3, 60_000)
+    t.same({ allowed: third.allowed, count: third.count }, { allowed: true, count: 3 })
+    t.ok(third.resetMs <= first.resetMs, 'the window is fixed: later reservations do not extend it')
+    const fourth = await store.failures.reserve(id, 3, 60_000)
+    t.same({ allowed: fourth.allowed, count: fourth.count }, { allowed: false, count: 3 }, 'refused at the maximum, nothing added')
+    t.ok(fourth.resetMs > 0 && fourth.resetMs <= first.resetMs)
+    t.equal((await store.failures.reserve(`login:${randomUUID()}`, 3, 60_000)).count, 1, 'ids are independent')
   }))
 
-  t.test('peek reads a failure count without adding, and 0 for an unknown id', (t) => withStore(t, async (store) => {
+  t.test('concurrent reservations never pass the maximum', (t) => withStore(t, async (store, s) => {
+    const id = `login:${randomUUID()}`
+    // A shared back end: two instances race on the same id.
+    const stores = s.peer === undefined ? [store] : [store, await s.peer()]
+    const results = await Promise.all(Array.from({ length: 30 }, (_, i) => stores[i % stores.length].failures.reserve(id, 10, 60_000)))
+    t.equal(results.filter((r) => r.allowed).length, 10)
+    t.equal((await store.failures.peek(id)).count, 10)
+  }))
+
+  t.test('a released reservation is given back, never below 0, and the window keeps its end', (t) => withStore(t, async (store) => {
+    const id = `login:${randomUUID()}`
+    await store.failures.release(id)
+    t.same(await store.failures.peek(id), { count: 0, resetMs: 0 }, 'releasing an unknown id is a no-op')
+    const first = await store.failures.reserve(id, 2, 60_000)
+    await store.failures.reserve(id, 2, 60_000)
+    t.equal((await store.failures.reserve(id, 2, 60_000)).allowed, false)
+    await store.failures.release(id)
+    const again = await store.failures.reserve(id, 2, 60_000)
+    t.same({ allowed: again.allowed, count: again.count }, { allowed: true, count: 2 })
+    t.ok(again.resetMs <= first.resetMs, 'not extended')
+    await store.failures.release(id)
+    await store.failures.release(id)
+    await store.failures.release(id)
+    t.equal((await store.failures.peek(id)).count, 0)
+  }))
+
+  t.test('peek reads a count without adding, and 0 for an unknown id', (t) => withStore(t, async (store) => {
     const id = `login:${randomUUID()}`
     t.same(await store.failures.peek(id), { count: 0, resetMs: 0 })
-    await store.failures.hit(id, 60_000)
-    await store.failures.hit(id, 60_000)
+    await store.failures.reserve(id, 10, 60_000)
+    await store.failures.reserve(id, 10, 60_000)
     const peeked = await store.failures.peek(id)
     t.equal(peeked.count, 2)
     t.ok(peeked.resetMs > 0 && peeked.resetMs <= 60_000)
@@ -178,11 +207,12 @@ export function storeContract (t: Test, makeStore: () => Promise<StoreUnderTest>
 
   t.test('a failure window ends and counting starts again', (t) => withStore(t, async (store) => {
     const id = `login:${randomUUID()}`
-    await store.failures.hit(id, 200)
-    await store.failures.hit(id, 200)
+    await store.failures.reserve(id, 2, 200)
+    await store.failures.reserve(id, 2, 200)
+    t.equal((await store.failures.reserve(id, 2, 200)).allowed, false)
     await sleep(350)
     t.same(await store.failures.peek(id), { count: 0, resetMs: 0 })
-    t.equal((await store.failures.hit(id, 200)).count, 1)
+    t.same((await store.failures.reserve(id, 2, 200)).count, 1)
   }))
 
   t.test('ping is true while the back end answers and false once closed; close twice is fine', async (t) => {

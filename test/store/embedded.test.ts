@@ -69,7 +69,7 @@ t.test('services are stored as JSON text (NULL when absent) and active as an int
 
 t.test('the memory failure counter stays bounded, dropping the oldest windows first', async (t) => {
   const counter = new MemoryFailureCounter({ maxEntries: 3 })
-  for (const id of ['a', 'b', 'c', 'd']) await counter.hit(id, 60_000)
+  for (const id of ['a', 'b', 'c', 'd']) await counter.reserve(id, 10, 60_000)
   t.equal((await counter.peek('a')).count, 0, 'the oldest was dropped')
   for (const id of ['b', 'c', 'd']) t.equal((await counter.peek(id)).count, 1)
 })

@@ -51,6 +51,6 @@ t.test('instances connected to different cluster nodes share keys and revocation
   t.equal(await heard, key.hash)
   // Buckets and failure counters hash to whatever slot: they work from any entry node.
   for (let i = 0; i < 20; i++) t.equal((await b.buckets.take(`client-${i}`, 5, 60)).allowed, true)
-  t.equal((await a.failures.hit('203.0.113.7', 60_000)).count, 1)
-  t.equal((await b.failures.hit('203.0.113.7', 60_000)).count, 2)
+  t.equal((await a.failures.reserve('203.0.113.7', 10, 60_000)).count, 1)
+  t.equal((await b.failures.reserve('203.0.113.7', 10, 60_000)).count, 2)
 })

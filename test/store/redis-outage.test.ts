@@ -49,7 +49,7 @@ async function everyCallFailsFast (t: Test, store: Store, bound: number): Promis
     'keys.create': () => store.keys.create(makeKey()),
     'keys.revoke': () => store.keys.revoke('some-id'),
     'buckets.take': () => store.buckets.take('client-1', 10, 60),
-    'failures.hit': () => store.failures.hit('203.0.113.1', 60_000)
+    'failures.reserve': () => store.failures.reserve('203.0.113.1', 10, 60_000)
   }
   for (const [name, call] of Object.entries(calls)) {
     const r = await timed(call())

@@ -59,7 +59,7 @@ t.test('every key lives under REDIS_KEY_PREFIX, API-key data in the one {keys} s
   t.teardown(async () => { await store.close(); await deleteKeysUnder(prefix) })
   const key = makeKey()
   await store.keys.create(key)
-  await store.failures.hit('203.0.113.9', 60_000)
+  await store.failures.reserve('203.0.113.9', 10, 60_000)
   await store.buckets.take('bucket-1', 5, 60)
   const keys = await keysUnder(prefix)
   t.ok(keys.length >= 4, keys.join(' '))

@@ -23,6 +23,12 @@ t.test('a root prefix serves every path the gateway does not answer itself', asy
   const health = await http(port, '/health')
   t.equal(health.json().status, 'ok', '/health is the gateway\'s own')
   t.equal(root.requests.filter((r) => r.url.startsWith('/health?') || r.url === '/health').length, 0)
+  const before = root.requests.length
+  for (const path of ['/admin/unknown', '/metrics/x', '/services', '/health/deep']) {
+    const res = await http(port, path)
+    t.equal(res.status, 404, `${path}: the gateway's own space is never proxied`)
+  }
+  t.equal(root.requests.length, before)
   const opts = await http(port, '/anything', { method: 'OPTIONS' })
   t.equal(opts.status, 200, 'a plain OPTIONS is proxied')
   t.equal(root.requests.at(-1)?.method, 'OPTIONS')
