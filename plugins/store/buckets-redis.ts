@@ -8,17 +8,22 @@
 // key). One hot key is the worst case for Redis: every command queues behind the others on one
 // single-threaded server, and each one costs the gateway a write, a parse and a promise. So takes
 // for one bucket (same id, burst and rpm) that arrive together share one script call asking for n
-// tokens, and a bucket has at most one call in flight: takes that arrive meanwhile wait for it and
-// go out together as the next call. That wait is no extra round trip — the next call could only
-// queue behind the current one on the connection anyway — and it is what makes batches form when
-// requests arrive one socket at a time rather than within one tick.
+// tokens. Batching only the takes of one tick would do little for a gateway, whose requests arrive
+// one socket read at a time; what makes batches form is that takes arriving while a call for their
+// bucket is in flight wait for its answer and then go out together as the next call. An idle
+// bucket's take goes out on the next tick, so only a busy bucket ever waits, and not for long:
+// after maxWaitMs (1 ms) the waiting takes are sent anyway, pipelined behind the call that has not
+// answered. Without that bound a stalled Redis or a starved event loop cost a queued take two
+// stalls instead of one, and pushed takes past the rate limiter's timeout into its fallback.
 //
 // Why this is still exact: n single takes at one server instant are n refill-then-take steps with
 // no time between them, so only the first refills, and they grant min(n, whole tokens) in order.
 // The script does exactly that in one atomic step and returns the refilled units; the client then
 // replays the n steps with src/token-bucket.ts's arithmetic, giving each waiter what its own
 // single take would have reported. Atomicity and the server clock are those of one take, so N
-// instances batching on one Redis still admit exactly what one bucket allows.
+// instances batching on one Redis still admit exactly what one bucket allows; calls pipelined on
+// one connection run in the order sent, each exact on its own. The stored hash is unchanged, so
+// instances still running the one-token script share buckets with these during a rolling deploy.
 import type { Cluster, Redis } from 'ioredis'
 import { remaining, resetMs, retryAfterMs, UNITS_PER_TOKEN, type BucketState } from '../../src/token-bucket.js'
 import type { BucketResult, BucketStore } from './types.js'
@@ -79,17 +84,25 @@ interface Lane {
   waiting: Waiter[]
   inFlight: number
   scheduled: boolean
+  /** Sends what waits behind a call in flight that has not answered within maxWaitMs. */
+  timer: NodeJS.Timeout | null
 }
 
 export interface RedisBucketsOptions {
   /** Prefix of every key (REDIS_KEY_PREFIX). The client itself must not add another one. */
   keyPrefix: string
+  /**
+   * How long takes wait for the call in flight on their bucket before they go out anyway, as a
+   * second call pipelined behind it (default 1 ms).
+   */
+  maxWaitMs?: number
 }
 
 export class RedisBuckets implements BucketStore {
   readonly #take: TakeCommand
   readonly #prefix: string
   readonly #lanes = new Map<string, Lane>()
+  readonly #maxWaitMs: number
 
   /** The client is the caller's: this class defines its script on it and never closes it. */
   constructor (client: Redis | Cluster, opts: RedisBucketsOptions) {
@@ -97,6 +110,7 @@ export class RedisBuckets implements BucketStore {
     const command = (client as unknown as Record<string, TakeCommand>)[COMMAND]
     this.#take = command.bind(client)
     this.#prefix = opts.keyPrefix
+    this.#maxWaitMs = opts.maxWaitMs ?? 1
   }
 
   /** `<prefix>{rl:<id>}`: the hash tag puts each bucket in one Cluster slot. */
@@ -109,12 +123,13 @@ export class RedisBuckets implements BucketStore {
       const name = `${burst}:${rpm}:${id}`
       let lane = this.#lanes.get(name)
       if (lane === undefined) {
-        lane = { name, key: this.key(id), burst, rpm, waiting: [], inFlight: 0, scheduled: false }
+        lane = { name, key: this.key(id), burst, rpm, waiting: [], inFlight: 0, scheduled: false, timer: null }
         this.#lanes.set(name, lane)
       }
       lane.waiting.push({ resolve, reject })
       if (lane.waiting.length >= MAX_BATCH) this.#send(lane)
       else if (lane.inFlight === 0) this.#schedule(lane)
+      else if (lane.timer === null) lane.timer = setTimeout(this.#overdue, this.#maxWaitMs, lane)
     })
   }
 
@@ -135,7 +150,16 @@ export class RedisBuckets implements BucketStore {
     })
   }
 
+  readonly #overdue = (lane: Lane): void => {
+    lane.timer = null
+    if (lane.waiting.length > 0) this.#send(lane)
+  }
+
   #send (lane: Lane): void {
+    if (lane.timer !== null) {
+      clearTimeout(lane.timer)
+      lane.timer = null
+    }
     const batch = lane.waiting
     lane.waiting = []
     lane.inFlight++

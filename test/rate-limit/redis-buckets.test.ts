@@ -225,7 +225,7 @@ t.test('takes that arrive while a call is in flight go out together as the next 
   t.teardown(() => redis.stop())
   const c = await client(redis.url)
   t.teardown(() => c.quit())
-  const buckets = new RedisBuckets(c, { keyPrefix: 'gw:' })
+  const buckets = new RedisBuckets(c, { keyPrefix: 'gw:', maxWaitMs: 60_000 })
   await buckets.take('other', 5, 1) // loads the script on this connection
   const calls = countScriptCalls(c)
 
@@ -235,12 +235,37 @@ t.test('takes that arrive while a call is in flight go out together as the next 
     await new Promise((resolve) => setImmediate(resolve))
     pending.push(buckets.take('hot', 5, 1))
   }
+  await sleep(20)
   t.same(calls.batches, [1], 'only the first take was sent')
   redis.resume()
   const results = await Promise.all(pending)
   calls.stop()
   t.same(calls.batches, [1, 3])
   t.same(results.map((r) => r.remaining), [4, 3, 2, 1])
+})
+
+t.test('takes do not wait longer than maxWaitMs for a call that does not answer', async (t) => {
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  const c = await client(redis.url)
+  t.teardown(() => c.quit())
+  const buckets = new RedisBuckets(c, { keyPrefix: 'gw:', maxWaitMs: 10 })
+  await buckets.take('other', 5, 1)
+  const calls = countScriptCalls(c)
+
+  redis.pause()
+  const pending: Array<Promise<BucketResult>> = [buckets.take('hot', 5, 1)]
+  await new Promise((resolve) => setImmediate(resolve))
+  pending.push(buckets.take('hot', 5, 1), buckets.take('hot', 5, 1))
+  await sleep(50)
+  t.same(calls.batches, [1, 2], 'the two later takes went out behind the first call, still unanswered')
+  pending.push(buckets.take('hot', 5, 1))
+  await sleep(50)
+  t.same(calls.batches, [1, 2, 1], 'and so does a take after them')
+  redis.resume()
+  const results = await Promise.all(pending)
+  calls.stop()
+  t.same(results.map((r) => r.remaining), [4, 3, 2, 1], 'pipelined calls run in the order they were sent')
 })
 
 t.test('a script call that fails or times out rejects every waiter of its batch', async (t) => {
