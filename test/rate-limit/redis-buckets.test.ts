@@ -4,7 +4,8 @@ import { randomBytes } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis } from 'ioredis'
 import t from 'tap'
-import { RedisBuckets } from '../../plugins/store/buckets-redis.js'
+import { MAX_BATCH, RedisBuckets } from '../../plugins/store/buckets-redis.js'
+import type { BucketResult } from '../../plugins/store/types.js'
 import { startRedis } from '../harness/redis-server.js'
 import { bucketContract } from '../store/buckets.contract.js'
 
@@ -36,6 +37,19 @@ async function client (url = REDIS_URL): Promise<Redis> {
 async function serverMs (c: Redis): Promise<number> {
   const [s, us] = await c.time()
   return Number(s) * 1000 + Number(us) / 1000
+}
+
+/** Counts the script calls `c` sends from now on, and how many takes (n) each one carries. */
+function countScriptCalls (c: Redis): { batches: number[], stop (): void } {
+  const batches: number[] = []
+  const send = c.sendCommand.bind(c)
+  c.sendCommand = ((command: { name: string, args: unknown[] }, ...rest: unknown[]) => {
+    // ioredis names a defined command `evalsha` here and turns it into EVAL on the wire when the
+    // connection has not loaded the script yet: both are one call. Args: sha, 1, key, burst, rpm, n.
+    if (command.name === 'evalsha' || command.name === 'eval') batches.push(Number(command.args[5]))
+    return (send as (...args: unknown[]) => unknown)(command, ...rest)
+  }) as typeof c.sendCommand
+  return { batches, stop () { c.sendCommand = send } }
 }
 
 t.test('RedisBuckets passes the bucket contract', async (t) => {
@@ -149,4 +163,131 @@ t.test('one Redis command per take in the steady state, and nothing taken twice 
   const after = await buckets.take('flush', 3, 1)
   t.equal(before.remaining, 2)
   t.equal(after.remaining, 1)
+})
+
+t.test('50 takes that arrive together share one script call and get what 50 single takes would', async (t) => {
+  const prefix = newPrefix()
+  const c = await client()
+  t.teardown(async () => { await c.quit(); await deleteKeysUnder(prefix) })
+  const buckets = new RedisBuckets(c, { keyPrefix: prefix })
+  const calls = countScriptCalls(c)
+  const results = await Promise.all(Array.from({ length: 50 }, () => buckets.take('hot', 10, 1)))
+  calls.stop()
+
+  t.ok(calls.batches.length <= 5, `${calls.batches.length} script calls for 50 takes`)
+  t.equal(calls.batches.reduce((a, b) => a + b, 0), 50, 'every take was sent once')
+  // One instant on the server: a fresh bucket of 10 at 1 token per minute, no refill between takes.
+  const granted = results.slice(0, 10)
+  t.same(granted.map((r) => r.allowed), Array(10).fill(true), 'the first 10 waiters, in order of arrival, are admitted')
+  t.same(granted.map((r) => r.remaining), [9, 8, 7, 6, 5, 4, 3, 2, 1, 0])
+  t.same(granted.map((r) => r.resetMs), Array.from({ length: 10 }, (_, i) => (i + 1) * 60_000))
+  t.same(granted.map((r) => r.retryAfterMs), Array(10).fill(0))
+  for (const r of results.slice(10)) {
+    t.same(r, { allowed: false, limit: 10, remaining: 0, resetMs: 600_000, retryAfterMs: 60_000 })
+  }
+})
+
+t.test('three instances on three connections taking together admit exactly the bucket', async (t) => {
+  const prefix = newPrefix()
+  const clients = [await client(), await client(), await client()]
+  t.teardown(async () => { await Promise.all(clients.map((c) => c.quit())); await deleteKeysUnder(prefix) })
+  const gateways = clients.map((c) => new RedisBuckets(c, { keyPrefix: prefix }))
+  const calls = clients.map(countScriptCalls)
+  const results = (await Promise.all(gateways.map((g) => Promise.all(Array.from({ length: 40 }, () => g.take('shared', 25, 1)))))).flat()
+  for (const c of calls) c.stop()
+
+  const admitted = results.filter((r) => r.allowed)
+  t.equal(admitted.length, 25, 'exactly burst of 120 takes admitted')
+  t.same(admitted.map((r) => r.remaining).sort((a, b) => a - b), Array.from({ length: 25 }, (_, i) => i), 'each remaining value seen once')
+  const denied = results.filter((r) => !r.allowed)
+  t.ok(denied.every((r) => r.retryAfterMs > 0 && r.remaining === 0), 'every denied take says when a token exists')
+  t.ok(calls.every((c) => c.batches.length <= 3), `script calls per instance: ${calls.map((c) => c.batches.length).join(', ')}`)
+})
+
+t.test('a batch never carries more than MAX_BATCH takes', async (t) => {
+  const prefix = newPrefix()
+  const c = await client()
+  t.teardown(async () => { await c.quit(); await deleteKeysUnder(prefix) })
+  const buckets = new RedisBuckets(c, { keyPrefix: prefix })
+  const calls = countScriptCalls(c)
+  const n = 3 * MAX_BATCH + 10
+  const results = await Promise.all(Array.from({ length: n }, () => buckets.take('big', 2 * MAX_BATCH, 1)))
+  calls.stop()
+  t.ok(calls.batches.every((size) => size <= MAX_BATCH), `batch sizes ${calls.batches.join(', ')}`)
+  t.equal(calls.batches.reduce((a, b) => a + b, 0), n)
+  t.equal(results.filter((r) => r.allowed).length, 2 * MAX_BATCH)
+  t.same(results.slice(0, 2 * MAX_BATCH).map((r) => r.remaining), Array.from({ length: 2 * MAX_BATCH }, (_, i) => 2 * MAX_BATCH - 1 - i),
+    'batches run in the order they were filled')
+})
+
+t.test('takes that arrive while a call is in flight go out together as the next call', async (t) => {
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  const c = await client(redis.url)
+  t.teardown(() => c.quit())
+  const buckets = new RedisBuckets(c, { keyPrefix: 'gw:', maxWaitMs: 60_000 })
+  await buckets.take('other', 5, 1) // loads the script on this connection
+  const calls = countScriptCalls(c)
+
+  redis.pause() // the first call stays in flight while three more takes arrive, each in its own tick
+  const pending: Array<Promise<BucketResult>> = [buckets.take('hot', 5, 1)]
+  for (let i = 0; i < 3; i++) {
+    await new Promise((resolve) => setImmediate(resolve))
+    pending.push(buckets.take('hot', 5, 1))
+  }
+  await sleep(20)
+  t.same(calls.batches, [1], 'only the first take was sent')
+  redis.resume()
+  const results = await Promise.all(pending)
+  calls.stop()
+  t.same(calls.batches, [1, 3])
+  t.same(results.map((r) => r.remaining), [4, 3, 2, 1])
+})
+
+t.test('takes do not wait longer than maxWaitMs for a call that does not answer', async (t) => {
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  const c = await client(redis.url)
+  t.teardown(() => c.quit())
+  const buckets = new RedisBuckets(c, { keyPrefix: 'gw:', maxWaitMs: 10 })
+  await buckets.take('other', 5, 1)
+  const calls = countScriptCalls(c)
+
+  redis.pause()
+  const pending: Array<Promise<BucketResult>> = [buckets.take('hot', 5, 1)]
+  await new Promise((resolve) => setImmediate(resolve))
+  pending.push(buckets.take('hot', 5, 1), buckets.take('hot', 5, 1))
+  await sleep(50)
+  t.same(calls.batches, [1, 2], 'the two later takes went out behind the first call, still unanswered')
+  pending.push(buckets.take('hot', 5, 1))
+  await sleep(50)
+  t.same(calls.batches, [1, 2, 1], 'and so does a take after them')
+  redis.resume()
+  const results = await Promise.all(pending)
+  calls.stop()
+  t.same(results.map((r) => r.remaining), [4, 3, 2, 1], 'pipelined calls run in the order they were sent')
+})
+
+t.test('a script call that fails or times out rejects every waiter of its batch', async (t) => {
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  const c = new Redis(redis.url, { ...clientOptions, commandTimeout: 200, lazyConnect: true })
+  c.on('error', () => {})
+  await c.connect()
+  t.teardown(() => c.disconnect())
+  const buckets = new RedisBuckets(c, { keyPrefix: 'gw:' })
+
+  // A key of the wrong type makes the script itself fail inside Redis.
+  await c.set(buckets.key('broken'), 'not a hash')
+  const failed = await Promise.allSettled(Array.from({ length: 5 }, () => buckets.take('broken', 5, 1)))
+  t.same(failed.map((r) => r.status), Array(5).fill('rejected'))
+  t.match((failed[0] as PromiseRejectedResult).reason, { message: /WRONGTYPE/ })
+  await c.del(buckets.key('broken'))
+  t.equal((await buckets.take('broken', 5, 1)).remaining, 4, 'the bucket works again')
+
+  redis.pause()
+  const timedOut = await Promise.allSettled(Array.from({ length: 5 }, () => buckets.take('slow', 5, 1)))
+  redis.resume()
+  t.same(timedOut.map((r) => r.status), Array(5).fill('rejected'))
+  t.match((timedOut[0] as PromiseRejectedResult).reason, { message: /timed out/ })
 })
