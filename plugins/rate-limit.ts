@@ -112,9 +112,17 @@ class Deadlines {
     this.#timer = null
     const now = performance.now()
     const q = this.#queue
+    const due: Array<{ expire: (() => void) | null }> = []
     while (this.#head < q.length && (q[this.#head].expire === null || q[this.#head].at <= now)) {
       const e = q[this.#head++]
-      if (e.expire !== null) e.expire()
+      if (e.expire !== null) due.push(e)
+    }
+    // Expire after the poll phase: when the event loop was stalled, an answer that arrived in time
+    // is waiting in the socket, and it must win over the timer that fired in the same turn.
+    if (due.length > 0) {
+      setImmediate(() => {
+        for (const e of due) if (e.expire !== null) e.expire()
+      })
     }
     if (this.#head === q.length) {
       q.length = 0
