@@ -72,7 +72,7 @@ function decodeName (name: string): string {
 }
 
 /** pino `req` serializer for the app's logger: Fastify's default one logs `req.url` with its
- *  query string, keys included (RELIABILITY SC-01). */
+ *  query string, keys included (docs/reliability.md, SC-01). */
 export function requestSerializer (request: FastifyRequest): Record<string, unknown> {
   return { method: request.method, url: redactUrl(request.url), host: request.host, remoteAddress: request.ip }
 }

@@ -61,7 +61,7 @@ export interface ApiKeysOptions {
   maxEntries?: number
   /** Bound of one store lookup. */
   lookupTimeoutMs?: number
-  /** Invalid keys per client IP per minute before further lookups answer 429 (RELIABILITY SC-08). */
+  /** Invalid keys per client IP per minute before further lookups answer 429 (docs/reliability.md, SC-08). */
   maxInvalidPerMinute?: number
 }
 

@@ -71,7 +71,7 @@ const PARSER_ERRORS: Record<string, [number, string]> = {
 /**
  * Requests Node's HTTP parser rejects never reach Fastify's hooks (smuggling attempts, bad
  * framing, oversize or slow headers): answer them with the same envelope, close the connection,
- * and log the parser's code, never the bytes (RELIABILITY BI-01, SC-09).
+ * and log the parser's code, never the bytes (docs/reliability.md, BI-01, SC-09).
  */
 export function clientErrorHandler (this: FastifyInstance, err: NodeJS.ErrnoException, socket: Socket): void {
   if (err.code === 'ECONNRESET' || err.code === 'EPIPE') return
@@ -88,7 +88,7 @@ export function clientErrorHandler (this: FastifyInstance, err: NodeJS.ErrnoExce
     `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
 }
 
-/** CONNECT is never proxied: answer 405 instead of Node's silent close (RELIABILITY BI-26). */
+/** CONNECT is never proxied: answer 405 instead of Node's silent close (docs/reliability.md, BI-26). */
 export function refuseConnect (socket: Socket): void {
   const body = JSON.stringify(envelope(405, 'CONNECT is not supported'))
   socket.end('HTTP/1.1 405 Method Not Allowed\r\nContent-Type: application/json; charset=utf-8\r\n' +

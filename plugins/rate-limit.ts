@@ -26,7 +26,7 @@ declare module 'fastify' {
 export interface RateLimitOptions {
   /** After a store failure, serve from the fallback this long before asking the store again. */
   storeRetryMs?: number
-  /** At most one outage warning per this many ms (RELIABILITY FT-09: one per 10 s). */
+  /** At most one outage warning per this many ms (docs/reliability.md, FT-09: one per 10 s). */
   warnEveryMs?: number
 }
 
@@ -156,7 +156,7 @@ export default fp<RateLimitOptions>(async function rateLimit (fastify, opts) {
   // Store health: after a failure, requests go straight to the fallback (or 503) for
   // storeRetryMs, then one request at a time probes the store. An outage therefore costs one
   // timeout per probe, not one per request, and a paused Redis does not pile up commands that
-  // would replay stale takes when it wakes (RELIABILITY FT-11).
+  // would replay stale takes when it wakes (docs/reliability.md, FT-11).
   let down = false
   let retryAt = 0
   let probing = false
@@ -222,7 +222,7 @@ export default fp<RateLimitOptions>(async function rateLimit (fastify, opts) {
           reply.headers(rateLimitHeaders(result, rpm, Date.now()))
         } else if (failMode === 'open') {
           // No RateLimit fields while failing open: they would describe a bucket other instances
-          // do not share (RELIABILITY LD-05).
+          // do not share (docs/reliability.md, LD-05).
           metrics.rateLimitFailOpen()
           result = fallback.takeSync(id, burst, rpm)
         } else {

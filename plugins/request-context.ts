@@ -1,5 +1,6 @@
 // First hook of every request: the request id (SPEC §4), a framing guard for what Node's parser
-// lets through (RELIABILITY BI-03, BI-07, BI-18, BI-21), and `Expect: 100-continue` handling.
+// lets through (docs/reliability.md: BI-03, BI-07, BI-18, BI-21), and `Expect: 100-continue`
+// handling.
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import { isIP } from 'node:net'

@@ -1,6 +1,6 @@
-// buildApp(config): the whole gateway as one ordered list of registrations, in the order a
-// request travels (STYLE.md). It never listens: src/server.ts does, tests use inject() or listen
-// on port 0.
+// buildApp(config): the whole gateway as one ordered list of registrations, in the order a request
+// travels (docs/architecture.md follows one). It never listens: src/server.ts does, tests use
+// inject() or listen on port 0.
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import type { Config } from './config.js'
 import { logDestination } from './log-destination.js'
@@ -70,7 +70,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     bodyLimit: config.bodyLimit,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
-    // Node keeps slow or idle clients forever by default (RELIABILITY BI-10).
+    // Node keeps slow or idle clients forever by default (docs/reliability.md, BI-10).
     connectionTimeout: 0,
     keepAliveTimeout: config.server.keepAliveTimeoutMs,
     requestTimeout: config.server.requestTimeoutMs,
@@ -90,7 +90,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   })
   app.decorate('config', config)
   // Every header line is kept so the framing guard can count them; Node's default of 2000 drops
-  // the rest silently, Content-Length included (RELIABILITY BI-07).
+  // the rest silently, Content-Length included (docs/reliability.md, BI-07).
   app.server.maxHeadersCount = 0
   // With a listener here Node no longer answers `Expect: 100-continue` by itself: the gateway
   // sends 100 only once the request passed authentication and rate limiting (request-context).

@@ -1,6 +1,6 @@
 // A request body of unknown length (chunked) on its way to a backend: counted against the body
-// limit (RELIABILITY BI-08) and coalesced, so a client sending 1-byte chunks does not make the
-// gateway forward one tiny write per chunk (BI-09).
+// limit (docs/reliability.md, BI-08) and coalesced, so a client sending 1-byte chunks does not make
+// the gateway forward one tiny write per chunk (BI-09).
 import { Transform, type TransformCallback } from 'node:stream'
 import { PayloadTooLarge } from './errors.js'
 

@@ -1,5 +1,6 @@
-// Admin Basic auth (SPEC §9; RELIABILITY BI-23, SC-07, SC-01): every bad form is the 401 envelope
-// with WWW-Authenticate, failures are throttled per client IP, the password is never logged.
+// Admin Basic auth (SPEC §9; docs/reliability.md, BI-23, SC-07, SC-01): every bad form is the 401
+// envelope with WWW-Authenticate, failures are throttled per client IP, the password is never
+// logged.
 import t from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { connect } from 'node:net'

@@ -1,5 +1,5 @@
-// Circuit breakers and retries end to end (SPEC §8; RELIABILITY FT-04, FT-06, FT-07): the real
-// gateway app in front of real scripted backends; attempts are counted where they land.
+// Circuit breakers and retries end to end (SPEC §8; docs/reliability.md, FT-04, FT-06, FT-07): the
+// real gateway app in front of real scripted backends; attempts are counted where they land.
 import { request as httpRequest } from 'node:http'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyInstance } from 'fastify'

@@ -75,7 +75,8 @@ t.test('a full bucket is what an unknown bucket is', async (t) => {
 })
 
 t.test('the admitted count over T seconds is burst + rate·T at most', async (t) => {
-  // One request every 10 ms for 10 s against burst 20, 600 rpm (10/s): the LD-01 bound.
+  // One request every 10 ms for 10 s against burst 20, 600 rpm (10/s): the LD-01 bound
+  // (docs/reliability.md).
   let state: BucketState | undefined
   let admitted = 0
   for (let now = 0; now <= 10_000; now += 10) {

@@ -44,7 +44,8 @@ export class SqliteKeyStore implements KeyStore {
     this.file = join(opts.dataDir, 'gateway.db')
     this.#db = new DatabaseSync(this.file, { timeout: opts.busyTimeoutMs ?? 250 })
     // WAL + synchronous=FULL: a create or revoke that returned has been fsynced, so it survives
-    // kill -9 (and power loss), which SPEC §5 and FT-15 require of an acknowledged write.
+    // kill -9 (and power loss), which SPEC §5 and FT-15 (docs/reliability.md) require of an
+    // acknowledged write.
     this.#db.exec('PRAGMA journal_mode = WAL')
     this.#db.exec('PRAGMA synchronous = FULL')
     this.#db.exec(`CREATE TABLE IF NOT EXISTS api_keys (

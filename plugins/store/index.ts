@@ -1,9 +1,9 @@
 // The `store` plugin (SPEC §6): builds the configured back end and decorates `fastify.store`.
 //
-// Redis connections are built here rather than through @fastify/redis: its registration waits
-// for the client's `ready` event (and quits the client on ENOTFOUND), so with Redis down the
-// gateway would never boot, while SPEC §6 / FT-09 require it to start, answer /ready 503 and pick
-// Redis up when it returns. The clients are ours, closed in onClose.
+// Redis connections are built here rather than through @fastify/redis: its registration waits for
+// the client's `ready` event (and quits the client on ENOTFOUND), so with Redis down the gateway
+// would never boot, while SPEC §6 and FT-09 (docs/reliability.md) require it to start, answer
+// /ready 503 and pick Redis up when it returns. The clients are ours, closed in onClose.
 import fp from 'fastify-plugin'
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis'
 import type { Config } from '../../src/config.js'
@@ -182,8 +182,9 @@ export class RedisStore implements Store {
 
 function buildClients (config: Config): { client: Client, subscriber: Client, target: string } {
   const r = config.redis
-  // Fail fast instead of queueing (STYLE.md): no offline queue, one retry, a command timeout, no
-  // replay of unanswered (possibly non-idempotent) scripts after a reconnect (FT-12).
+  // Fail fast instead of queueing (ioredis's defaults hold a command for seconds while Redis is
+  // down): no offline queue, one retry, a command timeout, no replay of unanswered (possibly
+  // non-idempotent) scripts after a reconnect (docs/reliability.md, FT-12).
   const fast: RedisOptions = {
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,

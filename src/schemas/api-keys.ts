@@ -1,6 +1,7 @@
 // zod schemas of the admin API-key resource (SPEC §5). The same schemas validate requests, shape
 // responses (unknown fields such as the hash are stripped on output) and generate the OpenAPI
-// document. Requests are strict: unknown fields → 400, no type coercion (RELIABILITY BI-12).
+// document. Requests are strict: unknown fields → 400, no type coercion (docs/reliability.md,
+// BI-12).
 import { z } from 'zod'
 
 /** Printable ASCII only: no control characters, no RTL override, no lookalike letters (BI-13). */

@@ -1,6 +1,6 @@
-// RELIABILITY B.1, admin API input: BI-11, BI-12, BI-13 (bodies), BI-23, BI-24 (Basic auth).
-// Each case uses its own client address, so the failed-login throttle (SPEC §9: more than 10
-// failures per IP per minute) never interferes.
+// Bad input (docs/reliability.md), admin API input: BI-11, BI-12, BI-13 (bodies), BI-23, BI-24
+// (Basic auth). Each case uses its own client address, so the failed-login throttle (SPEC §9: more
+// than 10 failures per IP per minute) never interferes.
 import t from 'tap'
 import { ADMIN_PASSWORD, ADMIN_USER, adminAuth, startGateway } from '../harness/gateway-process.js'
 import { admin, createKey, http, nextIp } from '../harness/http.js'
@@ -164,6 +164,7 @@ t.test('BI-24 admin auth takes the same time whichever part of the credentials i
   const medians = Object.fromEntries(names.map((n) => [n, median(samples[n])]))
   t.comment(`medians (ms): ${JSON.stringify(medians)}`)
   const spread = Math.max(...Object.values(medians)) - Math.min(...Object.values(medians))
-  // Only millisecond-scale differences are visible on a shared 2-core box (RELIABILITY C.1).
+  // Only millisecond-scale differences are visible on a shared 2-core box
+  // (docs/reliability.md, How the cases run).
   t.ok(spread < 1, `class medians within 1 ms of each other (spread ${spread.toFixed(3)} ms)`)
 })

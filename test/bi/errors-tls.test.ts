@@ -1,5 +1,5 @@
-// RELIABILITY B.4: SC-09 (every gateway-made error is a clean envelope), SC-10 (HTTPS upstream
-// certificates are verified), SC-11 (body-less forwards never desynchronise the upstream).
+// Secrets (docs/reliability.md): SC-09 (every gateway-made error is a clean envelope), SC-10 (HTTPS
+// upstream certificates are verified), SC-11 (body-less forwards never desynchronise the upstream).
 import t from 'tap'
 import { adminAuth, startGateway } from '../harness/gateway-process.js'
 import { http, nextIp } from '../harness/http.js'

@@ -1,6 +1,6 @@
-// RELIABILITY B.1, request framing: BI-01…BI-07 and BI-09, raw bytes on a socket against one
-// gateway child. "Rejected" = exactly one status line, the expected status, connection closed
-// within 1 s, and the echo upstream received nothing.
+// Bad input (docs/reliability.md), request framing: BI-01…BI-07 and BI-09, raw bytes on a socket
+// against one gateway child. "Rejected" = exactly one status line, the expected status, connection
+// closed within 1 s, and the echo upstream received nothing.
 import { execFileSync } from 'node:child_process'
 import t, { type Test } from 'tap'
 import { NODE_BIN, startGateway } from '../harness/gateway-process.js'
@@ -111,7 +111,7 @@ t.test('BI-06 oversize headers are rejected with 431 and a close', async (t) => 
 t.test('BI-07 a header-count flood is rejected with 431 and nothing is forwarded', async (t) => {
   const junk = Array.from({ length: 2100 }, (_, i) => `a${i}:`)
   await rejected(t, httpMessage('POST /api/echo HTTP/1.1', ['Host: g', ...junk, 'Content-Length: 5'], 'abcde' + SMUGGLED), [431], '2,100 headers')
-  // Just over the catalog's 100-field limit.
+  // Just over the gateway's 100-field limit.
   const some = Array.from({ length: 101 }, (_, i) => `X-H${i}: v`)
   await rejected(t, httpMessage('GET /api/echo HTTP/1.1', ['Host: g', ...some]), [431], '101 headers')
 })

@@ -1,5 +1,6 @@
-// RELIABILITY B.2, graceful shutdown: FT-13 (SIGTERM with a request in flight) and FT-14 (a stuck
-// request and the drain timeout; a second signal). Each case starts its own gateway child.
+// Faults (docs/reliability.md), graceful shutdown: FT-13 (SIGTERM with a request in flight) and
+// FT-14 (a stuck request and the drain timeout; a second signal). Each case starts its own gateway
+// child.
 import t from 'tap'
 import { probe, sleep, startGateway } from '../harness/gateway-process.js'
 import { http, nextIp, type HttpResponse } from '../harness/http.js'

@@ -1,5 +1,5 @@
-// RELIABILITY B.2, upstream faults: FT-01…FT-06 and FT-08, one gateway child, one service per
-// case so no case trips another's breaker (CB_MAX_FAILURES=5, every attempt counts).
+// Faults (docs/reliability.md), upstream faults: FT-01…FT-06 and FT-08, one gateway child, one
+// service per case so no case trips another's breaker (CB_MAX_FAILURES=5, every attempt counts).
 import t from 'tap'
 import { startGateway } from '../harness/gateway-process.js'
 import { http, metricValue, nextIp, scrape } from '../harness/http.js'

@@ -1,5 +1,6 @@
-// RELIABILITY B.1, headers the gateway must rewrite or refuse: BI-17 (spoofed client address),
-// BI-18 (spoofed identity), BI-19/BI-20 (hop-by-hop, both directions), BI-21 (Expect).
+// Bad input (docs/reliability.md), headers the gateway must rewrite or refuse: BI-17 (spoofed
+// client address), BI-18 (spoofed identity), BI-19/BI-20 (hop-by-hop, both directions), BI-21
+// (Expect).
 import t from 'tap'
 import { startGateway } from '../harness/gateway-process.js'
 import { createKey, http, nextIp } from '../harness/http.js'

@@ -1,5 +1,6 @@
-// RELIABILITY B.1, body size and slow clients: BI-08 and BI-10, against one gateway child with the
-// catalog's client timeouts (headers 2 s, whole request 5 s, keep-alive idle 5 s).
+// Bad input (docs/reliability.md), body size and slow clients: BI-08 and BI-10, against one gateway
+// child with the test configuration's client timeouts (headers 2 s, whole request 5 s, keep-alive
+// idle 5 s).
 import t from 'tap'
 import { adminAuth, startGateway } from '../harness/gateway-process.js'
 import { http, nextIp } from '../harness/http.js'

@@ -1,6 +1,6 @@
-// RELIABILITY B.1, paths, methods and injected header values: BI-14, BI-15, BI-16, BI-26.
-// Two services: `echo` at /api/echo and `other` at /api/other (each its own recording upstream),
-// so a request that escapes its prefix or changes upstream is visible.
+// Bad input (docs/reliability.md), paths, methods and injected header values: BI-14, BI-15, BI-16,
+// BI-26. Two services: `echo` at /api/echo and `other` at /api/other (each its own recording
+// upstream), so a request that escapes its prefix or changes upstream is visible.
 import { posix } from 'node:path'
 import t from 'tap'
 import { startGateway } from '../harness/gateway-process.js'

@@ -1,4 +1,4 @@
-// RELIABILITY B.4, secrets: SC-01…SC-06 and SC-12 against one gateway child (embedded store,
+// Secrets (docs/reliability.md): SC-01…SC-06 and SC-12 against one gateway child (embedded store,
 // LOG_LEVEL=debug), its captured output, its SQLite files and its /metrics.
 import { createHash } from 'node:crypto'
 import { readdirSync, readFileSync, statSync } from 'node:fs'

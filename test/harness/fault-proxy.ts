@@ -1,5 +1,5 @@
 // A TCP proxy between the gateway and Redis (or an upstream) that injects network faults on
-// command, with no root needed (RELIABILITY C.1, FT-11, FT-12): added latency, a black hole
+// command, with no root needed (docs/reliability.md: FT-11, FT-12): added latency, a black hole
 // (both directions silently dropped, connections kept open), dropped replies only (asymmetric
 // partition: commands still reach the server) and RST of every connection.
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net'

@@ -1,6 +1,7 @@
-// The gateway under test as a child process (RELIABILITY C.1): compiled JavaScript on the pinned
-// Node, its own free port, a clean environment and working directory (no stray `.env`), every
-// stdout/stderr line kept in memory for log assertions, stopped by PID and always killed.
+// The gateway under test as a child process (docs/reliability.md, How the cases run): compiled
+// JavaScript on the pinned Node, its own free port, a clean environment and working directory (no
+// stray `.env`), every stdout/stderr line kept in memory for log assertions, stopped by PID and
+// always killed.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { request as httpRequest } from 'node:http'
@@ -184,7 +185,7 @@ export function probe (port: number, path = '/health', timeoutMs = 1000): Promis
   })
 }
 
-/** The environment every gateway under test starts from (RELIABILITY's test configuration). */
+/** The environment every gateway under test starts from (docs/reliability.md, Test configuration). */
 export function baseEnv (port: number, dataDir: string): Record<string, string> {
   return {
     PATH: process.env.PATH ?? '/usr/bin:/bin',

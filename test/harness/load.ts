@@ -1,6 +1,7 @@
-// Bounded load for the long tier (RELIABILITY C.1 "Load"): closed-loop workers over keep-alive
-// connections (`hammer`) and an open-loop fixed-rate scheduler (`paced`). Every loop stops by
-// itself at its deadline or request cap; accuracy is judged by counts at the upstream, not here.
+// Bounded load for the long tier (docs/reliability.md, How the cases run): closed-loop workers over
+// keep-alive connections (`hammer`) and an open-loop fixed-rate scheduler (`paced`). Every loop
+// stops by itself at its deadline or request cap; accuracy is judged by counts at the upstream, not
+// here.
 import { Agent, request as httpRequest, type IncomingHttpHeaders } from 'node:http'
 
 export interface Hit {

@@ -1,6 +1,7 @@
 // A client that writes exact bytes and reads until the server closes or a deadline, the way
-// Envoy's sendRawHttpAndWaitForResponse and nginx-tests' http() work (RELIABILITY C.1). Two status
-// lines for one request means smuggling; a close within 1 s of the last byte means "close".
+// Envoy's sendRawHttpAndWaitForResponse and nginx-tests' http() work (docs/reliability.md, How the
+// cases run). Two status lines for one request means smuggling; a close within 1 s of the last
+// byte means "close".
 import { connect, type Socket } from 'node:net'
 
 export interface ParsedResponse {

@@ -1,5 +1,5 @@
-// Shared pieces of the catalog suites (test/bi, test/reliability): service entries for a
-// ROUTES_FILE, raw-request assertions, log scanning.
+// Shared pieces of the reliability suites (test/bi, test/reliability; docs/reliability.md): service
+// entries for a ROUTES_FILE, raw-request assertions, log scanning.
 import type { GatewayProcess, LogLine, ServiceSpec } from './gateway-process.js'
 import { nextIp } from './http.js'
 import { rawRequest, type RawRequestOptions, type RawResult } from './raw-client.js'
@@ -23,8 +23,8 @@ export interface Asserts {
 }
 
 /**
- * The catalog's "rejected" verdict: exactly one status line, one of `allowed`, and the connection
- * closed within 1 s.
+ * The "rejected" verdict of docs/reliability.md: exactly one status line, one of `allowed`, and the
+ * connection closed within 1 s.
  */
 export function assertRejectedAndClosed (t: Asserts, res: RawResult, allowed: number[], label: string): void {
   t.equal(res.statuses.length, 1, `${label}: exactly one status line (got [${res.statuses.join(', ')}]${res.error !== null ? ', ' + res.error : ''})`)

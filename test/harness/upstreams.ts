@@ -1,5 +1,6 @@
-// Fault-injecting backends on port 0 (RELIABILITY C.1). Every one ignores the gateway's active
-// health checks (path HEALTH_PATH): they are answered 200 and never recorded, so counts are exact.
+// Fault-injecting backends on port 0 (docs/reliability.md, How the cases run). Every one ignores
+// the gateway's active health checks (path HEALTH_PATH): they are answered 200 and never recorded,
+// so counts are exact.
 import { execFileSync } from 'node:child_process'
 import { readFileSync, rmSync } from 'node:fs'
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'

@@ -1,5 +1,6 @@
-// RELIABILITY B.3/B.4, abuse at volume: SC-07 (admin brute force across three instances), SC-08
-// (random API keys from one address), LD-09 (label and store cardinality), LD-10 (connection flood).
+// Load and secrets (docs/reliability.md), abuse at volume: SC-07 (admin brute force across three
+// instances), SC-08 (random API keys from one address), LD-09 (label and store cardinality), LD-10
+// (connection flood).
 import { randomBytes } from 'node:crypto'
 import t from 'tap'
 import { generateApiKey } from '../../src/api-key-format.js'

@@ -1,5 +1,5 @@
-// RELIABILITY B.2, durability of admin writes: FT-15 (SIGKILL right after acknowledged writes,
-// SQLite and Redis AOF) and FT-17 (admin writes while the store is unavailable).
+// Faults (docs/reliability.md), durability of admin writes: FT-15 (SIGKILL right after acknowledged
+// writes, SQLite and Redis AOF) and FT-17 (admin writes while the store is unavailable).
 import { execFileSync, spawn } from 'node:child_process'
 import { rmSync } from 'node:fs'
 import { join } from 'node:path'

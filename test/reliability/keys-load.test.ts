@@ -1,5 +1,5 @@
-// RELIABILITY B.3, API keys across instances: LD-06 (concurrent create/revoke/list over three
-// gateways on one Redis, checked while it runs) and LD-07 (revocation under a warm cache).
+// Load (docs/reliability.md), API keys across instances: LD-06 (concurrent create/revoke/list over
+// three gateways on one Redis, checked while it runs) and LD-07 (revocation under a warm cache).
 // SPEC §5: revocation takes effect on every instance within 1 second.
 import t from 'tap'
 import { admin, createKey, http, nextIp, type CreatedKey } from '../harness/http.js'

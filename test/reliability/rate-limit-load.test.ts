@@ -1,4 +1,4 @@
-// RELIABILITY B.3, token-bucket accuracy under load: LD-01 (one instance), LD-02 (three
+// Load (docs/reliability.md), token-bucket accuracy under load: LD-01 (one instance), LD-02 (three
 // instances on one Redis), LD-05 (every response's RateLimit fields during LD-02), LD-03 (200
 // keys at once, no bleed). Admitted counts are taken at the echo upstream (U), T is the time from
 // the first to the last admitted request seen at U.
@@ -16,9 +16,9 @@ t.setTimeout(8 * 60_000)
 const C = 20
 const R = 10
 const LD03_MS = Number(process.env.LD03_SECONDS ?? 20) * 1000
-// The catalog asks 5 req/s per key (1,000 req/s in all); on a shared 2-core box that saturates the
-// CPU and turns the 100 ms store timeout into fail-open/fail-closed answers, so the default is
-// 2.5 req/s per key (500 req/s), tight keys refilling at 1/s so they are still limited.
+// The case was written for 5 req/s per key (1,000 req/s in all); on a shared 2-core box that
+// saturates the CPU and turns the 100 ms store timeout into fail-open/fail-closed answers, so the
+// default is 2.5 req/s per key (500 req/s), tight keys refilling at 1/s so they are still limited.
 const LD03_KEY_RATE = Number(process.env.LD03_KEY_RATE ?? 2.5)
 
 const echo = await echoUpstream(t)

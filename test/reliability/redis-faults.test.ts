@@ -1,6 +1,6 @@
-// RELIABILITY B.2, Redis faults: FT-09 (Redis absent at start), FT-10 (SIGKILL under load across
-// three gateways), FT-11 (slow Redis: CLIENT PAUSE, SIGSTOP, +200 ms latency), FT-12 (partition,
-// symmetric and asymmetric). Every redis-server here is the test's own, killed by PID.
+// Faults (docs/reliability.md), Redis: FT-09 (Redis absent at start), FT-10 (SIGKILL under load
+// across three gateways), FT-11 (slow Redis: CLIENT PAUSE, SIGSTOP, +200 ms latency), FT-12
+// (partition, symmetric and asymmetric). Every redis-server here is the test's own, killed by PID.
 import t from 'tap'
 import { generateApiKey } from '../../src/api-key-format.js'
 import { probe, sleep, startGateway, type GatewayProcess } from '../harness/gateway-process.js'

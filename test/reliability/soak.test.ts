@@ -1,8 +1,8 @@
-// RELIABILITY B.3, LD-08 soak: 150 req/s of mixed traffic for SOAK_SECONDS (default 600) against
-// one gateway on Redis. After the warm-up, RSS and heapUsed must not trend up, the heap after a
-// forced GC must be back near its post-warm-up level, handles back to baseline, Redis and the
-// metric series bounded. GC is forced through the inspector (the gateway runs with --inspect on a
-// loopback port), so the product needs no test hook; every sample follows a forced GC.
+// Load (docs/reliability.md), LD-08 soak: 150 req/s of mixed traffic for SOAK_SECONDS (default 600)
+// against one gateway on Redis. After the warm-up, RSS and heapUsed must not trend up, the heap
+// after a forced GC must be back near its post-warm-up level, handles back to baseline, Redis and
+// the metric series bounded. GC is forced through the inspector (the gateway runs with --inspect on
+// a loopback port), so the product needs no test hook; every sample follows a forced GC.
 import t from 'tap'
 import { generateApiKey } from '../../src/api-key-format.js'
 import { freePort, sleep, startGateway } from '../harness/gateway-process.js'

@@ -1,6 +1,7 @@
-// FT-15 for the SQLite key store: a child process creates keys and revokes some, acknowledging
-// each write on stdout; it is SIGKILLed right after the last acknowledgement, and a new process
-// (this one) must find every acknowledged write. This file is also the child (GW_DURABILITY_DIR).
+// FT-15 (docs/reliability.md) for the SQLite key store: a child process creates keys and revokes
+// some, acknowledging each write on stdout; it is SIGKILLed right after the last acknowledgement,
+// and a new process (this one) must find every acknowledged write. This file is also the child
+// (GW_DURABILITY_DIR).
 import { spawn } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'

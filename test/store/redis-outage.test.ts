@@ -1,6 +1,6 @@
 // The Redis store while its redis-server (our own, on a free port) is down, comes up, is killed or
-// paused (SPEC §6, RELIABILITY FT-09/FT-10/FT-11): calls fail fast, ping says false, the gateway
-// never crashes, and the same store works again once Redis is back.
+// paused (SPEC §6; docs/reliability.md, FT-09/FT-10/FT-11): calls fail fast, ping says false, the
+// gateway never crashes, and the same store works again once Redis is back.
 import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
 import { loadConfig } from '../../src/config.js'
