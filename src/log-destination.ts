@@ -1,9 +1,13 @@
-// Where the gateway's JSON log lines go: stdout, written asynchronously so lines of one tick
-// share a write.
+// Where the gateway's JSON log lines go: stdout, written asynchronously in batches of about 4 KiB
+// (or every 250 ms, whichever comes first), flushed on exit by pino. A warning or an error is
+// written at once, with whatever info lines wait before it: those are the lines an operator
+// watches for.
 //
-// pino's destination (sonic-boom) in its default string mode measures the byte length of the
-// whole pending batch on every line, which cost ~4 µs per line at gateway rates; in buffer mode
-// appending a line is O(1). One destination per process: stdout is one file.
+// Measured at saturation with one access line per request: a write per line (sonic-boom's
+// minLength 0) cost ~20 µs of CPU per request, in thread-pool hand-offs and context switches;
+// batching brings logging down to ~10 µs. sonic-boom in its default string mode measures the byte
+// length of the whole pending batch on every line, so it runs in buffer mode, where appending a
+// line is O(1). One destination per process: stdout is one file.
 import pino, { type DestinationStream } from 'pino'
 
 let shared: DestinationStream | null = null
@@ -11,10 +15,16 @@ let shared: DestinationStream | null = null
 export function logDestination (): DestinationStream {
   if (shared === null) {
     // pino flushes an asynchronous destination on exit by itself.
-    const boom = pino.destination({ dest: 1, sync: false, minLength: 0, contentMode: 'buffer' })
+    const boom = pino.destination({ dest: 1, sync: false, minLength: 4096, periodicFlush: 250, contentMode: 'buffer' })
     // The typings know only string mode; in buffer mode write() takes a Buffer.
     const write = boom.write.bind(boom) as unknown as (chunk: Buffer) => boolean
-    shared = { write: (line: string) => { write(Buffer.from(line)) } }
+    shared = {
+      write (line: string) {
+        write(Buffer.from(line))
+        // pino writes `{"level":NN` first: 40 and above are warn, error, fatal.
+        if (line.charCodeAt(9) >= 0x34) boom.flush()
+      }
+    }
   }
   return shared
 }

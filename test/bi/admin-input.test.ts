@@ -101,6 +101,7 @@ t.test('BI-13 key names outside the allowed pattern are refused naming the field
     const upper = await admin(gw.port, 'POST', '/admin/apikeys', { name: 'Admin' }, nextIp())
     t.equal(upper.status, 409, 'Unicode names are allowed, so "Admin" collides with "admin" after case folding')
   }
+  await gw.logsSettled()
   const stdout = gw.lines.slice(logStart).filter((l) => l.stream === 'stdout')
   t.ok(stdout.every((l) => { try { JSON.parse(l.text); return true } catch { return false } }), 'every log line is one JSON object (no raw control characters split lines)')
 })

@@ -85,7 +85,7 @@ t.test('SC-10 an untrusted self-signed HTTPS upstream is refused; trusted throug
   t.equal(r1.status, 502, 'untrusted certificate: 502')
   t.same(leaks(r1.body), [], 'untrusted certificate: no TLS internals in the body')
   t.equal(up.requests.length, 0, 'untrusted certificate: nothing reached the upstream application')
-  await sleep(100)
+  await untrusted.logsSettled()
   t.ok(untrusted.logs.slice(logStart).some((l) => l.event === 'upstream_tls_error'), 'logged as event=upstream_tls_error')
 
   const trusted = await startGateway(t, { services: [service('tls', '/api/tls', up.url)], env: { NODE_EXTRA_CA_CERTS: cert.certFile } })

@@ -35,6 +35,7 @@ t.test('BI-01 CL+TE smuggling attempts are rejected with one 400 and a close', a
   for (const [label, headers] of variants) {
     await rejected(t, httpMessage('POST /api/echo HTTP/1.1', ['Host: g', ...headers], '0\r\n\r\n' + SMUGGLED), [400], label)
   }
+  await gw.logsSettled()
   const logs = gw.lines.slice(logStart).map((l) => l.text).join('\n')
   t.notMatch(logs, /GET \/admin\/apikeys HTTP\/1\.1/, 'the raw bytes are never logged')
   t.match(logs, /HPE_[A-Z_]+/, 'a log line carries the parser error code')
@@ -104,6 +105,7 @@ t.test('BI-06 oversize headers are rejected with 431 and a close', async (t) => 
   await rejected(t, `GET /api/echo HTTP/1.1\r\nHost: g\r\nX-Big: ${big}\r\n\r\n`, [431], '20 KiB header')
   await rejected(t, `GET /api/echo/${'u'.repeat(17 * 1024)} HTTP/1.1\r\nHost: g\r\n\r\n`, [431, 414], '17 KiB URL')
   await rejected(t, `GET /api/echo HTTP/1.1\r\nHost: g\r\nCookie: c=${'k'.repeat(60 * 1024)}\r\n\r\n`, [431], '60 KiB Cookie')
+  await gw.logsSettled()
   const logs = gw.lines.slice(logStart).map((l) => l.text).join('\n')
   t.notMatch(logs, /Z{64}|u{64}|k{64}/, 'the oversize content is never logged')
 })

@@ -67,6 +67,7 @@ t.test('FT-07 the breaker opens after 5 failures, probes once after 2 s, reopens
   behaviour.delayMs = 0
   t.equal((await get()).status, 200, 'traffic flows again')
 
+  await gw.logsSettled()
   const transitions = gw.logs.slice(logStart).filter((l) => JSON.stringify(l).includes('"s1"') && /breaker|circuit|open|closed/i.test(JSON.stringify(l)))
   t.ok(transitions.length >= 4, `log lines for the transitions (${transitions.length})`)
   await sleep(0)

@@ -51,6 +51,7 @@ t.test('FT-01 a refused upstream connection gives a clean 502, bounded attempts,
   const getAttempts = await counter('gateway_backend_requests_total', 'refused-get') - attemptsBefore
   t.ok(getAttempts >= 1 && getAttempts <= 3, `GET: at most 3 attempts in all (${getAttempts})`)
   t.ok(await counter('gateway_backend_errors_total', 'refused-get') >= 1, 'gateway_backend_errors_total{service} counts it')
+  await gw.logsSettled()
   t.ok(logsAtLeast(gw, 40, logStart).some((l) => JSON.stringify(l).includes('refused-get')), 'a WARN names the service')
 
   const post = await http(gw.port, '/api/refused-post/x', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"a":1}', localAddress: nextIp() })
@@ -112,6 +113,7 @@ t.test('FT-05 an upstream reset mid-body: the client gets the head and the bytes
   t.ok(res.closed, 'the client connection is closed (not reused)')
   await sleep(300)
   t.equal(midBody.requests.length, 1, 'no retry once bytes were sent')
+  await gw.logsSettled()
   t.ok(logsAtLeast(gw, 40, logStart).some((l) => /reset|abort|upstream/i.test(String(l.event ?? l.msg))), 'a WARN/ERROR log line records it')
   t.ok(await counter('gateway_backend_errors_total', 'midbody') > errorsBefore, 'gateway_backend_errors_total{service} counts it')
 })

@@ -45,7 +45,7 @@ t.test('SC-01 a key used everywhere never appears in logs, metrics or gateway re
   await call('/admin/apikeys', { headers: { authorization: `Bearer ${k}`, cookie: `session=${k}` } })
   await call('/admin/apikeys', { headers: { authorization: adminAuth() } })
   await call('/metrics')
-  await sleep(200)
+  await gw.logsSettled()
   const haystacks: Array<[string, string]> = [['logs', gw.output()], ['gateway responses', gatewayBodies.join('\n')]]
   for (const secret of [k, revoked.raw, fake]) {
     const forms = [...secretForms(secret), secret.slice(3)]

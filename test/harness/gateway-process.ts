@@ -131,6 +131,15 @@ export class GatewayProcess {
     return this.lines.map((l) => l.text).join('\n')
   }
 
+  /**
+   * Waits until the gateway has written every info line it had buffered: it writes info lines in
+   * batches at least every 250 ms (src/log-destination.ts). Call it before asserting what the
+   * logs do or do not contain.
+   */
+  async logsSettled (): Promise<void> {
+    await sleep(400)
+  }
+
   get running (): boolean {
     return this.exitInfo === null
   }

@@ -38,7 +38,7 @@ t.test('SC-07 admin brute force is throttled per address across all instances', 
   }
   const other = await http(gws[1].port, '/admin/apikeys', { headers: { authorization: adminAuth() }, localAddress: nextIp() })
   t.equal(other.status, 200, 'another address is unaffected')
-  await sleep(200)
+  await Promise.all(gws.map((g) => g.logsSettled()))
   const logs = gws.flatMap((g) => g.logs)
   const throttled = logs.filter((l) => l.event === 'admin_auth_throttled')
   t.ok(throttled.length > 0 && throttled.every((l) => l.ip === ip), `WARN event=admin_auth_throttled with the address (${throttled.length})`)

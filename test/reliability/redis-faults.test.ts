@@ -55,6 +55,7 @@ t.test('FT-09 Redis absent at start: the gateway serves anonymous traffic, refus
     t.equal(res.status, 503, 'a key that cannot be verified: 503 (fails closed)')
     t.ok(Number(res.headers['retry-after']) >= 1, 'with Retry-After')
   }
+  await gw.logsSettled()
   const warns = logsAtLeast(gw, 40, logStart).filter((l) => /rate-limit store/.test(String(l.msg)))
   t.ok(warns.length <= 1, `at most one rate-limit store WARN per 10 s (${warns.length})`)
 
