@@ -14,8 +14,9 @@
 //      dist/src/server.js`) per gateway case below, each with its own ROUTES_FILE, DATA_DIR and
 //      REDIS_KEY_PREFIX in a temporary directory. All run on the Node binary running this script.
 //   2. Pins processes with taskset when there are 2+ CPUs: this script (the load generator) and the
-//      backend on CPU 0, every proxy under test (baselines and gateways) alone on CPU 1. Redis is
-//      not ours and is not pinned.
+//      backend on CPU 0, every proxy under test (baselines and gateways) alone on CPU 1. A Redis on
+//      this machine is moved to CPU 0 for the run (its affinity restored at the end), so it never
+//      shares the proxy's core.
 //   3. Checks each case once (status 200; rate-limit headers present or absent; 401 without a key
 //      where a key is required) and prints what each case really measures.
 //   4. Warms each case up, then drives every case with autocannon (50 connections, pipelining 1) in
@@ -146,6 +147,7 @@ const loaded = new Set()
 startRssSampler(loaded)
 
 let redis = null
+let redisPinned = null
 const redisPrefixBase = `bench:${randomBytes(3).toString('hex')}:`
 
 // ----------------------------------------------------------------------------------------- cases
@@ -382,7 +384,10 @@ async function main () {
   // Redis.
   const r = await connectRedis(S.redisUrl)
   if (r instanceof Error) notes.push(`Redis at ${S.redisUrl} unreachable (${r.message}): redis cases skipped`)
-  else redis = r
+  else {
+    redis = r
+    redisPinned = await pinLocalRedis(redis)
+  }
 
   // Backend.
   let backendUrl = S.backendUrl
@@ -438,7 +443,7 @@ async function main () {
     (fullRedis && S.monitorSeconds > 0 ? 2 * (S.monitorSeconds + 1) : 0) + 1 + S.rounds * latencyTargets.length * (S.latencyDuration + 0.5)
   console.log(`# Gateway benchmark — ${new Date().toISOString()}\n`)
   console.log(`- ${pkg.name} ${selected[0]?.version ?? pkg.version}, Node ${process.version}, ${os.cpus()[0]?.model ?? 'cpu'} × ${cpus}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, load average ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`)
-  console.log(`- pinning: ${PIN ? `load generator + backend on CPU ${LOAD_CPU}, each proxy alone on CPU ${PROXY_CPU} (taskset); Redis not pinned` : 'none'}`)
+  console.log(`- pinning: ${PIN ? `load generator + backend on CPU ${LOAD_CPU}, each proxy alone on CPU ${PROXY_CPU} (taskset); ${redisPinned ? `local Redis (pid ${redisPinned.pid}) on CPU ${LOAD_CPU} for the run` : 'Redis not pinned'}` : 'none'}`)
   console.log(`- autocannon: ${S.connections} connections, pipelining 1, ${S.duration} s × ${S.rounds} interleaved rounds, ${S.warmup} s warm-up per case; GET ${BENCH_PATH} → ${S.backendUrl ? 'BACKEND_URL' : 'bench/backend.js'} (${backendUrl})`)
   console.log(`- gateway: RATE_LIMIT_RPM = RATE_LIMIT_BURST = ${HUGE} (never limits), one service at /bench; Redis ${redis ? S.redisUrl + ` (prefix ${redisPrefixBase})` : 'not used'}`)
   console.log(`- estimated duration ${Math.round(estimate / 60 * 10) / 10} min`)
@@ -642,10 +647,31 @@ async function main () {
   if (broken.length) throw new HarnessError(`no 2xx responses in some rounds of: ${broken.map((c) => c.id).join(', ')}`)
 }
 
+/**
+ * A Redis on this machine runs beside the load generator (CPU 0), never on the proxy's core: each
+ * proxy must have its core alone, and a Redis scheduled there steals it from the gateway cases
+ * only. Its affinity is restored at the end. Returns the restore information, or null.
+ */
+async function pinLocalRedis (client) {
+  if (!PIN) return null
+  const host = client.options.host
+  if (host !== '127.0.0.1' && host !== 'localhost' && host !== '::1') return null
+  try {
+    const pid = Number(/process_id:(\d+)/.exec(await client.info('server'))?.[1])
+    if (!Number.isInteger(pid) || pid <= 0) return null
+    const before = spawnSync('taskset', ['-a', '-p', String(pid)], { encoding: 'utf8' }).stdout.trim().split(/\s+/).pop()
+    if (spawnSync('taskset', ['-a', '-p', '-c', LOAD_CPU, String(pid)], { stdio: 'ignore' }).status !== 0) return null
+    return { pid, mask: before }
+  } catch {
+    return null
+  }
+}
+
 let exitCode = 0
 let cleaning = null
 async function cleanup () {
   cleaning ??= (async () => {
+    if (redisPinned) spawnSync('taskset', ['-a', '-p', redisPinned.mask, String(redisPinned.pid)], { stdio: 'ignore' })
     await procs?.stopAll()
     if (redis) {
       try { await deleteKeys(redis, redisPrefixBase) } catch {}
