@@ -83,67 +83,6 @@ export function retryAfterSeconds (r: BucketResult): number {
   return Math.max(1, Math.ceil(r.retryAfterMs / 1000))
 }
 
-/**
- * Bounds pending store calls with one timer instead of one per take. Every call has the same
- * timeout, so calls expire in the order they started: a FIFO whose head holds the timer.
- */
-class Deadlines {
-  readonly #ms: number
-  readonly #queue: Array<{ at: number, expire: (() => void) | null }> = []
-  #head = 0
-  #timer: NodeJS.Timeout | null = null
-
-  constructor (ms: number) { this.#ms = ms }
-
-  /** Calls `expire` after the timeout unless the returned function is called first. */
-  add (expire: () => void): () => void {
-    const entry = { at: performance.now() + this.#ms, expire: expire as (() => void) | null }
-    this.#queue.push(entry)
-    if (this.#timer === null) this.#arm(this.#ms)
-    return () => { entry.expire = null }
-  }
-
-  #arm (ms: number): void {
-    this.#timer = setTimeout(() => this.#fire(), Math.max(1, Math.ceil(ms)))
-    this.#timer.unref()
-  }
-
-  #fire (): void {
-    this.#timer = null
-    const now = performance.now()
-    const q = this.#queue
-    const due: Array<{ expire: (() => void) | null }> = []
-    while (this.#head < q.length && (q[this.#head].expire === null || q[this.#head].at <= now)) {
-      const e = q[this.#head++]
-      if (e.expire !== null) due.push(e)
-    }
-    // Expire after the poll phase: when the event loop was stalled, an answer that arrived in time
-    // is waiting in the socket, and it must win over the timer that fired in the same turn.
-    if (due.length > 0) {
-      setImmediate(() => {
-        for (const e of due) if (e.expire !== null) e.expire()
-      })
-    }
-    if (this.#head === q.length) {
-      q.length = 0
-      this.#head = 0
-    } else {
-      if (this.#head > 1024) {
-        q.splice(0, this.#head)
-        this.#head = 0
-      }
-      this.#arm(q[this.#head].at - now)
-    }
-  }
-
-  clear (): void {
-    if (this.#timer !== null) clearTimeout(this.#timer)
-    this.#timer = null
-    this.#queue.length = 0
-    this.#head = 0
-  }
-}
-
 export default fp<RateLimitOptions>(async function rateLimit (fastify, opts) {
   const { store, gatewayMetrics: metrics, config } = fastify
   const { failMode, storeTimeoutMs } = config.rateLimit
@@ -179,7 +118,6 @@ export default fp<RateLimitOptions>(async function rateLimit (fastify, opts) {
     }
   }
 
-  const deadlines = new Deadlines(storeTimeoutMs)
   const takeSync = store.buckets.takeSync?.bind(store.buckets)
 
   /**
@@ -206,7 +144,10 @@ export default fp<RateLimitOptions>(async function rateLimit (fastify, opts) {
       }
       answer(result)
     }
-    const cancel = deadlines.add(() => settle(undefined, new StoreTimeout(storeTimeoutMs)))
+    // Expired after the poll phase: when the event loop was stalled, an answer that arrived in
+    // time is waiting in the socket, and it must win over the timer that fired in the same turn.
+    const timer = setTimeout(() => setImmediate(() => settle(undefined, new StoreTimeout(storeTimeoutMs))), storeTimeoutMs)
+    const cancel = (): void => { clearTimeout(timer) }
     store.buckets.take(id, burst, rpm).then((result) => { cancel(); settle(result) }, (err: unknown) => { cancel(); settle(undefined, err) })
   }
 
@@ -240,8 +181,5 @@ export default fp<RateLimitOptions>(async function rateLimit (fastify, opts) {
   }
 
   fastify.decorate('rateLimit', { hookFor })
-  fastify.addHook('onClose', async () => {
-    deadlines.clear()
-    await fallback.close()
-  })
+  fastify.addHook('onClose', async () => { await fallback.close() })
 }, { name: 'rate-limit', fastify: '5.x', dependencies: ['store', 'gateway-metrics'] })
