@@ -2,9 +2,10 @@
 // their own PID) and their resident memory, read from /proc.
 import { spawn } from 'node:child_process'
 import { closeSync, openSync, readdirSync, readFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
+// One free-port helper for tests and the benchmark (plain JS, so bare Node can load it).
+export { freePort } from '../test/support/basics.js'
 
 /** A failure of the harness itself (as opposed to a missed target): exit status 1. */
 export class HarnessError extends Error {}
@@ -87,14 +88,6 @@ export function createProcesses ({ dir, node, pin }) {
   }
 
   return { start, tail, readPort, waitHealthy, stop, stopAll }
-}
-
-export async function freePort () {
-  const srv = createServer()
-  await new Promise((resolve) => srv.listen(0, '127.0.0.1', resolve))
-  const { port } = srv.address()
-  await new Promise((resolve) => srv.close(resolve))
-  return port
 }
 
 export function rssKb (pid) {

@@ -1,5 +1,5 @@
 // The storage contract shared by the embedded (SQLite + memory) and Redis back ends (SPEC §6).
-// Both implementations pass the one contract suite in test/store/contract.ts.
+// Both implementations pass the one contract suite in test/plugins/store/contract.ts.
 
 /** An API key as the admin API shows it: never the hash, never the raw key (SPEC §5). */
 export interface ApiKeyRecord {

@@ -4,12 +4,13 @@
 import { randomBytes } from 'node:crypto'
 import t from 'tap'
 import { generateApiKey } from '../../src/api-key-format.js'
-import { ADMIN_PASSWORD, adminAuth } from '../harness/gateway-process.js'
-import { createKey, http, metricValue, nextIp, parseMetrics, scrape } from '../harness/http.js'
-import { hammer, percentile } from '../harness/load.js'
-import { RawConnection } from '../harness/raw-client.js'
-import { dbsize, threeGatewaysOnRedis } from '../harness/redis-env.js'
-import { secretForms, sleep } from '../harness/suite.js'
+import { ADMIN_PASSWORD, adminAuth } from '../support/gateway-process.js'
+import { createKey, http, metricValue, nextIp, parseMetrics, scrape } from '../support/http.js'
+import { hammer, percentile } from '../support/load.js'
+import { RawConnection } from '../support/raw-client.js'
+import { dbsize, threeGatewaysOnRedis } from '../support/redis-env.js'
+import { secretForms } from '../support/suite.js'
+import { sleep } from '../support/basics.js'
 
 t.setTimeout(8 * 60_000)
 const MiB = 1024 * 1024

@@ -1,15 +1,15 @@
 // Faults (docs/reliability.md), durability of admin writes: FT-15 (SIGKILL right after acknowledged
 // writes, SQLite and Redis AOF) and FT-17 (admin writes while the store is unavailable).
 import { execFileSync, spawn } from 'node:child_process'
-import { rmSync } from 'node:fs'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
-import { startGateway, tempDir, type GatewayProcess } from '../harness/gateway-process.js'
-import { admin, createKey, http, nextIp, type CreatedKey } from '../harness/http.js'
-import { redisEnv } from '../harness/redis-env.js'
-import { startRedis } from '../harness/redis-server.js'
-import { service, sleep } from '../harness/suite.js'
-import { echoUpstream } from '../harness/upstreams.js'
+import { startGateway, type GatewayProcess } from '../support/gateway-process.js'
+import { admin, createKey, http, nextIp, type CreatedKey } from '../support/http.js'
+import { redisEnv } from '../support/redis-env.js'
+import { startRedis } from '../support/redis-server.js'
+import { service } from '../support/suite.js'
+import { echoUpstream } from '../support/upstreams.js'
+import { sleep, tempDir } from '../support/basics.js'
 
 t.setTimeout(6 * 60_000)
 const echo = await echoUpstream(t)
@@ -42,8 +42,7 @@ async function checkKeys (t: Test, gw: GatewayProcess, live: CreatedKey[], revok
 }
 
 t.test('FT-15 SQLite: acknowledged writes survive SIGKILL and the file stays intact', async (t) => {
-  const cwd = tempDir('gw-ft15')
-  t.teardown(() => rmSync(cwd, { recursive: true, force: true }))
+  const cwd = tempDir(t, 'gw-ft15-')
   const gw = await startGateway(t, { services, cwd })
   const { live, revoked } = await writeKeys(t, gw)
   gw.kill()

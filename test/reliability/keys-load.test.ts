@@ -2,9 +2,9 @@
 // three gateways on one Redis, checked while it runs) and LD-07 (revocation under a warm cache).
 // SPEC §5: revocation takes effect on every instance within 1 second.
 import t from 'tap'
-import { admin, createKey, http, nextIp, type CreatedKey } from '../harness/http.js'
-import { threeGatewaysOnRedis } from '../harness/redis-env.js'
-import { sleep } from '../harness/suite.js'
+import { admin, createKey, http, nextIp, type CreatedKey } from '../support/http.js'
+import { threeGatewaysOnRedis } from '../support/redis-env.js'
+import { sleep } from '../support/basics.js'
 
 t.setTimeout(5 * 60_000)
 const VISIBLE_MS = 1000

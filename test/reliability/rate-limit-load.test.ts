@@ -4,13 +4,13 @@
 // the first to the last admitted request seen at U.
 import { loadavg } from 'node:os'
 import t, { type Test } from 'tap'
-import { startGateway } from '../harness/gateway-process.js'
-import { createKey, metricValue, nextIp, scrape, type CreatedKey } from '../harness/http.js'
-import { hammer, paced, type Hit } from '../harness/load.js'
-import { redisEnv } from '../harness/redis-env.js'
-import { startRedis } from '../harness/redis-server.js'
-import { service } from '../harness/suite.js'
-import { echoUpstream, type Recorded } from '../harness/upstreams.js'
+import { startGateway } from '../support/gateway-process.js'
+import { createKey, metricValue, nextIp, scrape, type CreatedKey } from '../support/http.js'
+import { hammer, paced, type Hit } from '../support/load.js'
+import { redisEnv } from '../support/redis-env.js'
+import { startRedis } from '../support/redis-server.js'
+import { service } from '../support/suite.js'
+import { echoUpstream, type Recorded } from '../support/upstreams.js'
 
 t.setTimeout(8 * 60_000)
 const C = 20

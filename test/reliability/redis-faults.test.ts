@@ -3,14 +3,15 @@
 // (partition, symmetric and asymmetric). Every redis-server here is the test's own, killed by PID.
 import t from 'tap'
 import { generateApiKey } from '../../src/api-key-format.js'
-import { probe, sleep, startGateway, type GatewayProcess } from '../harness/gateway-process.js'
-import { FaultProxy } from '../harness/fault-proxy.js'
-import { admin, createKey, http, metricValue, nextIp, scrape, type CreatedKey } from '../harness/http.js'
-import { paced, type Hit } from '../harness/load.js'
-import { redisEnv } from '../harness/redis-env.js'
-import { freePort, rawCommand, startRedis } from '../harness/redis-server.js'
-import { logsAtLeast, service, until } from '../harness/suite.js'
-import { echoUpstream } from '../harness/upstreams.js'
+import { probe, startGateway, type GatewayProcess } from '../support/gateway-process.js'
+import { FaultProxy } from '../support/fault-proxy.js'
+import { admin, createKey, http, metricValue, nextIp, scrape, type CreatedKey } from '../support/http.js'
+import { paced, type Hit } from '../support/load.js'
+import { redisEnv } from '../support/redis-env.js'
+import { rawCommand, startRedis } from '../support/redis-server.js'
+import { logsAtLeast, service } from '../support/suite.js'
+import { echoUpstream } from '../support/upstreams.js'
+import { freePort, sleep, until } from '../support/basics.js'
 
 t.setTimeout(10 * 60_000)
 const C = 20

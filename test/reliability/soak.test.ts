@@ -5,13 +5,14 @@
 // a loopback port), so the product needs no test hook; every sample follows a forced GC.
 import t from 'tap'
 import { generateApiKey } from '../../src/api-key-format.js'
-import { freePort, sleep, startGateway } from '../harness/gateway-process.js'
-import { createKey, http, metricValue, nextIp, parseMetrics, type CreatedKey } from '../harness/http.js'
-import { paced, slope, type Hit, type RequestSpec } from '../harness/load.js'
-import { dbsize, redisEnv } from '../harness/redis-env.js'
-import { startRedis } from '../harness/redis-server.js'
-import { service } from '../harness/suite.js'
-import { echoUpstream, recordingUpstream, slowUpstream } from '../harness/upstreams.js'
+import { startGateway } from '../support/gateway-process.js'
+import { createKey, http, metricValue, nextIp, parseMetrics, type CreatedKey } from '../support/http.js'
+import { paced, slope, type Hit, type RequestSpec } from '../support/load.js'
+import { dbsize, redisEnv } from '../support/redis-env.js'
+import { startRedis } from '../support/redis-server.js'
+import { service } from '../support/suite.js'
+import { echoUpstream, recordingUpstream, slowUpstream } from '../support/upstreams.js'
+import { freePort, sleep } from '../support/basics.js'
 
 const SOAK_S = Number(process.env.SOAK_SECONDS ?? 600)
 const WARMUP_S = Math.min(120, Math.round(SOAK_S / 5))

@@ -3,11 +3,11 @@
 import { request as httpRequest } from 'node:http'
 import { connect } from 'node:net'
 import t from 'tap'
-import { listen, routesFile } from '../../helper.js'
-import type { Teardownable } from '../../harness/gateway-process.js'
-import { http, parseMetrics, metricValue } from '../../harness/http.js'
-import { service, sleep, until } from '../../harness/suite.js'
-import { echoUpstream, flakyUpstream, headerValues, recordingUpstream, slowUpstream } from '../../harness/upstreams.js'
+import { listen, routesFile } from '../../support/app.js'
+import { http, parseMetrics, metricValue } from '../../support/http.js'
+import { service } from '../../support/suite.js'
+import { echoUpstream, flakyUpstream, headerValues, recordingUpstream, slowUpstream } from '../../support/upstreams.js'
+import { sleep, type Teardownable, until } from '../../support/basics.js'
 
 const portOf = (url: string) => Number(new URL(url).port)
 

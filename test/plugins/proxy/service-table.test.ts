@@ -1,10 +1,10 @@
 // The service table: root prefix, longest prefix, collisions with the gateway's own routes.
 import t from 'tap'
 import { loadConfig, ConfigError } from '../../../src/config.js'
-import { listen, routesFile } from '../../helper.js'
-import { http } from '../../harness/http.js'
-import { service } from '../../harness/suite.js'
-import { echoUpstream } from '../../harness/upstreams.js'
+import { listen, routesFile } from '../../support/app.js'
+import { http } from '../../support/http.js'
+import { service } from '../../support/suite.js'
+import { echoUpstream } from '../../support/upstreams.js'
 
 t.test('a root prefix serves every path the gateway does not answer itself', async (t) => {
   const root = await echoUpstream(t)
