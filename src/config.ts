@@ -1,11 +1,16 @@
-// The only reader of process.env, `.env` and ROUTES_FILE. Everything is validated once, here, and
-// the rest of the gateway reads plain, frozen values (SPEC §2, §3).
+// The only reader of process.env, `.env` and ROUTES_FILE. Everything is validated once, here (the
+// zod schemas are in src/schemas/env.ts and src/schemas/routes-file.ts; this file merges `.env`,
+// cross-checks and shapes), and the rest of the gateway reads plain, frozen values (SPEC §2, §3).
 import { existsSync, readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { extname, resolve } from 'node:path'
 import { parseEnv } from 'node:util'
 import { parse as parseYaml } from 'yaml'
-import { z } from 'zod'
+import { EnvSchema } from './schemas/env.js'
+import { RoutesFileSchema } from './schemas/routes-file.js'
+import { isHttpUrl } from './schemas/url.js'
+
+export { KNOWN_VARIABLES } from './schemas/env.js'
 
 export type BalanceStrategy = 'round-robin' | 'weighted' | 'random'
 export type ServiceAuth = 'optional' | 'required' | 'none'
@@ -90,122 +95,6 @@ export class ConfigError extends Error {
     this.problems = problems
   }
 }
-
-// An unset or empty variable means "use the default".
-const blankToUndefined = (v: unknown) => (typeof v === 'string' && v.trim() === '' ? undefined : v)
-const env = <T extends z.ZodType>(schema: T) => z.preprocess(blankToUndefined, schema)
-const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
-  z.string().trim().regex(/^\d+$/, 'must be a whole number').transform(Number).pipe(z.number().int().min(min).max(max))
-const num = (min: number, max = Number.MAX_SAFE_INTEGER) =>
-  z.string().trim().regex(/^\d+(\.\d+)?$/, 'must be a number').transform(Number).pipe(z.number().min(min).max(max))
-const bool = () => z.stringbool({ truthy: ['true', '1', 'yes', 'on'], falsy: ['false', '0', 'no', 'off'] })
-const httpUrl = () => z.string().trim().refine(isHttpUrl, 'must be an http:// or https:// URL')
-/** A backend is an origin: the request path is appended to it unchanged (or without the prefix). */
-const backendUrl = () => httpUrl().refine(isOrigin, 'must be an origin like http://host:port, without a path or query')
-
-function isHttpUrl (value: string): boolean {
-  try {
-    const u = new URL(value)
-    return (u.protocol === 'http:' || u.protocol === 'https:') && u.hostname !== ''
-  } catch {
-    return false
-  }
-}
-
-function isOrigin (value: string): boolean {
-  try {
-    const u = new URL(value)
-    return u.pathname === '/' && u.search === '' && u.hash === '' && u.username === '' && u.password === ''
-  } catch {
-    return false
-  }
-}
-
-const hostPort = z.string().trim().regex(/^[^\s:]+:\d{1,5}$/, 'must be host:port')
-
-const EnvSchema = z.object({
-  HOST: env(z.string().trim().default('0.0.0.0')),
-  PORT: env(int(0, 65535).default(8081)),
-  STORAGE: env(z.enum(['embedded', 'redis']).optional()),
-  REDIS_URL: env(z.string().trim().regex(/^rediss?:\/\//, 'must start with redis:// or rediss://').optional()),
-  REDIS_HOST: env(z.string().trim().optional()),
-  REDIS_PORT: env(int(1, 65535).default(6379)),
-  REDIS_PASSWORD: env(z.string().optional()),
-  REDIS_DB: env(int(0, 15).default(0)),
-  REDIS_CLUSTER_NODES: env(z.string().transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean))
-    .pipe(z.array(hostPort).min(1, 'must list at least one host:port')).optional()),
-  REDIS_KEY_PREFIX: env(z.string().regex(/^[A-Za-z0-9:_.-]{1,32}$/, 'must be 1-32 characters of A-Z a-z 0-9 : _ . -').default('gw:')),
-  DATA_DIR: env(z.string().default('./data')),
-  ROUTES_FILE: env(z.string().optional()),
-  TRUST_PROXY: env(z.string().trim().default('false')),
-  CORS_ORIGINS: env(z.string().trim().default('*')),
-  API_KEY_REQUIRED: env(bool().default(false)),
-  UPSTREAM_TIMEOUT_MS: env(int(1, 3_600_000).default(30000)),
-  UPSTREAM_IDLE_TIMEOUT_MS: env(int(1, 86_400_000).default(300_000)),
-  HEALTH_CHECK_INTERVAL_SECONDS: env(num(0.05, 86_400).default(25)),
-  HEALTH_CHECK_TIMEOUT_SECONDS: env(num(0.05, 3600).default(4)),
-  SHUTDOWN_TIMEOUT_MS: env(int(0, 3_600_000).default(25000)),
-  SHUTDOWN_DELAY_MS: env(int(0, 3_600_000).default(0)),
-  RATE_LIMIT_RPM: env(int(1).default(60)),
-  RATE_LIMIT_BURST: env(int(1).default(10)),
-  RATE_LIMIT_FAIL_MODE: env(z.enum(['open', 'closed']).default('open')),
-  RATE_LIMIT_STORE_TIMEOUT_MS: env(int(1, 10_000).default(100)),
-  CB_MAX_FAILURES: env(int(1).default(5)),
-  CB_RESET_TIMEOUT_SECONDS: env(num(0.01, 86_400).default(30)),
-  CB_HALF_OPEN_MAX_REQUESTS: env(int(1).default(3)),
-  CB_SUCCESS_THRESHOLD: env(int(1).default(2)),
-  RETRY_MAX_RETRIES: env(int(0, 20).default(3)),
-  RETRY_INITIAL_DELAY_MS: env(int(0, 600_000).default(100)),
-  RETRY_MAX_DELAY_MS: env(int(0, 600_000).default(5000)),
-  RETRY_MULTIPLIER: env(num(1, 100).default(2)),
-  RETRY_JITTER_FACTOR: env(num(0, 1).default(0.1)),
-  ADMIN_AUTH_ENABLED: env(bool().default(true)),
-  ADMIN_USERNAME: env(z.string().default('admin')),
-  ADMIN_PASSWORD: env(z.string().optional()),
-  AUTH_SERVICE_URL: env(backendUrl().default('http://localhost:8080')),
-  USER_SERVICE_URL: env(backendUrl().default('http://localhost:8082')),
-  LOG_LEVEL: env(z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info')),
-  WORKERS: env(int(1, 64).default(1)),
-  BODY_LIMIT_BYTES: env(int(1, 1024 ** 3).default(1024 * 1024)),
-  HEADERS_TIMEOUT_MS: env(int(100, 600_000).default(10_000)),
-  REQUEST_TIMEOUT_MS: env(int(100, 3_600_000).default(300_000)),
-  KEEP_ALIVE_TIMEOUT_MS: env(int(100, 600_000).default(5000))
-})
-
-/** Every variable the gateway reads; the docker-compose test checks against this list. */
-export const KNOWN_VARIABLES: readonly string[] = Object.keys(EnvSchema.shape)
-
-const prefixSchema = z.string().regex(/^\/[A-Za-z0-9._~\-/]*$/, 'must start with / and use only URL path characters')
-  .refine((p) => !p.includes('//') && !/(^|\/)\.\.?(\/|$)/.test(p), 'must not contain empty, . or .. segments')
-
-const RetryOverride = z.strictObject({
-  maxRetries: z.number().int().min(0).max(20),
-  initialDelayMs: z.number().int().min(0),
-  maxDelayMs: z.number().int().min(0),
-  multiplier: z.number().min(1),
-  jitterFactor: z.number().min(0).max(1)
-}).partial()
-
-const ServiceFileEntry = z.strictObject({
-  name: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'must be 1-64 characters of A-Z a-z 0-9 . _ -'),
-  prefix: prefixSchema,
-  backends: z.array(z.strictObject({
-    url: backendUrl(),
-    weight: z.number().int().min(1).max(1000).default(1)
-  })).min(1),
-  strategy: z.enum(['round-robin', 'weighted', 'random']).default('round-robin'),
-  stripPrefix: z.boolean().default(false),
-  timeoutMs: z.number().int().min(1).optional(),
-  auth: z.enum(['optional', 'required', 'none']).default('optional'),
-  rateLimit: z.union([z.literal(false), z.strictObject({ rpm: z.number().int().min(1), burst: z.number().int().min(1) })]).optional(),
-  retry: RetryOverride.optional(),
-  healthPath: z.string().regex(/^\/\S*$/, 'must start with /').default('/health')
-})
-
-const RoutesFile = z.union([
-  z.array(ServiceFileEntry),
-  z.strictObject({ services: z.array(ServiceFileEntry) })
-])
 
 /** Paths the gateway answers itself; a service prefix may not take them (`/` may: it is the fallback). */
 export const GATEWAY_PATHS: readonly string[] = ['/health', '/ready', '/metrics', '/info', '/services', '/admin']
@@ -345,7 +234,7 @@ function readRoutesFile (file: string, retry: RetryConfig, timeoutMs: number, pr
     problems.push(`ROUTES_FILE: cannot read ${file}: ${(err as Error).message.split('\n')[0]}`)
     return []
   }
-  const parsed = RoutesFile.safeParse(raw)
+  const parsed = RoutesFileSchema.safeParse(raw)
   if (!parsed.success) {
     for (const i of parsed.error.issues) problems.push(`ROUTES_FILE: ${i.path.join('.') || '(root)'}: ${i.message}`)
     return []

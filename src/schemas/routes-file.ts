@@ -1,0 +1,39 @@
+// The ROUTES_FILE (JSON or YAML, SPEC §4): a list of services, or `{ services: [...] }`. Strict:
+// an unknown field is an error naming its path. src/config.ts adds the cross-checks and defaults
+// that depend on the environment.
+import { z } from 'zod'
+import { backendUrl } from './url.js'
+
+const prefixSchema = z.string().regex(/^\/[A-Za-z0-9._~\-/]*$/, 'must start with / and use only URL path characters')
+  .refine((p) => !p.includes('//') && !/(^|\/)\.\.?(\/|$)/.test(p), 'must not contain empty, . or .. segments')
+
+const RetryOverride = z.strictObject({
+  maxRetries: z.number().int().min(0).max(20),
+  initialDelayMs: z.number().int().min(0),
+  maxDelayMs: z.number().int().min(0),
+  multiplier: z.number().min(1),
+  jitterFactor: z.number().min(0).max(1)
+}).partial()
+
+const ServiceFileEntry = z.strictObject({
+  name: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'must be 1-64 characters of A-Z a-z 0-9 . _ -'),
+  prefix: prefixSchema,
+  backends: z.array(z.strictObject({
+    url: backendUrl(),
+    weight: z.number().int().min(1).max(1000).default(1)
+  })).min(1),
+  strategy: z.enum(['round-robin', 'weighted', 'random']).default('round-robin'),
+  stripPrefix: z.boolean().default(false),
+  timeoutMs: z.number().int().min(1).optional(),
+  auth: z.enum(['optional', 'required', 'none']).default('optional'),
+  rateLimit: z.union([z.literal(false), z.strictObject({ rpm: z.number().int().min(1), burst: z.number().int().min(1) })]).optional(),
+  retry: RetryOverride.optional(),
+  healthPath: z.string().regex(/^\/\S*$/, 'must start with /').default('/health')
+})
+
+export const RoutesFileSchema = z.union([
+  z.array(ServiceFileEntry),
+  z.strictObject({ services: z.array(ServiceFileEntry) })
+])
+
+export type RoutesFile = z.infer<typeof RoutesFileSchema>
