@@ -3,11 +3,11 @@
 // drops waiters whose client hung up, and never sheds /health, /ready or the admin API.
 import type { ServerResponse } from 'node:http'
 import t from 'tap'
-import { ADMIN_PASSWORD, adminAuth } from '../../harness/gateway-process.js'
+import { ADMIN_PASSWORD, adminAuth, type Teardownable } from '../../harness/gateway-process.js'
 import { http, metricValue, parseMetrics, type HttpResponse } from '../../harness/http.js'
 import { RawConnection } from '../../harness/raw-client.js'
 import { isEnvelope, service, until } from '../../harness/suite.js'
-import { blackHoleUpstream, flakyUpstream, recordingUpstream, refusedPort, type Teardownable } from '../../harness/upstreams.js'
+import { blackHoleUpstream, flakyUpstream, recordingUpstream, refusedPort } from '../../harness/upstreams.js'
 import { listen, routesFile } from '../../helper.js'
 
 /** An upstream that holds every response until the test lets it go. */
