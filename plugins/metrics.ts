@@ -24,6 +24,8 @@ export interface GatewayMetrics {
   breakerState (service: string, state: BreakerStateName): void
   breakerTrip (service: string): void
   retry (service: string): void
+  /** A request refused by a concurrency cap (SPEC §16). */
+  shed (service: string): void
   storeError (operation: StoreOperation): void
   rateLimitFailOpen (): void
   /** Counts a request that never ran the hooks (Fastify router errors): it was never in flight. */
@@ -144,6 +146,7 @@ export default fp(async (fastify) => {
   const backendErrors = perService('gateway_backend_errors_total', 'Failed backend attempts (connection errors, timeouts, 5xx)')
   const breakerTrips = perService('gateway_circuit_breaker_trips_total', 'Times a circuit breaker opened')
   const retries = perService('gateway_retries_total', 'Retried backend attempts')
+  const shed = perService('gateway_requests_shed_total', 'Requests answered 503 by a concurrency cap (MAX_CONCURRENT_REQUESTS or the service\'s maxConcurrent)')
   const breakerState = new C.Gauge({
     name: 'gateway_circuit_breaker_state',
     help: 'Circuit breaker state per service: 1 closed, 0.5 half-open, 0 open',
@@ -163,7 +166,7 @@ export default fp(async (fastify) => {
   })
 
   // Label children, created once per value so the hot path does a Map lookup and an increment.
-  interface ServiceSeries { requests: { inc (): void }, errors: { inc (): void }, trips: { inc (): void }, retries: { inc (): void }, state: { set (v: number): void } }
+  interface ServiceSeries { requests: { inc (): void }, errors: { inc (): void }, trips: { inc (): void }, retries: { inc (): void }, shed: { inc (): void }, state: { set (v: number): void } }
   const services = new Map<string, ServiceSeries>()
   const service = (name: string): ServiceSeries => {
     let s = services.get(name)
@@ -173,6 +176,7 @@ export default fp(async (fastify) => {
         errors: backendErrors.labels(name),
         trips: breakerTrips.labels(name),
         retries: retries.labels(name),
+        shed: shed.labels(name),
         state: breakerState.labels(name)
       }
       services.set(name, s)
@@ -184,7 +188,7 @@ export default fp(async (fastify) => {
   const configured: readonly ServiceConfig[] = fastify.hasDecorator('config') ? fastify.config.services : []
   for (const svc of configured) {
     const labels = { service: svc.name }
-    for (const c of [backendRequests, backendErrors, breakerTrips, retries]) c.inc(labels, 0)
+    for (const c of [backendRequests, backendErrors, breakerTrips, retries, shed]) c.inc(labels, 0)
     service(svc.name).state.set(1)
   }
   // Known label set, so every series exists at 0 before the first failure (dashboards show 0, not
@@ -206,6 +210,7 @@ export default fp(async (fastify) => {
     breakerState (name, state) { service(name).state.set(BREAKER_VALUE[state]) },
     breakerTrip (name) { service(name).trips.inc() },
     retry (name) { service(name).retries.inc() },
+    shed (name) { service(name).shed.inc() },
     storeError (operation) { storeOps.get(operation)?.inc() },
     rateLimitFailOpen () { failOpen.inc() },
     requestAborted (request) { onAbort(request as Tracked) },

@@ -8,6 +8,7 @@ import { requestIdFor } from '../plugins/request-context.js'
 import requestContext from '../plugins/request-context.js'
 import errorHandler, { clientErrorHandler, refuseConnect, routerError } from '../plugins/error-handler.js'
 import lifecycle from '../plugins/lifecycle.js'
+import adminListener from '../plugins/admin-listener.js'
 import cors from '../plugins/cors.js'
 import metrics from '../plugins/metrics.js'
 import accessLog, { requestSerializer } from '../plugins/access-log.js'
@@ -96,9 +97,13 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   // sends 100 only once the request passed authentication and rate limiting (request-context).
   app.server.on('checkContinue', (req, res) => app.server.emit('request', req, res))
   app.server.on('connect', (_req, socket) => refuseConnect(socket as never))
+  // Connections over the cap are closed on accept; existing ones keep being served (SPEC §16).
+  app.server.maxConnections = config.shedding.maxConnections
 
   await app.register(lifecycle)
   await app.register(errorHandler)
+  // Before any route: it keeps /admin/* and /metrics to their own listener when ADMIN_PORT is set.
+  await app.register(adminListener)
   await app.register(requestContext)
   await app.register(cors)
   await app.register(metrics)

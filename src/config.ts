@@ -42,6 +42,8 @@ export interface ServiceConfig {
   unlimited: boolean
   retry: RetryConfig
   healthPath: string
+  /** In-flight requests allowed at once (null: unlimited) and how long one may wait for a slot. */
+  concurrency: { max: number | null, queueTimeoutMs: number }
 }
 
 export interface RedisConfig {
@@ -84,6 +86,10 @@ export interface Config {
   workers: number
   bodyLimit: number
   server: { headersTimeoutMs: number, requestTimeoutMs: number, keepAliveTimeoutMs: number }
+  /** Load shedding (SPEC §16): the listener's connection cap, the global in-flight cap (null: none). */
+  shedding: { maxConnections: number, maxConcurrentRequests: number | null }
+  /** The admin plane's own listener, or null to serve it on the public one (SPEC §16). */
+  adminListener: { host: string, port: number } | null
 }
 
 /** One line per problem, each naming the variable. */
@@ -142,6 +148,9 @@ export function loadConfig (source: NodeJS.ProcessEnv = process.env, options: Lo
   const storage = e.STORAGE ?? (redisConfigured ? 'redis' : 'embedded')
   if (e.WORKERS > 1 && storage !== 'redis') {
     problems.push('WORKERS: more than one worker needs STORAGE=redis (the embedded store is one process)')
+  }
+  if (e.ADMIN_HOST !== undefined && e.ADMIN_PORT === undefined) {
+    problems.push('ADMIN_HOST: needs ADMIN_PORT (the admin plane stays on the public listener without it)')
   }
   const trustProxy = parseTrustProxy(e.TRUST_PROXY, problems)
   const corsOrigins = parseCorsOrigins(e.CORS_ORIGINS, problems)
@@ -213,12 +222,14 @@ export function loadConfig (source: NodeJS.ProcessEnv = process.env, options: Lo
       headersTimeoutMs: e.HEADERS_TIMEOUT_MS,
       requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
       keepAliveTimeoutMs: e.KEEP_ALIVE_TIMEOUT_MS
-    }
+    },
+    shedding: { maxConnections: e.MAX_CONNECTIONS, maxConcurrentRequests: e.MAX_CONCURRENT_REQUESTS ?? null },
+    adminListener: e.ADMIN_PORT === undefined ? null : { host: e.ADMIN_HOST ?? '127.0.0.1', port: e.ADMIN_PORT }
   })
 }
 
 function defaultServices (authUrl: string, userUrl: string, retry: RetryConfig, timeoutMs: number): ServiceConfig[] {
-  const base = { strategy: 'round-robin' as const, stripPrefix: false, timeoutMs, auth: 'optional' as const, rateLimit: null, unlimited: false, retry, healthPath: '/health' }
+  const base = { strategy: 'round-robin' as const, stripPrefix: false, timeoutMs, auth: 'optional' as const, rateLimit: null, unlimited: false, retry, healthPath: '/health', concurrency: { max: null, queueTimeoutMs: 0 } }
   return [
     { name: 'auth-service', prefix: '/api/auth', backends: [{ url: authUrl.replace(/\/+$/, ''), weight: 1 }], ...base },
     { name: 'user-service', prefix: '/api/users', backends: [{ url: userUrl.replace(/\/+$/, ''), weight: 1 }], ...base }
@@ -263,7 +274,8 @@ function readRoutesFile (file: string, retry: RetryConfig, timeoutMs: number, pr
       rateLimit: s.rateLimit === false ? null : s.rateLimit ?? null,
       unlimited: s.rateLimit === false,
       retry: merged,
-      healthPath: s.healthPath
+      healthPath: s.healthPath,
+      concurrency: { max: s.maxConcurrent ?? null, queueTimeoutMs: s.queueTimeoutMs }
     }
   })
   if (services.length === 0) problems.push('ROUTES_FILE: declares no services')

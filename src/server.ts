@@ -60,6 +60,19 @@ async function runGateway (config: Config): Promise<void> {
     await app.close().catch(() => {})
     process.exit(1)
   }
+  const admin = config.adminListener
+  if (admin === null || app.adminListener === null) {
+    app.log.info({ event: 'admin_listening', shared: true }, 'admin API and /metrics are served on the public listener')
+    return
+  }
+  try {
+    const url = await app.adminListener.listen()
+    app.log.info({ event: 'admin_listening', url }, `admin API and /metrics listening at ${url} (not on the public listener)`)
+  } catch (err) {
+    app.log.error({ err, event: 'listen_failed' }, `cannot listen on ${admin.host}:${admin.port} (ADMIN_HOST/ADMIN_PORT)`)
+    await app.close().catch(() => {})
+    process.exit(1)
+  }
 }
 
 function runPrimary (config: Config): void {

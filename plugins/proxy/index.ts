@@ -9,9 +9,10 @@ import type { FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify
 import fp from 'fastify-plugin'
 import { Agent } from 'undici'
 import { BoundedBody } from '../../src/bounded-body.js'
-import { BadRequest, CircuitOpen, NotFound, PayloadTooLarge } from '../../src/errors.js'
+import { BadRequest, CircuitOpen, NotFound, Overloaded, PayloadTooLarge } from '../../src/errors.js'
 import { isIdempotent } from '../../src/retry-policy.js'
 import { UNMATCHED_PATH } from '../metrics.js'
+import { acquireAll, ConcurrencyLimit } from './concurrency.js'
 import { Exchange, type ExchangeContext } from './exchange.js'
 import { upstreamHeaders } from './headers.js'
 import { isSafePath, normalizePath, stripPrefix, withoutKeyParams } from './paths.js'
@@ -55,7 +56,8 @@ export default fp(async function proxy (app) {
     },
     health: (service) => app.backendHealth.get(service.name),
     authenticate: (service) => app.apiKeys.hookFor(service),
-    limit: (service) => app.rateLimit.hookFor(service)
+    limit: (service) => app.rateLimit.hookFor(service),
+    globalLimit: config.shedding.maxConcurrentRequests === null ? null : new ConcurrencyLimit(config.shedding.maxConcurrentRequests)
   }
   const tables = new ServiceTables(new ServiceTable(config.services.map((s) => buildRoute(s, parts))))
   app.decorate('serviceTables', tables)
@@ -93,6 +95,38 @@ export default fp(async function proxy (app) {
 
   function forward (request: FastifyRequest, reply: FastifyReply): void {
     const route = request.proxyRoute as ServiceRoute
+    // No cap configured: no extra work at all on the hot path.
+    if (route.limits === null) send(request, reply, route)
+    else limited(request, reply, route, route.limits)
+  }
+
+  /**
+   * Waits for a slot of each concurrency cap, then sends; or sheds with 503 (SPEC §16). The slots are
+   * given back when the response closes, which every ending goes through: relayed, gateway error,
+   * retries exhausted, client gone. A client that leaves while queued leaves the queue.
+   */
+  function limited (request: FastifyRequest, reply: FastifyReply, route: ServiceRoute, limits: readonly ConcurrencyLimit[]): void {
+    const res = reply.raw
+    // Gone already: no 'close' is coming to give a slot back, so take none.
+    if (res.closed) return ctx.clientClosed(request)
+    let release: (() => void) | null = null
+    res.once('close', () => {
+      if (release !== null) return release()
+      withdraw()
+      // Fastify reports the abort itself only while the body is unread (as in exchange.ts).
+      if (!res.writableFinished && request.raw.aborted !== true) ctx.clientClosed(request)
+    })
+    const withdraw = acquireAll(limits, route.service.concurrency.queueTimeoutMs, (slots) => {
+      release = slots
+      send(request, reply, route)
+    }, () => {
+      metrics.shed(route.name)
+      reply.header('retry-after', '1').header('x-gateway-overload', 'concurrency')
+      reply.send(new Overloaded())
+    })
+  }
+
+  function send (request: FastifyRequest, reply: FastifyReply, route: ServiceRoute): void {
     const permit = route.breaker.acquire()
     if (permit === null) {
       reply.header('retry-after', String(route.breaker.retryAfterSeconds()))

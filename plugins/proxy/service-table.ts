@@ -9,6 +9,7 @@ import { GATEWAY_PATHS, type ServiceConfig } from '../../src/config.js'
 import { RetryBudget } from '../../src/retry-policy.js'
 import type { ServiceBreaker } from '../circuit-breakers.js'
 import type { ServiceHealth } from '../health-checks.js'
+import { ConcurrencyLimit } from './concurrency.js'
 
 export interface Backend {
   /** `http://host:port`, as undici's dispatch wants it. */
@@ -33,6 +34,8 @@ export interface ServiceRoute {
   readonly authenticate: onRequestHookHandler
   /** The service's rate-limit hook (plugins/rate-limit.ts), or null for `rateLimit: false`. */
   readonly limit: onRequestHookHandler | null
+  /** Concurrency caps to pass (the service's `maxConcurrent`, then the global one), or null for none. */
+  readonly limits: readonly ConcurrencyLimit[] | null
 }
 
 /** What a table needs from the other plugins to build a route. */
@@ -41,6 +44,8 @@ export interface RouteParts {
   health (service: ServiceConfig): ServiceHealth
   authenticate (service: ServiceConfig): onRequestHookHandler
   limit (service: ServiceConfig): onRequestHookHandler
+  /** MAX_CONCURRENT_REQUESTS, shared by every service; null when unset. */
+  readonly globalLimit?: ConcurrencyLimit | null
 }
 
 export function buildRoute (service: ServiceConfig, parts: RouteParts): ServiceRoute {
@@ -59,8 +64,16 @@ export function buildRoute (service: ServiceConfig, parts: RouteParts): ServiceR
     usable: (i) => health.usable(i),
     budget: new RetryBudget(),
     authenticate: parts.authenticate(service),
-    limit: service.unlimited ? null : parts.limit(service)
+    limit: service.unlimited ? null : parts.limit(service),
+    limits: limitsFor(service, parts.globalLimit ?? null)
   }
+}
+
+function limitsFor (service: ServiceConfig, global: ConcurrencyLimit | null): ConcurrencyLimit[] | null {
+  const limits: ConcurrencyLimit[] = []
+  if (service.concurrency.max !== null) limits.push(new ConcurrencyLimit(service.concurrency.max))
+  if (global !== null) limits.push(global)
+  return limits.length === 0 ? null : limits
 }
 
 export class ServiceTable {

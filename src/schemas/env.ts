@@ -58,7 +58,11 @@ export const EnvSchema = z.object({
   BODY_LIMIT_BYTES: env(int(1, 1024 ** 3).default(1024 * 1024)),
   HEADERS_TIMEOUT_MS: env(int(100, 600_000).default(10_000)),
   REQUEST_TIMEOUT_MS: env(int(100, 3_600_000).default(300_000)),
-  KEEP_ALIVE_TIMEOUT_MS: env(int(100, 600_000).default(5000))
+  KEEP_ALIVE_TIMEOUT_MS: env(int(100, 600_000).default(5000)),
+  MAX_CONNECTIONS: env(int(1, 1_000_000).default(10_000)),
+  MAX_CONCURRENT_REQUESTS: env(int(1, 1_000_000).optional()),
+  ADMIN_HOST: env(z.string().trim().optional()),
+  ADMIN_PORT: env(int(0, 65535).optional())
 })
 
 export type Env = z.infer<typeof EnvSchema>

@@ -28,7 +28,9 @@ const ServiceFileEntry = z.strictObject({
   auth: z.enum(['optional', 'required', 'none']).default('optional'),
   rateLimit: z.union([z.literal(false), z.strictObject({ rpm: z.number().int().min(1), burst: z.number().int().min(1) })]).optional(),
   retry: RetryOverride.optional(),
-  healthPath: z.string().regex(/^\/\S*$/, 'must start with /').default('/health')
+  healthPath: z.string().regex(/^\/\S*$/, 'must start with /').default('/health'),
+  maxConcurrent: z.number().int().min(1).optional(),
+  queueTimeoutMs: z.number().int().min(0).max(600_000).default(0)
 })
 
 export const RoutesFileSchema = z.union([
