@@ -37,6 +37,10 @@ export interface ServiceConfig {
   unlimited: boolean
   retry: RetryConfig
   healthPath: string
+  /** WebSocket upgrades are tunnelled to this service (plugins/websocket/). */
+  websocket: boolean
+  wsMaxMessageBytes: number
+  wsIdleTimeoutMs: number
 }
 
 export interface RedisConfig {
@@ -178,6 +182,16 @@ export const KNOWN_VARIABLES: readonly string[] = Object.keys(EnvSchema.shape)
 const prefixSchema = z.string().regex(/^\/[A-Za-z0-9._~\-/]*$/, 'must start with / and use only URL path characters')
   .refine((p) => !p.includes('//') && !/(^|\/)\.\.?(\/|$)/.test(p), 'must not contain empty, . or .. segments')
 
+/** WebSocket settings of a service that sets none: no tunnels, 1 MiB messages, 60 s of silence. */
+export const WS_DEFAULTS = { websocket: false, wsMaxMessageBytes: 1024 * 1024, wsIdleTimeoutMs: 60_000 } as const
+
+/** A service's WebSocket tunnel settings (SPEC §15): off unless `websocket: true`. */
+const WebSocketFields = {
+  websocket: z.boolean().default(false),
+  wsMaxMessageBytes: z.number().int().min(1).max(1024 ** 3).default(WS_DEFAULTS.wsMaxMessageBytes),
+  wsIdleTimeoutMs: z.number().int().min(100).max(86_400_000).default(WS_DEFAULTS.wsIdleTimeoutMs)
+}
+
 const RetryOverride = z.strictObject({
   maxRetries: z.number().int().min(0).max(20),
   initialDelayMs: z.number().int().min(0),
@@ -199,7 +213,8 @@ const ServiceFileEntry = z.strictObject({
   auth: z.enum(['optional', 'required', 'none']).default('optional'),
   rateLimit: z.union([z.literal(false), z.strictObject({ rpm: z.number().int().min(1), burst: z.number().int().min(1) })]).optional(),
   retry: RetryOverride.optional(),
-  healthPath: z.string().regex(/^\/\S*$/, 'must start with /').default('/health')
+  healthPath: z.string().regex(/^\/\S*$/, 'must start with /').default('/health'),
+  ...WebSocketFields
 })
 
 const RoutesFile = z.union([
@@ -329,7 +344,7 @@ export function loadConfig (source: NodeJS.ProcessEnv = process.env, options: Lo
 }
 
 function defaultServices (authUrl: string, userUrl: string, retry: RetryConfig, timeoutMs: number): ServiceConfig[] {
-  const base = { strategy: 'round-robin' as const, stripPrefix: false, timeoutMs, auth: 'optional' as const, rateLimit: null, unlimited: false, retry, healthPath: '/health' }
+  const base = { strategy: 'round-robin' as const, stripPrefix: false, timeoutMs, auth: 'optional' as const, rateLimit: null, unlimited: false, retry, healthPath: '/health', ...WS_DEFAULTS }
   return [
     { name: 'auth-service', prefix: '/api/auth', backends: [{ url: authUrl.replace(/\/+$/, ''), weight: 1 }], ...base },
     { name: 'user-service', prefix: '/api/users', backends: [{ url: userUrl.replace(/\/+$/, ''), weight: 1 }], ...base }
@@ -374,7 +389,10 @@ function readRoutesFile (file: string, retry: RetryConfig, timeoutMs: number, pr
       rateLimit: s.rateLimit === false ? null : s.rateLimit ?? null,
       unlimited: s.rateLimit === false,
       retry: merged,
-      healthPath: s.healthPath
+      healthPath: s.healthPath,
+      websocket: s.websocket,
+      wsMaxMessageBytes: s.wsMaxMessageBytes,
+      wsIdleTimeoutMs: s.wsIdleTimeoutMs
     }
   })
   if (services.length === 0) problems.push('ROUTES_FILE: declares no services')

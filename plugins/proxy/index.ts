@@ -1,7 +1,7 @@
 // The proxy core (SPEC §4, §8), on undici. One catch-all route serves every service:
 //   admit (onRequest)  match the service table, check the path, then the service's API-key and
 //                      rate-limit hooks
-//   forward (handler)  breaker admission, the request body (bounded replay copy or stream), and an
+//   forward (handler)  breaker admission; a WebSocket upgrade is handed to plugins/websocket/; the request body (bounded replay copy or stream), and an
 //                      Exchange (exchange.ts) that owns the attempts until the last byte
 // The gateway's own routes (/health, /admin, …) are static and always win over the catch-all.
 import { pipeline, type Readable } from 'node:stream'
@@ -12,6 +12,7 @@ import { BoundedBody } from '../../src/bounded-body.js'
 import { BadRequest, CircuitOpen, NotFound, PayloadTooLarge } from '../../src/errors.js'
 import { isIdempotent } from '../../src/retry-policy.js'
 import { UNMATCHED_PATH } from '../metrics.js'
+import { isUpgrade } from '../websocket/index.js'
 import { Exchange, type ExchangeContext } from './exchange.js'
 import { upstreamHeaders } from './headers.js'
 import { isSafePath, normalizePath, stripPrefix, withoutKeyParams } from './paths.js'
@@ -83,6 +84,8 @@ export default fp(async function proxy (app) {
     if (!isSafePath(path)) return done(new BadRequest('The path may not contain . or .. segments or backslashes'))
     request.proxyRoute = route
     request.proxyPath = path
+    // Never a half-open socket: an upgrade the service does not take is answered, then closed.
+    if (isUpgrade(request) && !route.service.websocket) return done(new BadRequest('This service does not accept WebSocket upgrades'))
     route.authenticate.call(app, request, reply, (err?: Error) => {
       if (err !== undefined) return done(err)
       if (route.limit === null) return done()
@@ -97,6 +100,10 @@ export default fp(async function proxy (app) {
     if (permit === null) {
       reply.header('retry-after', String(route.breaker.retryAfterSeconds()))
       reply.send(new CircuitOpen())
+      return
+    }
+    if (isUpgrade(request)) {
+      app.websocketTunnels.open(request, reply, route, permit, target(request, route))
       return
     }
     // From here on the permit is settled on every path: by the Exchange, or released below.
@@ -147,7 +154,7 @@ export default fp(async function proxy (app) {
   })
 }, {
   name: 'proxy',
-  dependencies: ['api-keys', 'rate-limit', 'circuit-breakers', 'health-checks', 'gateway-metrics', 'access-log']
+  dependencies: ['api-keys', 'rate-limit', 'circuit-breakers', 'health-checks', 'gateway-metrics', 'access-log', 'websocket']
 })
 
 /** The path and query a backend is sent: prefix stripped if the service says so, key parameters removed. */
