@@ -92,7 +92,7 @@ async function websocket (app: FastifyInstance): Promise<void> {
   }
 
   const tunnels = new Set<Tunnel>()
-  let cut: NodeJS.Timeout | null = null
+  let draining = false
 
   function onUpgrade (req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const r = req as UpgradeRequest
@@ -244,21 +244,22 @@ async function websocket (app: FastifyInstance): Promise<void> {
     })
     tunnels.add(tunnel)
     tunnelsOpen.inc({ service: route.name })
-    if (app.lifecycle.draining && cut !== null) tunnel.close(1001, 'gateway shutting down')
+    if (draining) goAway(tunnel)
   }
 
   app.decorate('websocketTunnels', { open, get size () { return tunnels.size } })
 
-  // The drain starts: every tunnel is told the gateway is going away (1001); whatever is still open
-  // at SHUTDOWN_TIMEOUT_MS is cut.
+  // The drain starts (app.close()): every tunnel is told the gateway is going away (1001) and is
+  // cut if still open at SHUTDOWN_TIMEOUT_MS.
+  const goAway = (tunnel: Tunnel): void => tunnel.close(1001, 'gateway shutting down', config.shutdownTimeoutMs)
   app.addHook('preClose', async () => {
-    for (const t of tunnels) t.close(1001, 'gateway shutting down')
-    cut = setTimeout(() => { for (const t of tunnels) t.terminate() }, config.shutdownTimeoutMs)
-    cut.unref()
+    draining = true
+    for (const t of tunnels) goAway(t)
   })
+  // The listener has closed (client sockets included): wait for the backend sides to finish their
+  // closing handshakes, so every tunnel's log line is written before the process exits.
   app.addHook('onClose', async () => {
-    if (cut !== null) clearTimeout(cut)
-    for (const t of tunnels) t.terminate()
+    await Promise.all([...tunnels].map((t) => t.done))
     for (const wss of servers.values()) wss.close()
   })
 }

@@ -41,6 +41,9 @@ export class Tunnel {
   readonly #startedAt = performance.now()
   readonly #idleMs: number
   readonly #onEnd: (end: TunnelEnd) => void
+  /** Settles once both sides have closed and the end was reported. */
+  readonly done: Promise<void>
+  #resolveDone: () => void = () => {}
   #clientSeen = Date.now()
   #backendSeen = Date.now()
   #clientClosed = false
@@ -55,6 +58,7 @@ export class Tunnel {
     this.backend = backend
     this.#idleMs = idleMs
     this.#onEnd = onEnd
+    this.done = new Promise((resolve) => { this.#resolveDone = resolve })
     relay(client, backend, (n) => { this.bytesIn += n; this.#clientSeen = Date.now() })
     relay(backend, client, (n) => { this.bytesOut += n; this.#backendSeen = Date.now() })
     const seenClient = (): void => { this.#clientSeen = Date.now() }
@@ -82,14 +86,14 @@ export class Tunnel {
     this.#timer.unref()
   }
 
-  /** Closes both sides with `code` (shutdown, idle); sockets still open after the grace are cut. */
-  close (code: number, reason: string): void {
+  /** Closes both sides with `code` (shutdown, idle); sockets still open after `graceMs` are cut. */
+  close (code: number, reason: string, graceMs = CLOSE_GRACE_MS): void {
     this.#closedBy ??= 'gateway'
     const why = Buffer.from(reason)
     closeWith(this.client, code, why)
     closeWith(this.backend, code, why)
     if (this.#cut === null) {
-      this.#cut = setTimeout(() => this.terminate(), CLOSE_GRACE_MS)
+      this.#cut = setTimeout(() => this.terminate(), graceMs)
       this.#cut.unref()
     }
   }
@@ -130,6 +134,7 @@ export class Tunnel {
       bytesOut: this.bytesOut,
       durationMs: performance.now() - this.#startedAt
     })
+    this.#resolveDone()
   }
 }
 
