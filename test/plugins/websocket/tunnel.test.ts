@@ -262,6 +262,19 @@ t.test('16 MiB of frames to a slow reader: the backend is paused, nothing is los
   client.close()
 })
 
+t.test('a tunnel outlives the HTTP request and keep-alive timeouts', async (t) => {
+  const b = await backend(t)
+  const { ws: base } = await gateway(t, [wsService(b.url)], { HEADERS_TIMEOUT_MS: '200', REQUEST_TIMEOUT_MS: '300', KEEP_ALIVE_TIMEOUT_MS: '200' })
+  const client = await dial(`${base}/chat`)
+  let closedEarly = false
+  client.once('close', () => { closedEarly = true })
+  await new Promise((resolve) => setTimeout(resolve, 2500)) // well past all three, and past Node's 1 s connection check
+  t.notOk(closedEarly, 'still open')
+  client.send('later')
+  t.equal((await nextMessage(client)).data.toString(), 'later')
+  client.close()
+})
+
 t.test('closing the app sends 1001 to every open tunnel', async (t) => {
   const b = await backend(t)
   const { app, ws: base } = await gateway(t, [wsService(b.url)])
