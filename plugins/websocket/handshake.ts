@@ -19,6 +19,8 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
 export function handshakeProblem (request: IncomingMessage): string | null {
   if (request.method !== 'GET') return 'A WebSocket upgrade must be a GET request'
   if (!isWebSocketUpgrade(request)) return 'Only WebSocket upgrades (Upgrade: websocket) are supported'
+  // RFC 3986 §3.5: a fragment is never part of a request target (a ws:// URL may not carry one).
+  if (request.url?.includes('#') === true) return 'The request target may not contain a fragment (#)'
   const key = request.headers['sec-websocket-key']
   if (typeof key !== 'string' || !KEY.test(key.trim())) return 'Sec-WebSocket-Key is missing or invalid'
   if (request.headers['sec-websocket-version'] !== '13') return 'Sec-WebSocket-Version must be 13'

@@ -144,13 +144,22 @@ async function websocket (app: FastifyInstance): Promise<void> {
     const index = route.balancer.pick(route.usable)
     const target = route.backends[index]
     const url = (target.origin.startsWith('https:') ? 'wss:' : 'ws:') + target.origin.slice(target.origin.indexOf('//')) + path
-    const backend = new WebSocket(url, offeredProtocols(raw.headers) ?? [], {
-      headers: backendHeaders(upstreamHeaders(request), target.host) as Record<string, string>,
-      perMessageDeflate: offersDeflate(raw.headers),
-      maxPayload: service.wsMaxMessageBytes,
-      handshakeTimeout: service.timeoutMs,
-      followRedirects: false
-    })
+    let backend: WebSocket
+    try {
+      backend = new WebSocket(url, offeredProtocols(raw.headers) ?? [], {
+        headers: backendHeaders(upstreamHeaders(request), target.host) as Record<string, string>,
+        perMessageDeflate: offersDeflate(raw.headers),
+        maxPayload: service.wsMaxMessageBytes,
+        handshakeTimeout: service.timeoutMs,
+        followRedirects: false
+      })
+    } catch (err) {
+      // ws validates the URL and options synchronously; the request passed every check already.
+      permit.release()
+      request.log.warn({ err, event: 'websocket_dial_failed', service: route.name }, 'could not start the backend upgrade')
+      reply.send(new BadGateway())
+      return
+    }
     let settled = false
     const settle = (): boolean => {
       if (settled) return false

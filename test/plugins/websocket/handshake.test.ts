@@ -4,7 +4,7 @@ import t from 'tap'
 import { backendHeaders, handshakeProblem, isSendableCode, isWebSocketUpgrade, offeredProtocols, offersDeflate, switchingHeaderLines } from '../../../plugins/websocket/handshake.js'
 
 const GOOD = { upgrade: 'websocket', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', 'sec-websocket-version': '13' }
-const req = (headers: Record<string, string>, method = 'GET') => ({ method, headers }) as unknown as IncomingMessage
+const req = (headers: Record<string, string>, method = 'GET', url = '/chat') => ({ method, url, headers }) as unknown as IncomingMessage
 
 t.test('only Upgrade: websocket is a WebSocket upgrade', async (t) => {
   t.ok(isWebSocketUpgrade(req({ upgrade: 'WebSocket ' })))
@@ -15,6 +15,7 @@ t.test('only Upgrade: websocket is a WebSocket upgrade', async (t) => {
 t.test('a malformed client handshake is named, a good one passes', async (t) => {
   t.equal(handshakeProblem(req(GOOD)), null)
   t.match(handshakeProblem(req(GOOD, 'POST')), /GET/)
+  t.match(handshakeProblem(req(GOOD, 'GET', '/chat#x')), /fragment/)
   t.match(handshakeProblem(req({ ...GOOD, upgrade: 'h2c' })), /Upgrade: websocket/)
   t.match(handshakeProblem(req({ ...GOOD, 'sec-websocket-key': 'short' })), /Sec-WebSocket-Key/)
   t.match(handshakeProblem(req({ ...GOOD, 'sec-websocket-version': '8' })), /Version/)

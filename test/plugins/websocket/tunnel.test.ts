@@ -161,6 +161,14 @@ t.test('an upgrade aimed outside the prefix is 400', async (t) => {
   t.equal(b.handshakes.length, 0)
 })
 
+t.test('an upgrade with a fragment in its target is 400, never a 500', async (t) => {
+  const b = await backend(t)
+  const { ws: base } = await gateway(t, [wsService(b.url)])
+  const raw = await rawUpgrade(Number(new URL(base).port), '/chat/a#b')
+  t.match(raw, /^HTTP\/1\.1 400 /)
+  t.equal(b.handshakes.length, 0)
+})
+
 t.test('a backend that refuses the upgrade: its status and body go back to the client', async (t) => {
   const b = await backend(t)
   b.refuse(403, 'not in this room')
