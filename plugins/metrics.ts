@@ -39,6 +39,8 @@ export interface GatewayMetrics {
    * onRequestAbort will not (it fires only while the request body is unread). Idempotent.
    */
   requestAborted (request: FastifyRequest): void
+  /** Records a request answered with 101 (a WebSocket tunnel took its socket over). Idempotent. */
+  upgraded (request: FastifyRequest): void
 }
 
 declare module 'fastify' {
@@ -214,6 +216,10 @@ export default fp(async (fastify) => {
     storeError (operation) { storeOps.get(operation)?.inc() },
     rateLimitFailOpen () { failOpen.inc() },
     requestAborted (request) { onAbort(request as Tracked) },
+    upgraded (request) {
+      const r = request as Tracked
+      if (!r[kRecorded]) record(r, 101, r[kStart] > 0 ? performance.now() - r[kStart] : 0)
+    },
     untracked (request, status, ms) { observe(request.method, routeLabel(request), status, ms) }
   }
   fastify.decorate('gatewayMetrics', metrics)

@@ -21,6 +21,7 @@ import healthRoutes from '../routes/health.js'
 import infoRoutes from '../routes/info.js'
 import metricsRoutes from '../routes/metrics.js'
 import adminRoutes from '../routes/admin/index.js'
+import websocket from '../plugins/websocket/index.js'
 import proxy from '../plugins/proxy/index.js'
 
 declare module 'fastify' {
@@ -118,6 +119,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   await app.register(infoRoutes)
   await app.register(metricsRoutes)
   await app.register(adminRoutes, { prefix: '/admin' })
+  await app.register(websocket)
   await app.register(proxy)
   return app
 }

@@ -7,7 +7,7 @@ import { extname, resolve } from 'node:path'
 import { parseEnv } from 'node:util'
 import { parse as parseYaml } from 'yaml'
 import { EnvSchema } from './schemas/env.js'
-import { RoutesFileSchema } from './schemas/routes-file.js'
+import { RoutesFileSchema, WS_DEFAULTS } from './schemas/routes-file.js'
 import { isHttpUrl } from './schemas/url.js'
 
 export { KNOWN_VARIABLES } from './schemas/env.js'
@@ -44,6 +44,10 @@ export interface ServiceConfig {
   healthPath: string
   /** In-flight requests allowed at once (null: unlimited) and how long one may wait for a slot. */
   concurrency: { max: number | null, queueTimeoutMs: number }
+  /** WebSocket upgrades are tunnelled to this service (plugins/websocket/). */
+  websocket: boolean
+  wsMaxMessageBytes: number
+  wsIdleTimeoutMs: number
 }
 
 export interface RedisConfig {
@@ -229,7 +233,7 @@ export function loadConfig (source: NodeJS.ProcessEnv = process.env, options: Lo
 }
 
 function defaultServices (authUrl: string, userUrl: string, retry: RetryConfig, timeoutMs: number): ServiceConfig[] {
-  const base = { strategy: 'round-robin' as const, stripPrefix: false, timeoutMs, auth: 'optional' as const, rateLimit: null, unlimited: false, retry, healthPath: '/health', concurrency: { max: null, queueTimeoutMs: 0 } }
+  const base = { strategy: 'round-robin' as const, stripPrefix: false, timeoutMs, auth: 'optional' as const, rateLimit: null, unlimited: false, retry, healthPath: '/health', concurrency: { max: null, queueTimeoutMs: 0 }, ...WS_DEFAULTS }
   return [
     { name: 'auth-service', prefix: '/api/auth', backends: [{ url: authUrl.replace(/\/+$/, ''), weight: 1 }], ...base },
     { name: 'user-service', prefix: '/api/users', backends: [{ url: userUrl.replace(/\/+$/, ''), weight: 1 }], ...base }
@@ -275,7 +279,10 @@ function readRoutesFile (file: string, retry: RetryConfig, timeoutMs: number, pr
       unlimited: s.rateLimit === false,
       retry: merged,
       healthPath: s.healthPath,
-      concurrency: { max: s.maxConcurrent ?? null, queueTimeoutMs: s.queueTimeoutMs }
+      concurrency: { max: s.maxConcurrent ?? null, queueTimeoutMs: s.queueTimeoutMs },
+      websocket: s.websocket,
+      wsMaxMessageBytes: s.wsMaxMessageBytes,
+      wsIdleTimeoutMs: s.wsIdleTimeoutMs
     }
   })
   if (services.length === 0) problems.push('ROUTES_FILE: declares no services')

@@ -1,8 +1,9 @@
 // The proxy core (SPEC §4, §8), on undici. One catch-all route serves every service:
 //   admit (onRequest)  match the service table, check the path, then the service's API-key and
 //                      rate-limit hooks
-//   forward (handler)  breaker admission, the request body (bounded replay copy or stream), and an
-//                      Exchange (exchange.ts) that owns the attempts until the last byte
+//   forward (handler)  concurrency caps (concurrency.ts), breaker admission, then either a WebSocket
+//                      tunnel (plugins/websocket/) or the request body (bounded replay copy or
+//                      stream) and an Exchange (exchange.ts) that owns the attempts until the last byte
 // The gateway's own routes (/health, /admin, …) are static and always win over the catch-all.
 import { pipeline, type Readable } from 'node:stream'
 import type { FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify'
@@ -12,6 +13,7 @@ import { BoundedBody } from '../../src/bounded-body.js'
 import { BadRequest, CircuitOpen, NotFound, Overloaded, PayloadTooLarge } from '../../src/errors.js'
 import { isIdempotent } from '../../src/retry-policy.js'
 import { UNMATCHED_PATH } from '../metrics.js'
+import { isUpgrade } from '../websocket/index.js'
 import { acquireAll, ConcurrencyLimit } from './concurrency.js'
 import { Exchange, type ExchangeContext } from './exchange.js'
 import { upstreamHeaders } from './headers.js'
@@ -85,6 +87,8 @@ export default fp(async function proxy (app) {
     if (!isSafePath(path)) return done(new BadRequest('The path may not contain . or .. segments or backslashes'))
     request.proxyRoute = route
     request.proxyPath = path
+    // Never a half-open socket: an upgrade the service does not take is answered, then closed.
+    if (isUpgrade(request) && !route.service.websocket) return done(new BadRequest('This service does not accept WebSocket upgrades'))
     route.authenticate.call(app, request, reply, (err?: Error) => {
       if (err !== undefined) return done(err)
       if (route.limit === null) return done()
@@ -131,6 +135,10 @@ export default fp(async function proxy (app) {
     if (permit === null) {
       reply.header('retry-after', String(route.breaker.retryAfterSeconds()))
       reply.send(new CircuitOpen())
+      return
+    }
+    if (isUpgrade(request)) {
+      app.websocketTunnels.open(request, reply, route, permit, target(request, route))
       return
     }
     // From here on the permit is settled on every path: by the Exchange, or released below.
@@ -181,7 +189,7 @@ export default fp(async function proxy (app) {
   })
 }, {
   name: 'proxy',
-  dependencies: ['api-keys', 'rate-limit', 'circuit-breakers', 'health-checks', 'gateway-metrics', 'access-log']
+  dependencies: ['api-keys', 'rate-limit', 'circuit-breakers', 'health-checks', 'gateway-metrics', 'access-log', 'websocket']
 })
 
 /** The path and query a backend is sent: prefix stripped if the service says so, key parameters removed. */

@@ -7,6 +7,16 @@ import { backendUrl } from './url.js'
 const prefixSchema = z.string().regex(/^\/[A-Za-z0-9._~\-/]*$/, 'must start with / and use only URL path characters')
   .refine((p) => !p.includes('//') && !/(^|\/)\.\.?(\/|$)/.test(p), 'must not contain empty, . or .. segments')
 
+/** WebSocket settings of a service that sets none: no tunnels, 1 MiB messages, 60 s of silence. */
+export const WS_DEFAULTS = { websocket: false, wsMaxMessageBytes: 1024 * 1024, wsIdleTimeoutMs: 60_000 } as const
+
+/** A service's WebSocket tunnel settings (SPEC §15): off unless `websocket: true`. */
+const WebSocketFields = {
+  websocket: z.boolean().default(false),
+  wsMaxMessageBytes: z.number().int().min(1).max(1024 ** 3).default(WS_DEFAULTS.wsMaxMessageBytes),
+  wsIdleTimeoutMs: z.number().int().min(100).max(86_400_000).default(WS_DEFAULTS.wsIdleTimeoutMs)
+}
+
 const RetryOverride = z.strictObject({
   maxRetries: z.number().int().min(0).max(20),
   initialDelayMs: z.number().int().min(0),
@@ -30,7 +40,8 @@ const ServiceFileEntry = z.strictObject({
   retry: RetryOverride.optional(),
   healthPath: z.string().regex(/^\/\S*$/, 'must start with /').default('/health'),
   maxConcurrent: z.number().int().min(1).optional(),
-  queueTimeoutMs: z.number().int().min(0).max(600_000).default(0)
+  queueTimeoutMs: z.number().int().min(0).max(600_000).default(0),
+  ...WebSocketFields
 })
 
 export const RoutesFileSchema = z.union([

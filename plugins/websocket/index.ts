@@ -1,0 +1,286 @@
+// WebSocket tunnels (SPEC §15). An `Upgrade: websocket` request goes through Fastify's router like
+// any request, so the request id, the proxy's admit hook (service match, path check, API key from
+// headers, one rate-limit token) and the breaker admission in its handler all run first; the proxy
+// then hands the request here with its breaker permit, and:
+//   1. the backend is dialled with the client's handshake (subprotocols, permessage-deflate offer)
+//      and the proxy's header policy (credential stripped, X-Forwarded-*, request id);
+//   2. a refusal (any status but 101) is relayed to the client as an HTTP response; no answer in
+//      the service's timeoutMs is 504, a failed connection 502;
+//   3. on 101 the client is accepted with the backend's choice of subprotocol and compression, and
+//      the two are joined by a Tunnel (tunnel.ts) until either side closes.
+// Node emits 'upgrade' only for requests its shouldUpgradeCallback accepts: here, WebSocket ones,
+// so `Connection: upgrade` with any other protocol stays an ordinary request.
+import { ServerResponse, type IncomingMessage } from 'node:http'
+import type { Duplex } from 'node:stream'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import fp from 'fastify-plugin'
+import promClient from '@platformatic/prom-client'
+import { WebSocket, WebSocketServer } from 'ws'
+import { BadGateway, BadRequest, GatewayTimeout } from '../../src/errors.js'
+import { redactUrl } from '../access-log.js'
+import type { BreakerPermit } from '../circuit-breakers.js'
+import { routeLabel } from '../metrics.js'
+import { clientHeaders, upstreamHeaders } from '../proxy/headers.js'
+import type { ServiceRoute } from '../proxy/service-table.js'
+import { backendHeaders, handshakeProblem, isWebSocketUpgrade, offeredProtocols, offersDeflate, switchingHeaderLines } from './handshake.js'
+import { Tunnel, type TunnelEnd } from './tunnel.js'
+
+/** How an upgrade ended: the label set of gateway_websocket_upgrades_total. */
+export const UPGRADE_OUTCOMES = ['accepted', 'rejected', 'backend_refused', 'backend_failed', 'client_gone'] as const
+type Outcome = typeof UPGRADE_OUTCOMES[number]
+
+export interface WebSocketTunnels {
+  /** Tunnels the (admitted) upgrade request to one of the route's backends; settles `permit`. */
+  open (request: FastifyRequest, reply: FastifyReply, route: ServiceRoute, permit: BreakerPermit, path: string): void
+  /** Tunnels open now. */
+  readonly size: number
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    websocketTunnels: WebSocketTunnels
+  }
+}
+
+const kSocket = Symbol('websocket.socket')
+const kHead = Symbol('websocket.head')
+const kProtocol = Symbol('websocket.protocol')
+const kHeaders = Symbol('websocket.headers')
+const kOutcome = Symbol('websocket.outcome')
+interface UpgradeRequest extends IncomingMessage {
+  [kSocket]: Duplex
+  [kHead]: Buffer
+  /** The subprotocol the backend chose ('' for none), offered to the client's handshake. */
+  [kProtocol]: string
+  /** Extra lines for the client's 101. */
+  [kHeaders]: string[]
+  [kOutcome]: Outcome | undefined
+}
+
+// Failures of the backend connection that say the backend is not there (not merely slow).
+const CONNECT_FAILURES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN'])
+
+async function websocket (app: FastifyInstance): Promise<void> {
+  const { config, gatewayMetrics } = app
+  const registers = [gatewayMetrics.registry]
+  const tunnelsOpen = new promClient.Gauge({ name: 'gateway_websocket_tunnels_open', help: 'WebSocket tunnels open now, per service', labelNames: ['service'], registers })
+  const upgrades = new promClient.Counter({ name: 'gateway_websocket_upgrades_total', help: 'WebSocket upgrade requests by service and outcome', labelNames: ['service', 'outcome'], registers })
+  for (const s of config.services) {
+    if (!s.websocket) continue
+    tunnelsOpen.set({ service: s.name }, 0)
+    for (const outcome of UPGRADE_OUTCOMES) upgrades.inc({ service: s.name, outcome }, 0)
+  }
+
+  // One server per (message limit, compression) pair: ws reads both from the server's options.
+  const servers = new Map<string, WebSocketServer>()
+  function serverFor (maxPayload: number, deflate: boolean): WebSocketServer {
+    const id = `${maxPayload}/${deflate ? 1 : 0}`
+    let wss = servers.get(id)
+    if (wss === undefined) {
+      wss = new WebSocketServer({
+        noServer: true,
+        clientTracking: false,
+        maxPayload,
+        perMessageDeflate: deflate,
+        // The client gets the subprotocol the backend chose (it was one of the client's offers).
+        handleProtocols: (_offered, req) => (req as UpgradeRequest)[kProtocol] || false
+      })
+      wss.on('headers', (lines: string[], req: IncomingMessage) => { lines.push(...(req as UpgradeRequest)[kHeaders]) })
+      servers.set(id, wss)
+    }
+    return wss
+  }
+
+  const tunnels = new Set<Tunnel>()
+  let draining = false
+
+  function onUpgrade (req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const r = req as UpgradeRequest
+    r[kSocket] = socket
+    r[kHead] = head
+    r[kProtocol] = ''
+    r[kHeaders] = []
+    r[kOutcome] = undefined
+    // Until ws takes the socket over, a reset must not crash the process; 'close' follows it.
+    socket.on('error', noop)
+    // An answer other than 101 goes out on this response; the connection carries nothing after it.
+    const res = new ServerResponse(req)
+    res.shouldKeepAlive = false
+    res.assignSocket(socket as never)
+    res.once('finish', () => socket.end())
+    app.routing(req, res)
+  }
+  // Node >= 24.9 (older versions send every upgrade here; handshakeProblem then answers 400).
+  ;(app.server as { shouldUpgradeCallback?: (req: IncomingMessage) => boolean }).shouldUpgradeCallback = isWebSocketUpgrade
+  app.server.on('upgrade', onUpgrade)
+
+  function count (service: string, outcome: Outcome): void {
+    upgrades.inc({ service, outcome })
+  }
+
+  // Upgrades the gateway answered itself (401, 429, 503, 400…) or relayed a refusal for.
+  app.addHook('onResponse', (request, _reply, done) => {
+    const raw = request.raw as UpgradeRequest
+    const route = request.proxyRoute
+    if (raw[kSocket] !== undefined && route !== null && route !== undefined) count(route.name, raw[kOutcome] ?? 'rejected')
+    done()
+  })
+
+  function open (request: FastifyRequest, reply: FastifyReply, route: ServiceRoute, permit: BreakerPermit, path: string): void {
+    const raw = request.raw as UpgradeRequest
+    const socket = raw[kSocket]
+    const problem = handshakeProblem(raw)
+    if (problem !== null || socket === undefined) {
+      permit.release()
+      reply.send(new BadRequest(problem ?? 'Send WebSocket upgrades over HTTP/1.1'))
+      return
+    }
+    if (socket.destroyed) {
+      permit.release()
+      aborted(request, route)
+      return
+    }
+    const service = route.service
+    const index = route.balancer.pick(route.usable)
+    const target = route.backends[index]
+    const url = (target.origin.startsWith('https:') ? 'wss:' : 'ws:') + target.origin.slice(target.origin.indexOf('//')) + path
+    let backend: WebSocket
+    try {
+      backend = new WebSocket(url, offeredProtocols(raw.headers) ?? [], {
+        headers: backendHeaders(upstreamHeaders(request), target.host) as Record<string, string>,
+        perMessageDeflate: offersDeflate(raw.headers),
+        maxPayload: service.wsMaxMessageBytes,
+        handshakeTimeout: service.timeoutMs,
+        followRedirects: false
+      })
+    } catch (err) {
+      // ws validates the URL and options synchronously; the request passed every check already.
+      permit.release()
+      request.log.warn({ err, event: 'websocket_dial_failed', service: route.name }, 'could not start the backend upgrade')
+      reply.send(new BadGateway())
+      return
+    }
+    let settled = false
+    const settle = (): boolean => {
+      if (settled) return false
+      settled = true
+      socket.off('close', clientLeft)
+      return true
+    }
+    const clientLeft = (): void => {
+      if (!settle()) return
+      permit.release()
+      backend.terminate()
+      aborted(request, route)
+    }
+    socket.once('close', clientLeft)
+    gatewayMetrics.backendRequest(route.name)
+
+    backend.once('unexpected-response', (backendReq, res) => {
+      if (!settle()) return
+      const status = res.statusCode ?? 502
+      if (status >= 500) {
+        gatewayMetrics.backendError(route.name)
+        permit.failure()
+      } else {
+        permit.success()
+      }
+      raw[kOutcome] = 'backend_refused'
+      res.once('end', () => backendReq.destroy())
+      const prefix = service.stripPrefix && service.prefix !== '/' ? service.prefix : null
+      reply.code(status).headers(clientHeaders(res.headers, reply, 0, prefix)).send(res)
+    })
+    backend.once('upgrade', (res) => {
+      raw[kHeaders] = switchingHeaderLines(res.headers, reply.getHeaders())
+    })
+    // Not once: ws may report a second error (a handshake timer) while a refusal is relayed.
+    backend.on('error', (err: Error & { code?: string }) => {
+      if (!settle()) return
+      gatewayMetrics.backendError(route.name)
+      permit.failure()
+      raw[kOutcome] = 'backend_failed'
+      const timedOut = err.message.includes('handshake has timed out')
+      if (CONNECT_FAILURES.has(err.code ?? '')) route.health.markFailed(index, 'connection failed')
+      request.log.warn({ event: timedOut ? 'upstream_timeout' : 'upstream_error', service: route.name, code: err.code }, 'websocket upgrade to the backend failed')
+      reply.send(timedOut ? new GatewayTimeout() : new BadGateway())
+    })
+    backend.once('open', () => {
+      if (!settle()) return
+      permit.success()
+      reply.hijack()
+      raw[kProtocol] = backend.protocol
+      const wss = serverFor(service.wsMaxMessageBytes, backend.extensions.includes('permessage-deflate'))
+      let accepted = false
+      wss.handleUpgrade(raw, socket, raw[kHead], (client) => {
+        accepted = true
+        count(route.name, 'accepted')
+        gatewayMetrics.upgraded(request)
+        start(request, route, client, backend)
+      })
+      // ws refuses a socket that is no longer open (the client left as the backend answered).
+      if (!accepted) {
+        backend.close(1001, 'client went away')
+        aborted(request, route)
+      }
+    })
+  }
+
+  /** The client left before its upgrade was answered. */
+  function aborted (request: FastifyRequest, route: ServiceRoute): void {
+    count(route.name, 'client_gone')
+    gatewayMetrics.requestAborted(request)
+    app.accessLog.requestAborted(request)
+  }
+
+  function start (request: FastifyRequest, route: ServiceRoute, client: WebSocket, backend: WebSocket): void {
+    const tunnel = new Tunnel(client, backend, route.service.wsIdleTimeoutMs, (end: TunnelEnd) => {
+      tunnels.delete(tunnel)
+      tunnelsOpen.dec({ service: route.name })
+      request.log.info({
+        method: request.method,
+        route: routeLabel(request),
+        url: redactUrl(request.url),
+        status: 101,
+        duration_ms: Math.round(end.durationMs * 1000) / 1000,
+        ip: request.ip,
+        consumer: request.consumer?.id ?? null,
+        websocket: true,
+        bytes_in: end.bytesIn,
+        bytes_out: end.bytesOut,
+        close_code: end.code,
+        closed_by: end.closedBy
+      }, 'websocket closed')
+    })
+    tunnels.add(tunnel)
+    tunnelsOpen.inc({ service: route.name })
+    if (draining) goAway(tunnel)
+  }
+
+  app.decorate('websocketTunnels', { open, get size () { return tunnels.size } })
+
+  // The drain starts (app.close()): every tunnel is told the gateway is going away (1001) and is
+  // cut if still open at SHUTDOWN_TIMEOUT_MS.
+  const goAway = (tunnel: Tunnel): void => tunnel.close(1001, 'gateway shutting down', config.shutdownTimeoutMs)
+  app.addHook('preClose', async () => {
+    draining = true
+    for (const t of tunnels) goAway(t)
+  })
+  // The listener has closed (client sockets included): wait for the backend sides to finish their
+  // closing handshakes, so every tunnel's log line is written before the process exits.
+  app.addHook('onClose', async () => {
+    await Promise.all([...tunnels].map((t) => t.done))
+    for (const wss of servers.values()) wss.close()
+  })
+}
+
+/** Whether a request came in as an upgrade (and so must be tunnelled or answered, never proxied). */
+export function isUpgrade (request: FastifyRequest): boolean {
+  return (request.raw as Partial<UpgradeRequest>)[kSocket] !== undefined
+}
+
+function noop (): void {}
+
+export default fp(websocket, {
+  name: 'websocket',
+  dependencies: ['lifecycle', 'gateway-metrics', 'access-log']
+})
