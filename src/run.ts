@@ -3,6 +3,7 @@
 import cluster from 'node:cluster'
 import { buildApp } from './app.js'
 import { ConfigError, loadConfig, type Config } from './config.js'
+import { listenWithStartupLine } from './startup-line.js'
 
 function readConfig (): Config {
   try {
@@ -54,7 +55,7 @@ async function runGateway (config: Config): Promise<void> {
   process.on('SIGINT', () => stop('SIGINT'))
 
   try {
-    await app.listen({ host: config.host, port: config.port })
+    await listenWithStartupLine(app, config)
   } catch (err) {
     app.log.error({ err, event: 'listen_failed' }, `cannot listen on ${config.host}:${config.port}`)
     await app.close().catch(() => {})
