@@ -52,7 +52,8 @@ async function methodNotAllowed (fastify: FastifyInstance): Promise<void> {
       for (const entry of paths.values()) {
         if (entry.pattern.test(path)) for (const m of entry.methods) allowed.add(m)
       }
-      if (allowed.size === 0) throw new AdminPathNotFound()
+      // The method exists here but the router did not match it: a parameter over maxParamLength.
+      if (allowed.size === 0 || allowed.has(request.method)) throw new AdminPathNotFound()
       const allow = [...allowed].sort().join(', ')
       reply.header('allow', allow)
       throw new AdminMethodNotAllowed(allow)

@@ -79,3 +79,10 @@ t.test('routePattern matches one segment per parameter', async (t) => {
   t.ok(routePattern('/admin/openapi.json').test('/admin/openapi.json'))
   t.notOk(routePattern('/admin/openapi.json').test('/admin/openapiXjson'))
 })
+
+t.test('a parameter too long for the router is 404, not 405 for a method the path has', async (t) => {
+  const app = await build(t)
+  const res = await admin(app, { url: `/admin/apikeys/${'x'.repeat(300)}` })
+  t.equal(res.statusCode, 404)
+  t.equal(res.headers.allow, undefined)
+})

@@ -3,7 +3,7 @@
 // status it documents is one the gateway really answers: each is provoked once for real here
 // (the store outage by killing the redis-server the gateway's store uses).
 import SwaggerParser from '@apidevtools/swagger-parser'
-import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify'
+import type { InjectOptions, LightMyRequestResponse } from 'fastify'
 import Fastify from 'fastify'
 import { type ZodTypeProvider } from 'fastify-type-provider-zod'
 import t from 'tap'
