@@ -5,7 +5,8 @@
 // gives each route what every admin route shares: an operationId when the route names none, and
 // the error statuses the admin scope itself produces (SPEC §5, §9):
 //   400  params, query or body failed validation (the message names the field)
-//   413  a body over 64 KiB;  415  a body that is not application/json
+//   413  a body over 64 KiB;  415  a body that is not application/json (any POST, PUT, PATCH or
+//        DELETE: Fastify reads a body sent with those even where the route expects none)
 //   401  missing or wrong Basic credentials;  429  too many failed logins from this address
 // Statuses a route produces itself (404 unknown id, 503 store down, 409 …) it declares in its own
 // `response` with ErrorEnvelope.
@@ -37,6 +38,7 @@ export function defaultOperationId (method: string, url: string): string {
 }
 
 const isZod = (s: unknown): boolean => s instanceof z.ZodType
+const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
 
 function documentRoute (route: RouteOptions, authEnabled: boolean): void {
   const schema = route.schema as (Record<string, unknown> & { response?: Record<string, unknown> }) | undefined
@@ -46,8 +48,11 @@ function documentRoute (route: RouteOptions, authEnabled: boolean): void {
   const response = schema.response ??= {}
   if (![schema.params, schema.querystring, schema.body, schema.response?.[200], schema.response?.[201]].some(isZod) &&
     Object.keys(response).length > 0) return // a route with JSON-schema responses is left as it is
-  if ([schema.params, schema.querystring, schema.body].some(isZod)) response[400] ??= COMMON.invalid
-  if (schema.body !== undefined) {
+  // Fastify reads a body sent with any of these methods, whether or not the route declares one:
+  // malformed JSON is 400, more than 64 KiB 413, another content type 415.
+  const takesBody = schema.body !== undefined || BODY_METHODS.has(method)
+  if (takesBody || [schema.params, schema.querystring].some(isZod)) response[400] ??= COMMON.invalid
+  if (takesBody) {
     response[413] ??= COMMON.tooLarge
     response[415] ??= COMMON.mediaType
   }
