@@ -1,5 +1,5 @@
 // buildApp(config): the whole gateway as one ordered list of registrations, in the order a request
-// travels (docs/architecture.md follows one). It never listens: src/server.ts does, tests use
+// travels (docs/architecture.md follows one). It never listens: src/run.ts does, tests use
 // inject() or listen on port 0.
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import type { Config } from './config.js'

@@ -66,3 +66,5 @@ export function envelope (status: number, message: string, requestId?: string): 
 export const BreakerNotFound = E('BREAKER_NOT_FOUND', 'No circuit breaker is named "%s"; GET /admin/circuit-breakers lists them', 404)
 export const RateLimitUnavailable = E('RATE_LIMIT_UNAVAILABLE', 'Rate limiting is temporarily unavailable; retry shortly', 503)
 export const ApiKeyNotFound = E('API_KEY_NOT_FOUND', 'No API key has id "%s"; GET /admin/apikeys lists them', 404)
+export const AdminMethodNotAllowed = E('ADMIN_METHOD_NOT_ALLOWED', 'This method is not allowed on this admin path; allowed: %s (see the Allow header)', 405)
+export const AdminPathNotFound = E('ADMIN_PATH_NOT_FOUND', 'No admin route has this path (admin paths have no trailing slash); GET /admin/openapi.json lists them', 404)

@@ -1,107 +1,11 @@
-// The process: configuration → buildApp → listen, graceful shutdown on SIGTERM/SIGINT (SPEC §12),
-// and WORKERS=n worker processes sharing the port through node:cluster (SPEC §13).
-import cluster from 'node:cluster'
-import { buildApp } from './app.js'
-import { ConfigError, loadConfig, type Config } from './config.js'
+// The entry point (`node dist/src/server.js`, `npm start`). It checks the Node.js version before
+// anything else is loaded: static ESM imports are linked before any code runs, so on an old Node
+// `import 'node:sqlite'` would fail with ERR_UNKNOWN_BUILTIN_MODULE before a check in the same
+// module graph could say why. Everything else is imported dynamically, after the check.
+import { nodeSupported, unsupportedNodeMessage } from './node-version.js'
 
-function readConfig (): Config {
-  try {
-    return loadConfig()
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      for (const line of err.problems) process.stderr.write(`config error: ${line}\n`)
-      process.exit(1)
-    }
-    throw err
-  }
+if (!nodeSupported(process.versions.node)) {
+  process.stderr.write(unsupportedNodeMessage(process.versions.node, process.execPath) + '\n')
+  process.exit(1)
 }
-
-async function runGateway (config: Config): Promise<void> {
-  const app = await buildApp(config)
-
-  let stopping = false
-  const stop = (signal: string): void => {
-    if (stopping) {
-      // A second signal means "now": skip the drain.
-      app.log.warn({ event: 'shutdown_forced', signal }, 'second signal, exiting without draining')
-      process.exit(1)
-    }
-    stopping = true
-    // /health turns 503 now; for SHUTDOWN_DELAY_MS the listener still accepts and serves, so load
-    // balancers see the 503 and stop sending before anything is refused (SPEC §12).
-    app.lifecycle.startDraining()
-    app.log.info({ event: 'shutdown_started', signal, inflight: app.gatewayMetrics.inFlight, delay_ms: config.shutdownDelayMs }, 'shutting down: /health answers 503')
-    const drain = (): void => {
-      app.log.info({ event: 'shutdown_draining', inflight: app.gatewayMetrics.inFlight }, 'no longer accepting; draining in-flight requests')
-      const deadline = setTimeout(() => {
-        app.log.error({ event: 'shutdown_timeout', aborted: app.gatewayMetrics.inFlight }, 'drain timed out; closing remaining connections')
-        app.server.closeAllConnections()
-        process.exit(1)
-      }, config.shutdownTimeoutMs)
-      deadline.unref()
-      app.close().then(() => {
-        app.log.info({ event: 'shutdown_complete', inflight: app.gatewayMetrics.inFlight }, 'gateway stopped')
-        process.exit(0)
-      }, (err: unknown) => {
-        app.log.error({ err, event: 'shutdown_failed' }, 'error while shutting down')
-        process.exit(1)
-      })
-    }
-    if (config.shutdownDelayMs > 0) setTimeout(drain, config.shutdownDelayMs)
-    else drain()
-  }
-  process.on('SIGTERM', () => stop('SIGTERM'))
-  process.on('SIGINT', () => stop('SIGINT'))
-
-  try {
-    await app.listen({ host: config.host, port: config.port })
-  } catch (err) {
-    app.log.error({ err, event: 'listen_failed' }, `cannot listen on ${config.host}:${config.port}`)
-    await app.close().catch(() => {})
-    process.exit(1)
-  }
-  const admin = config.adminListener
-  if (admin === null || app.adminListener === null) {
-    app.log.info({ event: 'admin_listening', shared: true }, 'admin API and /metrics are served on the public listener')
-    return
-  }
-  try {
-    const url = await app.adminListener.listen()
-    app.log.info({ event: 'admin_listening', url }, `admin API and /metrics listening at ${url} (not on the public listener)`)
-  } catch (err) {
-    app.log.error({ err, event: 'listen_failed' }, `cannot listen on ${admin.host}:${admin.port} (ADMIN_HOST/ADMIN_PORT)`)
-    await app.close().catch(() => {})
-    process.exit(1)
-  }
-}
-
-function runPrimary (config: Config): void {
-  let stopping = false
-  const workers = new Set<number>()
-  const fork = (): void => {
-    const worker = cluster.fork()
-    workers.add(worker.id)
-    worker.on('exit', (code) => {
-      workers.delete(worker.id)
-      if (stopping) {
-        if (workers.size === 0) process.exit(0)
-      } else {
-        process.stderr.write(`worker ${worker.process.pid} exited with code ${code}; starting another\n`)
-        setTimeout(fork, 1000).unref()
-      }
-    })
-  }
-  for (let i = 0; i < config.workers; i++) fork()
-  const stop = (signal: NodeJS.Signals): void => {
-    if (stopping) process.exit(1)
-    stopping = true
-    for (const w of Object.values(cluster.workers ?? {})) w?.process.kill(signal)
-    setTimeout(() => process.exit(1), config.shutdownDelayMs + config.shutdownTimeoutMs + 2000).unref()
-  }
-  process.on('SIGTERM', () => stop('SIGTERM'))
-  process.on('SIGINT', () => stop('SIGINT'))
-}
-
-const config = readConfig()
-if (config.workers > 1 && cluster.isPrimary) runPrimary(config)
-else await runGateway(config)
+await import('./run.js')

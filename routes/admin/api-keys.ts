@@ -7,7 +7,7 @@ import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fas
 import { ApiKeyNotFound, StoreUnavailable, ValidationFailed } from '../../src/errors.js'
 import type { StoreOperation } from '../../plugins/metrics.js'
 import {
-  ApiKeyIdParams, CreatedResponse, ListResponse, MessageResponse, OneResponse, createApiKeyBody
+  ApiKeyIdParams, CreatedResponse, ErrorEnvelope, ListResponse, MessageResponse, OneResponse, createApiKeyBody
 } from '../../src/schemas/api-keys.js'
 
 export const CREATED_MESSAGE = "API key created. Save the raw_key - it won't be shown again!"
@@ -20,6 +20,17 @@ export function formatSchemaErrors (errors: FastifySchemaValidationError[], data
   }).join('; ')
   return new ValidationFailed(text)
 }
+
+/** Statuses these routes produce themselves (the admin scope documents 400/401/413/415/429). */
+const STORE_DOWN = ErrorEnvelope.meta({
+  description: 'The key store is unavailable; retry after Retry-After',
+  headers: { 'retry-after': { type: 'integer', description: 'Seconds to wait before retrying' } }
+})
+const UNKNOWN_ID = ErrorEnvelope.meta({ description: 'No API key has this id' })
+const CREATED = CreatedResponse.meta({
+  description: 'Created; the raw key is shown only in this response',
+  headers: { location: { type: 'string', description: 'The new key: /admin/apikeys/{id}' } }
+})
 
 const apiKeyRoutes: FastifyPluginAsync = async (fastify) => {
   fastify.setValidatorCompiler(validatorCompiler)
@@ -41,23 +52,23 @@ const apiKeyRoutes: FastifyPluginAsync = async (fastify) => {
   }
 
   app.post('/apikeys', {
-    schema: { summary: 'Create an API key', body: CreateBody, response: { 201: CreatedResponse } }
+    schema: { operationId: 'createApiKey', summary: 'Create an API key', body: CreateBody, response: { 201: CREATED, 503: STORE_DOWN } }
   }, async (request, reply) => {
     const { record, rawKey } = await storeCall('keys.create', () => fastify.apiKeys.create(request.body), reply)
     request.log.info({ event: 'api_key_created', keyId: record.id, name: record.name }, 'API key created')
-    reply.code(201).header('cache-control', 'no-store')
+    reply.code(201).header('cache-control', 'no-store').header('location', `/admin/apikeys/${record.id}`)
     return { status: 'success' as const, message: CREATED_MESSAGE, data: { api_key: record, raw_key: rawKey } }
   })
 
   app.get('/apikeys', {
-    schema: { summary: 'List API keys', response: { 200: ListResponse } }
+    schema: { operationId: 'listApiKeys', summary: 'List API keys', response: { 200: ListResponse, 503: STORE_DOWN } }
   }, async (_request, reply) => {
     const data = await storeCall('keys.list', () => fastify.apiKeys.list(), reply)
     return { status: 'success' as const, data }
   })
 
   app.get('/apikeys/:id', {
-    schema: { summary: 'Get one API key', params: ApiKeyIdParams, response: { 200: OneResponse } }
+    schema: { operationId: 'getApiKey', summary: 'Get one API key', params: ApiKeyIdParams, response: { 200: OneResponse, 404: UNKNOWN_ID, 503: STORE_DOWN } }
   }, async (request, reply) => {
     const data = await storeCall('keys.get', () => fastify.apiKeys.get(request.params.id), reply)
     if (data === null) throw new ApiKeyNotFound(request.params.id)
@@ -65,7 +76,12 @@ const apiKeyRoutes: FastifyPluginAsync = async (fastify) => {
   })
 
   app.post('/apikeys/:id/revoke', {
-    schema: { summary: 'Revoke an API key (every instance within 1 s)', params: ApiKeyIdParams, response: { 200: MessageResponse } }
+    schema: {
+      operationId: 'revokeApiKey',
+      summary: 'Revoke an API key (every instance within 1 s)',
+      params: ApiKeyIdParams,
+      response: { 200: MessageResponse, 404: UNKNOWN_ID, 503: STORE_DOWN }
+    }
   }, async (request, reply) => {
     const { id } = request.params
     if (!await storeCall('keys.revoke', () => fastify.apiKeys.revoke(id), reply)) throw new ApiKeyNotFound(id)
@@ -74,7 +90,12 @@ const apiKeyRoutes: FastifyPluginAsync = async (fastify) => {
   })
 
   app.delete('/apikeys/:id', {
-    schema: { summary: 'Delete an API key (every instance within 1 s)', params: ApiKeyIdParams, response: { 200: MessageResponse } }
+    schema: {
+      operationId: 'deleteApiKey',
+      summary: 'Delete an API key (every instance within 1 s)',
+      params: ApiKeyIdParams,
+      response: { 200: MessageResponse, 404: UNKNOWN_ID, 503: STORE_DOWN }
+    }
   }, async (request, reply) => {
     const { id } = request.params
     if (!await storeCall('keys.delete', () => fastify.apiKeys.delete(id), reply)) throw new ApiKeyNotFound(id)

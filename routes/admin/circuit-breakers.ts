@@ -6,6 +6,7 @@ import type { FastifyPluginAsync } from 'fastify'
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import { BreakerNotFound } from '../../src/errors.js'
+import { ErrorEnvelope } from '../../src/schemas/api-keys.js'
 import { formatSchemaErrors } from './api-keys.js'
 
 export const BreakerNameParams = z.strictObject({
@@ -30,11 +31,11 @@ const circuitBreakerRoutes: FastifyPluginAsync = async (fastify) => {
   const app = fastify.withTypeProvider<ZodTypeProvider>()
 
   app.get('/circuit-breakers', {
-    schema: { summary: 'List circuit breakers (one per service)', response: { 200: ListResponse } }
+    schema: { operationId: 'listCircuitBreakers', summary: 'List circuit breakers (one per service)', response: { 200: ListResponse } }
   }, async () => ({ status: 'success' as const, data: fastify.breakers.list() }))
 
   app.post('/circuit-breakers/reset', {
-    schema: { summary: 'Reset every circuit breaker to closed', response: { 200: MessageResponse } }
+    schema: { operationId: 'resetAllCircuitBreakers', summary: 'Reset every circuit breaker to closed', response: { 200: MessageResponse } }
   }, async (request) => {
     fastify.breakers.resetAll()
     request.log.info({ event: 'breaker_reset', service: '*' }, 'all circuit breakers reset by admin')
@@ -42,7 +43,12 @@ const circuitBreakerRoutes: FastifyPluginAsync = async (fastify) => {
   })
 
   app.post('/circuit-breakers/:name/reset', {
-    schema: { summary: 'Reset one circuit breaker to closed', params: BreakerNameParams, response: { 200: MessageResponse } }
+    schema: {
+      operationId: 'resetCircuitBreaker',
+      summary: 'Reset one circuit breaker to closed',
+      params: BreakerNameParams,
+      response: { 200: MessageResponse, 404: ErrorEnvelope.meta({ description: 'No service has this name' }) }
+    }
   }, async (request) => {
     const { name } = request.params
     if (!fastify.breakers.reset(name)) throw new BreakerNotFound(name)

@@ -35,6 +35,7 @@ export function createApiKeyBody (serviceNames: readonly string[]) {
     burst: positiveInt(1_000_000).nullable().optional().describe('Bucket capacity'),
     services: z.array(names).min(1).max(serviceNames.length > 0 ? serviceNames.length : 1)
       .refine((a) => new Set(a).size === a.length, 'must not repeat a service')
+      .meta({ uniqueItems: true }) // what the refine checks, for the OpenAPI document
       .nullable().optional(),
     expires_at: z.iso.datetime({ offset: true, error: 'must be an ISO-8601 date-time with a time zone' })
       .refine((s) => Date.parse(s) > Date.now(), 'must be in the future')

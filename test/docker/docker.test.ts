@@ -59,6 +59,21 @@ t.test('the compose file sets only variables the gateway reads', async (t) => {
   for (const name of Object.keys(env)) t.ok(KNOWN_VARIABLES.includes(name), `${name} is a known variable`)
 })
 
+t.test('only the gateway is published on every interface; Prometheus and Grafana on loopback', async (t) => {
+  for (const [name, svc] of Object.entries(compose.services)) {
+    for (const port of svc.ports ?? []) {
+      // "host_ip:published:target" binds one interface; "published:target" binds them all.
+      const parts = String(port).split(':')
+      if (name === 'gateway') continue
+      t.equal(parts.length, 3, `${name} ${port} names a host address`)
+      t.equal(parts[0], '127.0.0.1', `${name} ${port} is bound to loopback`)
+    }
+  }
+  t.same(compose.services.prometheus.ports, ['127.0.0.1:9090:9090'])
+  t.same(compose.services.grafana.ports, ['127.0.0.1:3000:3000'])
+  t.same(gateway.ports, ['8081:8081'])
+})
+
 t.test('the gateway environment of the compose file is a valid configuration', async (t) => {
   const env = Object.fromEntries(Object.entries(environment(gateway)).map(([k, v]) => [k, interpolate(v, { ADMIN_PASSWORD: 'x' })]))
   const config = loadConfig(env, { dotenv: false })

@@ -72,8 +72,8 @@ t.test('without ADMIN_PORT everything stays on the one listener', async (t) => {
 t.test('a gateway process started with ADMIN_PORT serves admin there and 404 on the public port', async (t) => {
   const adminPort = await freePort()
   const gw = await startGateway(t, { env: { ADMIN_HOST: '127.0.0.1', ADMIN_PORT: String(adminPort) } })
-  const line = await gw.waitForLog((l) => l.event === 'admin_listening', 5000)
-  t.equal(line?.url, `http://127.0.0.1:${adminPort}`, 'the start-up log says where admin listens')
+  const line = await gw.waitForLog((l) => l.event === 'gateway_started', 5000)
+  t.equal(line?.admin_address, `http://127.0.0.1:${adminPort}`, 'the start-up line says where admin listens')
   for (const path of ['/admin/apikeys', '/metrics']) {
     t.equal((await http(gw.port, path, { headers: auth })).status, 404, `public ${path}: 404`)
   }

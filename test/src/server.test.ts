@@ -188,7 +188,7 @@ t.test('WORKERS=2 on Redis: two worker processes share the port and stop togethe
   // Each worker logs its own start; both serve the one port.
   for (let i = 0; i < 20; i++) t.equal((await fetch(`${gw.url}/api/users/${i}`)).status, 200)
   // /health answers once the first worker listens; the second may still be starting.
-  const listening = () => new Set(gw.logs.filter((l) => l.msg?.startsWith('Server listening') === true).map((l) => l.pid))
+  const listening = () => new Set(gw.logs.filter((l) => l.event === 'gateway_started').map((l) => l.pid))
   for (let waited = 0; listening().size < 2 && waited < 10_000; waited += 50) await new Promise((resolve) => setTimeout(resolve, 50))
   const pids = listening()
   t.equal(pids.size, 2, 'two workers listening')

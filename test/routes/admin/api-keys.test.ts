@@ -173,24 +173,24 @@ t.test('GET /admin/openapi.json documents every admin route from the zod schemas
   const ops = Object.entries(doc.paths as Record<string, Record<string, unknown>>)
     .flatMap(([path, methods]) => Object.keys(methods).map((m) => `${m.toUpperCase()} ${path}`)).sort()
   t.same(ops, [
-    'DELETE /apikeys/{id}',
-    'GET /apikeys',
-    'GET /apikeys/{id}',
-    'GET /circuit-breakers',
-    'GET /openapi.json',
-    'POST /apikeys',
-    'POST /apikeys/{id}/revoke',
-    'POST /circuit-breakers/reset',
-    'POST /circuit-breakers/{name}/reset'
+    'DELETE /admin/apikeys/{id}',
+    'GET /admin/apikeys',
+    'GET /admin/apikeys/{id}',
+    'GET /admin/circuit-breakers',
+    'GET /admin/openapi.json',
+    'POST /admin/apikeys',
+    'POST /admin/apikeys/{id}/revoke',
+    'POST /admin/circuit-breakers/reset',
+    'POST /admin/circuit-breakers/{name}/reset'
   ])
-  const createOp = doc.paths['/apikeys'].post
+  const createOp = doc.paths['/admin/apikeys'].post
   const body = createOp.requestBody.content['application/json'].schema
   t.equal(body.additionalProperties, false)
   t.same(body.required, ['name'])
   t.same(body.properties.services.anyOf[0].items.enum, ['auth-service', 'user-service'])
   t.ok(createOp.responses['201'].content['application/json'].schema.properties.data)
   t.notOk('hash' in createOp.responses['201'].content['application/json'].schema.properties.data.properties.api_key.properties)
-  t.same(doc.paths['/apikeys/{id}'].get.parameters.map((p: { name: string }) => p.name), ['id'])
+  t.same(doc.paths['/admin/apikeys/{id}'].get.parameters.map((p: { name: string }) => p.name), ['id'])
   t.same(doc.security, [{ basicAuth: [] }])
 })
 
