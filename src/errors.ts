@@ -45,6 +45,7 @@ export const REASONS: Record<number, string> = {
   404: 'Not Found',
   405: 'Method Not Allowed',
   408: 'Request Timeout',
+  409: 'Conflict',
   413: 'Payload Too Large',
   414: 'URI Too Long',
   415: 'Unsupported Media Type',
@@ -65,3 +66,7 @@ export function envelope (status: number, message: string, requestId?: string): 
 export const BreakerNotFound = E('BREAKER_NOT_FOUND', 'No circuit breaker is named "%s"; GET /admin/circuit-breakers lists them', 404)
 export const RateLimitUnavailable = E('RATE_LIMIT_UNAVAILABLE', 'Rate limiting is temporarily unavailable; retry shortly', 503)
 export const ApiKeyNotFound = E('API_KEY_NOT_FOUND', 'No API key has id "%s"; GET /admin/apikeys lists them', 404)
+export const ServiceNotFound = E('SERVICE_NOT_FOUND', 'No service is named "%s"; GET /admin/services lists them', 404)
+export const ServiceConflict = E('SERVICE_CONFLICT', '%s', 409)
+export const ServicesReadOnly = E('SERVICES_READ_ONLY', 'Services come from ROUTES_FILE (SERVICES_SOURCE=file): edit the file and send SIGHUP, or run with SERVICES_SOURCE=store', 409)
+export const ServiceStoreUnavailable = E('SERVICE_STORE_UNAVAILABLE', 'The service store is unavailable; retry shortly', 503)

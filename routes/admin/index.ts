@@ -7,6 +7,7 @@ import { z } from 'zod'
 import adminAuth from '../../plugins/admin-auth.js'
 import apiKeyRoutes from './api-keys.js'
 import circuitBreakerRoutes from './circuit-breakers.js'
+import serviceRoutes from './services.js'
 import { ErrorEnvelope } from '../../src/schemas/api-keys.js'
 
 export const ADMIN_BODY_LIMIT = 64 * 1024
@@ -51,6 +52,7 @@ export function openApiDocument (routes: DocumentedRoute[], version: string): Re
       responses[code] = { description: code.startsWith('2') ? 'Success' : 'Error', content: { 'application/json': { schema: jsonSchema(s, 'output') ?? {} } } }
     }
     if (Object.keys(declared).length === 0) responses['200'] = { description: 'Success' }
+    if (r.url.startsWith('/services/') && r.method !== 'GET') responses['409'] = errorResponse('Prefix taken by another service or the gateway, or SERVICES_SOURCE=file')
     if (body !== undefined) {
       responses['400'] = errorResponse('Invalid body: the message names the field')
       responses['413'] = errorResponse('Body larger than 64 KiB')
@@ -95,6 +97,7 @@ const adminRoutes: FastifyPluginAsync = async (fastify, opts) => {
 
   await fastify.register(apiKeyRoutes)
   await fastify.register(circuitBreakerRoutes)
+  await fastify.register(serviceRoutes)
 
   let doc: string | undefined
   fastify.get('/openapi.json', { schema: { summary: 'This document' } }, async (_request, reply) => {
