@@ -171,10 +171,16 @@ export default fp(async function services (app) {
   }
 
   let syncing: Promise<void> | null = null
+  /** Notifications heard so far: one arriving while a read is under way asks for another read. */
+  let heard = 0
   function sync (): Promise<void> {
     if (source !== 'store') return Promise.resolve()
-    // Coalesced: a burst of notifications costs one read.
-    syncing ??= exclusive(load).finally(() => { syncing = null })
+    if (syncing === null) {
+      // Coalesced: a burst of notifications costs one read.
+      const before = heard
+      syncing = exclusive(load).finally(() => { syncing = null })
+      syncing.then(() => { if (heard !== before) syncQuietly() }, () => {})
+    }
     return syncing
   }
   let lastSyncError = 0
@@ -198,7 +204,10 @@ export default fp(async function services (app) {
       apply(asStored(config.services, new Date().toISOString(), 0), 0)
       stored = []
     }
-    store.services.onChange((v) => { if (v !== version) syncQuietly() })
+    store.services.onChange((v) => {
+      heard++
+      if (v !== version) syncQuietly()
+    })
     if (store.kind === 'redis') {
       const timer = setInterval(() => {
         store.services.version().then((v) => { if (v !== version || !seeded) syncQuietly() }, () => {})
