@@ -44,6 +44,10 @@ export interface BreakerRegistry {
   /** false when no service has that name. */
   reset (name: string): boolean
   resetAll (): void
+  /** A fresh, closed breaker for `name`, replacing (and stopping) any it had: a new or re-pointed service. */
+  create (name: string): ServiceBreaker
+  /** Stops and forgets `name`'s breaker (its service was removed). */
+  remove (name: string): void
 }
 
 export interface BreakerPolicy {
@@ -198,10 +202,14 @@ export default fp(async (fastify) => {
   }
 
   const breakers = new Map<string, Breaker>()
-  for (const svc of fastify.config.services) {
-    breakers.set(svc.name, new Breaker(svc.name, fastify.config.circuitBreaker, onTransition))
-    metrics.breakerState(svc.name, 'closed')
+  const create = (name: string): Breaker => {
+    breakers.get(name)?.stop()
+    const breaker = new Breaker(name, fastify.config.circuitBreaker, onTransition)
+    breakers.set(name, breaker)
+    metrics.breakerState(name, 'closed')
+    return breaker
   }
+  for (const svc of fastify.config.services) create(svc.name)
 
   const registry: BreakerRegistry = {
     get: (name) => breakers.get(name),
@@ -214,6 +222,11 @@ export default fp(async (fastify) => {
     },
     resetAll () {
       for (const b of breakers.values()) b.reset()
+    },
+    create,
+    remove (name) {
+      breakers.get(name)?.stop()
+      breakers.delete(name)
     }
   }
   fastify.decorate('breakers', registry)

@@ -26,6 +26,10 @@ export interface HealthRegistry {
   list (): Array<{ name: string, status: BackendStatus, backends: readonly BackendHealth[] }>
   /** Runs one round of checks now (also used by tests). */
   checkAll (): Promise<void>
+  /** Fresh (unknown) state for `service`, replacing any it had: a new or re-pointed service. */
+  add (service: ServiceConfig): ServiceHealth
+  /** Stops checking `name` (its service was removed). */
+  remove (name: string): void
 }
 
 declare module 'fastify' {
@@ -106,7 +110,13 @@ export default fp(async function healthChecks (fastify) {
     list () {
       return [...states.values()].map((s) => ({ name: s.service.name, status: s.overall(), backends: s.backends }))
     },
-    checkAll
+    checkAll,
+    add (service: ServiceConfig) {
+      const state = new ServiceHealthState(service)
+      states.set(service.name, state)
+      return state
+    },
+    remove (name: string) { states.delete(name) }
   })
 
   fastify.addHook('onListen', async () => {

@@ -13,7 +13,7 @@ export type BreakerStateName = 'closed' | 'open' | 'half-open'
 /** Every store operation whose failure is counted: the label set of gateway_store_errors_total. */
 export const STORE_OPERATIONS = [
   'keys.findByHash', 'keys.touch', 'keys.create', 'keys.list', 'keys.get', 'keys.revoke', 'keys.delete',
-  'rate_limit', 'failures.reserve', 'failures.release'
+  'rate_limit', 'failures.reserve', 'failures.release', 'services.read', 'services.write'
 ] as const
 export type StoreOperation = typeof STORE_OPERATIONS[number]
 
@@ -28,6 +28,12 @@ export interface GatewayMetrics {
   shed (service: string): void
   storeError (operation: StoreOperation): void
   rateLimitFailOpen (): void
+  /** Starts a service's series at 0 (and its breaker closed): a service added at run time. */
+  addService (service: string): void
+  /** Drops every series of a removed service. */
+  removeService (service: string): void
+  /** The version of the service table in use (SPEC §17). */
+  servicesVersion (version: number): void
   /** Counts a request that never ran the hooks (Fastify router errors): it was never in flight. */
   untracked (request: FastifyRequest, status: number, ms: number): void
   /** This app's registry (what GET /metrics exposes). */
@@ -161,6 +167,11 @@ export default fp(async (fastify) => {
     labelNames: ['operation'],
     registers
   })
+  const tableVersion = new C.Gauge({
+    name: 'gateway_services_version',
+    help: 'Version of the service table in use (bumped by every change through the admin API or a reload)',
+    registers
+  })
   const failOpen = new C.Counter({
     name: 'gateway_rate_limit_fail_open_total',
     help: 'Requests let through because the rate-limit store failed (RATE_LIMIT_FAIL_MODE=open)',
@@ -188,11 +199,12 @@ export default fp(async (fastify) => {
   // Every configured service exports its series from the start (0 and closed), so rate() and the
   // dashboard work before the first failure.
   const configured: readonly ServiceConfig[] = fastify.hasDecorator('config') ? fastify.config.services : []
-  for (const svc of configured) {
-    const labels = { service: svc.name }
-    for (const c of [backendRequests, backendErrors, breakerTrips, retries, shed]) c.inc(labels, 0)
-    service(svc.name).state.set(1)
+  const perServiceCounters = [backendRequests, backendErrors, breakerTrips, retries, shed]
+  const addService = (name: string): void => {
+    for (const c of perServiceCounters) c.inc({ service: name }, 0)
+    service(name).state.set(1)
   }
+  for (const svc of configured) addService(svc.name)
   // Known label set, so every series exists at 0 before the first failure (dashboards show 0, not
   // "no data"); the type of storeError() keeps callers inside it.
   const storeOps = new Map<string, { inc (): void }>()
@@ -215,6 +227,12 @@ export default fp(async (fastify) => {
     shed (name) { service(name).shed.inc() },
     storeError (operation) { storeOps.get(operation)?.inc() },
     rateLimitFailOpen () { failOpen.inc() },
+    addService,
+    removeService (name) {
+      for (const c of [...perServiceCounters, breakerState]) c.remove({ service: name })
+      services.delete(name)
+    },
+    servicesVersion (version) { tableVersion.set(version) },
     requestAborted (request) { onAbort(request as Tracked) },
     upgraded (request) {
       const r = request as Tracked

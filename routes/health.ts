@@ -9,6 +9,7 @@ export default async function healthRoutes (app: FastifyInstance): Promise<void>
       status: 'ok',
       version: VERSION,
       uptime_seconds: Math.round((Date.now() - app.lifecycle.startedAt) / 1000),
+      services_version: app.services.version,
       timestamp: new Date().toISOString()
     }
   })

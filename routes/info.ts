@@ -11,7 +11,7 @@ export default async function infoRoutes (app: FastifyInstance): Promise<void> {
       version: VERSION,
       storage: app.config.storage,
       uptime_seconds: Math.round((Date.now() - app.lifecycle.startedAt) / 1000),
-      services: app.config.services.map((s) => ({
+      services: app.serviceTables.current.routes.map(({ service: s }) => ({
         name: s.name,
         path_prefix: s.prefix,
         target_url: s.backends[0].url,

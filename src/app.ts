@@ -17,6 +17,7 @@ import apiKeys from '../plugins/api-keys.js'
 import rateLimit from '../plugins/rate-limit.js'
 import circuitBreakers from '../plugins/circuit-breakers.js'
 import healthChecks from '../plugins/health-checks.js'
+import services from '../plugins/services.js'
 import healthRoutes from '../routes/health.js'
 import infoRoutes from '../routes/info.js'
 import metricsRoutes from '../routes/metrics.js'
@@ -114,6 +115,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   await app.register(rateLimit)
   await app.register(circuitBreakers)
   await app.register(healthChecks)
+  await app.register(services)
 
   await app.register(healthRoutes)
   await app.register(infoRoutes)

@@ -7,7 +7,7 @@ import { extname, resolve } from 'node:path'
 import { parseEnv } from 'node:util'
 import { parse as parseYaml } from 'yaml'
 import { EnvSchema } from './schemas/env.js'
-import { RoutesFileSchema, WS_DEFAULTS } from './schemas/routes-file.js'
+import { RoutesFileSchema, ServiceFileEntry, type ServiceDefinition } from './schemas/routes-file.js'
 import { isHttpUrl } from './schemas/url.js'
 
 export { KNOWN_VARIABLES } from './schemas/env.js'
@@ -48,6 +48,8 @@ export interface ServiceConfig {
   websocket: boolean
   wsMaxMessageBytes: number
   wsIdleTimeoutMs: number
+  /** The validated routes-file entry this service was shaped from (what the store keeps). */
+  definition: ServiceDefinition
 }
 
 export interface RedisConfig {
@@ -86,6 +88,10 @@ export interface Config {
   retry: RetryConfig
   admin: { authEnabled: boolean, username: string, password: string }
   services: ServiceConfig[]
+  /** `file`: ROUTES_FILE (or the default services) is the truth; `store`: the admin API (SPEC §17). */
+  servicesSource: 'file' | 'store'
+  /** The ROUTES_FILE path, absolute, for SIGHUP re-reads; null when unset. */
+  routesFile: string | null
   logLevel: string
   workers: number
   bodyLimit: number
@@ -219,6 +225,8 @@ export function loadConfig (source: NodeJS.ProcessEnv = process.env, options: Lo
       password: e.ADMIN_PASSWORD ?? ''
     },
     services,
+    servicesSource: e.SERVICES_SOURCE ?? (e.ROUTES_FILE !== undefined ? 'file' : 'store'),
+    routesFile: e.ROUTES_FILE !== undefined ? resolve(cwd, e.ROUTES_FILE) : null,
     logLevel: e.LOG_LEVEL,
     workers: e.WORKERS,
     bodyLimit: e.BODY_LIMIT_BYTES,
@@ -233,11 +241,65 @@ export function loadConfig (source: NodeJS.ProcessEnv = process.env, options: Lo
 }
 
 function defaultServices (authUrl: string, userUrl: string, retry: RetryConfig, timeoutMs: number): ServiceConfig[] {
-  const base = { strategy: 'round-robin' as const, stripPrefix: false, timeoutMs, auth: 'optional' as const, rateLimit: null, unlimited: false, retry, healthPath: '/health', concurrency: { max: null, queueTimeoutMs: 0 }, ...WS_DEFAULTS }
+  const entry = (name: string, prefix: string, url: string) => ServiceFileEntry.parse({ name, prefix, backends: [{ url }] })
   return [
-    { name: 'auth-service', prefix: '/api/auth', backends: [{ url: authUrl.replace(/\/+$/, ''), weight: 1 }], ...base },
-    { name: 'user-service', prefix: '/api/users', backends: [{ url: userUrl.replace(/\/+$/, ''), weight: 1 }], ...base }
+    serviceFromDefinition(entry('auth-service', '/api/auth', authUrl), retry, timeoutMs),
+    serviceFromDefinition(entry('user-service', '/api/users', userUrl), retry, timeoutMs)
   ]
+}
+
+/** The prefix a definition serves, normalised (no trailing `/` except the root). */
+export function normalPrefix (prefix: string): string {
+  return prefix.length > 1 ? prefix.replace(/\/+$/, '') : prefix
+}
+
+/** The gateway path a prefix would take over, or undefined when it is free. */
+export function gatewayPathTaken (prefix: string): string | undefined {
+  return GATEWAY_PATHS.find((own) => prefix === own || prefix.startsWith(own + '/'))
+}
+
+/** Shapes one validated definition into what the proxy reads (defaults from the environment). */
+export function serviceFromDefinition (s: ServiceDefinition, retry: RetryConfig, timeoutMs: number): ServiceConfig {
+  return {
+    name: s.name,
+    prefix: normalPrefix(s.prefix),
+    backends: s.backends.map((b) => ({ url: b.url.replace(/\/+$/, ''), weight: b.weight })),
+    strategy: s.strategy,
+    stripPrefix: s.stripPrefix,
+    timeoutMs: s.timeoutMs ?? timeoutMs,
+    auth: s.auth,
+    rateLimit: s.rateLimit === false ? null : s.rateLimit ?? null,
+    unlimited: s.rateLimit === false,
+    retry: { ...retry, ...s.retry },
+    healthPath: s.healthPath,
+    concurrency: { max: s.maxConcurrent ?? null, queueTimeoutMs: s.queueTimeoutMs },
+    websocket: s.websocket,
+    wsMaxMessageBytes: s.wsMaxMessageBytes,
+    wsIdleTimeoutMs: s.wsIdleTimeoutMs,
+    definition: s
+  }
+}
+
+/** Problems of one definition that the schema alone cannot see (each prefixed with `where`). */
+export function definitionProblems (s: ServiceDefinition, retry: RetryConfig, where: string): string[] {
+  const problems: string[] = []
+  const prefix = normalPrefix(s.prefix)
+  const taken = gatewayPathTaken(prefix)
+  if (taken !== undefined) problems.push(`${where}prefix: service "${s.name}" uses "${prefix}", which is the gateway's own ${taken}`)
+  const merged = { ...retry, ...s.retry }
+  if (merged.maxDelayMs < merged.initialDelayMs) problems.push(`${where}retry.maxDelayMs: must be at least initialDelayMs`)
+  return problems
+}
+
+/**
+ * Re-reads ROUTES_FILE (SIGHUP in `file` mode) with the same rules as at start: the services, or
+ * every problem found (the caller keeps the running table then).
+ */
+export function reloadRoutesFile (config: Config): { services: ServiceConfig[], problems: string[] } {
+  if (config.routesFile === null) return { services: config.services, problems: [] }
+  const problems: string[] = []
+  const services = readRoutesFile(config.routesFile, config.retry, config.upstreamTimeoutMs, problems)
+  return { services: problems.length > 0 ? [] : services, problems }
 }
 
 function readRoutesFile (file: string, retry: RetryConfig, timeoutMs: number, problems: string[]): ServiceConfig[] {
@@ -258,32 +320,13 @@ function readRoutesFile (file: string, retry: RetryConfig, timeoutMs: number, pr
   const names = new Set<string>()
   const prefixes = new Set<string>()
   const services = entries.map((s, i): ServiceConfig => {
-    const prefix = s.prefix.length > 1 ? s.prefix.replace(/\/+$/, '') : s.prefix
-    const taken = GATEWAY_PATHS.find((own) => prefix === own || prefix.startsWith(own + '/'))
-    if (taken !== undefined) problems.push(`ROUTES_FILE: ${i}.prefix: service "${s.name}" uses "${prefix}", which is the gateway's own ${taken}`)
+    const prefix = normalPrefix(s.prefix)
+    for (const p of definitionProblems(s, retry, `${i}.`)) problems.push(`ROUTES_FILE: ${p}`)
     if (names.has(s.name)) problems.push(`ROUTES_FILE: ${i}.name: duplicate service name "${s.name}"`)
     if (prefixes.has(prefix)) problems.push(`ROUTES_FILE: ${i}.prefix: duplicate prefix "${prefix}"`)
     names.add(s.name)
     prefixes.add(prefix)
-    const merged = { ...retry, ...s.retry }
-    if (merged.maxDelayMs < merged.initialDelayMs) problems.push(`ROUTES_FILE: ${i}.retry.maxDelayMs: must be at least initialDelayMs`)
-    return {
-      name: s.name,
-      prefix,
-      backends: s.backends.map((b) => ({ url: b.url.replace(/\/+$/, ''), weight: b.weight })),
-      strategy: s.strategy,
-      stripPrefix: s.stripPrefix,
-      timeoutMs: s.timeoutMs ?? timeoutMs,
-      auth: s.auth,
-      rateLimit: s.rateLimit === false ? null : s.rateLimit ?? null,
-      unlimited: s.rateLimit === false,
-      retry: merged,
-      healthPath: s.healthPath,
-      concurrency: { max: s.maxConcurrent ?? null, queueTimeoutMs: s.queueTimeoutMs },
-      websocket: s.websocket,
-      wsMaxMessageBytes: s.wsMaxMessageBytes,
-      wsIdleTimeoutMs: s.wsIdleTimeoutMs
-    }
+    return serviceFromDefinition(s, retry, timeoutMs)
   })
   if (services.length === 0) problems.push('ROUTES_FILE: declares no services')
   return services

@@ -46,6 +46,7 @@ export const REASONS: Record<number, string> = {
   404: 'Not Found',
   405: 'Method Not Allowed',
   408: 'Request Timeout',
+  409: 'Conflict',
   413: 'Payload Too Large',
   414: 'URI Too Long',
   415: 'Unsupported Media Type',
@@ -68,3 +69,7 @@ export const RateLimitUnavailable = E('RATE_LIMIT_UNAVAILABLE', 'Rate limiting i
 export const ApiKeyNotFound = E('API_KEY_NOT_FOUND', 'No API key has id "%s"; GET /admin/apikeys lists them', 404)
 export const AdminMethodNotAllowed = E('ADMIN_METHOD_NOT_ALLOWED', 'This method is not allowed on this admin path; allowed: %s (see the Allow header)', 405)
 export const AdminPathNotFound = E('ADMIN_PATH_NOT_FOUND', 'No admin route has this path (admin paths have no trailing slash); GET /admin/openapi.json lists them', 404)
+export const ServiceNotFound = E('SERVICE_NOT_FOUND', 'No service is named "%s"; GET /admin/services lists them', 404)
+export const ServiceConflict = E('SERVICE_CONFLICT', '%s', 409)
+export const ServicesReadOnly = E('SERVICES_READ_ONLY', 'Services come from ROUTES_FILE (SERVICES_SOURCE=file): edit the file and send SIGHUP, or run with SERVICES_SOURCE=store', 409)
+export const ServiceStoreUnavailable = E('SERVICE_STORE_UNAVAILABLE', 'The service store is unavailable; retry shortly', 503)

@@ -53,6 +53,8 @@ async function runGateway (config: Config): Promise<void> {
   }
   process.on('SIGTERM', () => stop('SIGTERM'))
   process.on('SIGINT', () => stop('SIGINT'))
+  // SERVICES_SOURCE=file: re-read ROUTES_FILE, keeping the running table if it is invalid (SPEC §17).
+  process.on('SIGHUP', () => { app.services.reloadFile() })
 
   try {
     await listenWithStartupLine(app, config)
@@ -88,6 +90,9 @@ function runPrimary (config: Config): void {
   }
   process.on('SIGTERM', () => stop('SIGTERM'))
   process.on('SIGINT', () => stop('SIGINT'))
+  process.on('SIGHUP', () => {
+    for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGHUP')
+  })
 }
 
 const config = readConfig()

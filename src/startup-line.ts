@@ -4,7 +4,7 @@
 import type { AddressInfo } from 'node:net'
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
 import type { LogFn } from 'pino'
-import type { Config } from './config.js'
+import type { Config, ServiceConfig } from './config.js'
 
 /** A Redis URL without user name and password (`redis://:secret@h:6379/2` → `redis://h:6379/2`). */
 export function redactRedisUrl (url: string): string {
@@ -39,9 +39,9 @@ export interface StartupFacts {
 }
 
 /** The fields and the message of the start-up line, for `address` (e.g. http://0.0.0.0:8081). */
-export function startupLine (config: Config, address: string, adminAddress: string | null = null): { facts: StartupFacts, msg: string } {
-  const services = config.services.length
-  const backends = config.services.reduce((n, s) => n + s.backends.length, 0)
+export function startupLine (config: Config, address: string, adminAddress: string | null = null, table: readonly ServiceConfig[] = config.services): { facts: StartupFacts, msg: string } {
+  const services = table.length
+  const backends = table.reduce((n, s) => n + s.backends.length, 0)
   const store = describeStore(config)
   const auth = config.admin.authEnabled ? `admin auth on (user ${config.admin.username})` : 'admin auth OFF'
   const where = config.host === '0.0.0.0' || config.host === '::' ? `${address} (all interfaces)` : address
@@ -78,7 +78,8 @@ export async function listenWithStartupLine (app: FastifyInstance, config: Confi
   const address = `http://${host}:${bound.port}`
   // The admin listener (ADMIN_PORT) starts after the public one, so the line can name both.
   const adminAddress = app.adminListener === null ? null : await listenAdmin(app, config)
-  const { facts, msg } = startupLine(config, address, adminAddress)
+  // The table in use: with SERVICES_SOURCE=store it is what the store holds, not the routes file.
+  const { facts, msg } = startupLine(config, address, adminAddress, app.serviceTables.current.routes.map((r) => r.service))
   app.log.info(facts, msg)
   return address
 }

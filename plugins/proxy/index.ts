@@ -18,16 +18,13 @@ import { acquireAll, ConcurrencyLimit } from './concurrency.js'
 import { Exchange, type ExchangeContext } from './exchange.js'
 import { upstreamHeaders } from './headers.js'
 import { isSafePath, normalizePath, stripPrefix, withoutKeyParams } from './paths.js'
-import { buildRoute, ServiceTable, ServiceTables, type RouteParts, type ServiceRoute } from './service-table.js'
+import type { ServiceRoute } from './service-table.js'
 
 /** Largest request body kept in memory so an idempotent request can be replayed on retry. */
 export const REPLAY_LIMIT = 64 * 1024
 const METHODS = ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS']
 
 declare module 'fastify' {
-  interface FastifyInstance {
-    serviceTables: ServiceTables
-  }
   interface FastifyRequest {
     /** The service this request matched (set by the proxy's onRequest). */
     proxyRoute: ServiceRoute | null
@@ -46,23 +43,12 @@ export default fp(async function proxy (app) {
     connections: 256,
     pipelining: 1,
     keepAliveTimeout: 4000,
-    connect: { rejectUnauthorized: true, timeout: Math.max(...config.services.map((s) => s.timeoutMs), 1000) }
+    connect: { rejectUnauthorized: true, timeout: Math.max(...config.services.map((s) => s.timeoutMs), config.upstreamTimeoutMs, 1000) }
   })
   app.addHook('onClose', async () => { await dispatcher.close() })
 
-  const parts: RouteParts = {
-    breaker (service) {
-      const breaker = app.breakers.get(service.name)
-      if (breaker === undefined) throw new Error(`no circuit breaker for service ${service.name}`)
-      return breaker
-    },
-    health: (service) => app.backendHealth.get(service.name),
-    authenticate: (service) => app.apiKeys.hookFor(service),
-    limit: (service) => app.rateLimit.hookFor(service),
-    globalLimit: config.shedding.maxConcurrentRequests === null ? null : new ConcurrencyLimit(config.shedding.maxConcurrentRequests)
-  }
-  const tables = new ServiceTables(new ServiceTable(config.services.map((s) => buildRoute(s, parts))))
-  app.decorate('serviceTables', tables)
+  // The table is the services plugin's: swapped whole when services change (SPEC §17).
+  const tables = app.serviceTables
   app.decorateRequest('proxyRoute', null)
   app.decorateRequest('proxyPath', '')
   app.decorateRequest('proxyRetries', 0)
@@ -189,7 +175,7 @@ export default fp(async function proxy (app) {
   })
 }, {
   name: 'proxy',
-  dependencies: ['api-keys', 'rate-limit', 'circuit-breakers', 'health-checks', 'gateway-metrics', 'access-log', 'websocket']
+  dependencies: ['services', 'gateway-metrics', 'access-log', 'websocket']
 })
 
 /** The path and query a backend is sent: prefix stripped if the service says so, key parameters removed. */

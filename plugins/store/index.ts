@@ -11,6 +11,8 @@ import { MemoryBuckets } from './buckets-memory.js'
 import { RedisBuckets } from './buckets-redis.js'
 import { MemoryFailureCounter, SqliteKeyStore } from './embedded.js'
 import { RedisFailureCounter, RedisKeyStore } from './redis-keys.js'
+import { RedisServiceStore } from './services-redis.js'
+import { SqliteServiceStore } from './services-sqlite.js'
 import type { Store } from './types.js'
 
 declare module 'fastify' {
@@ -53,11 +55,13 @@ export async function openStore (config: Config, opts: StoreOptions & { waitMs?:
 
 export function createEmbeddedStore (config: Config): Store {
   const keys = new SqliteKeyStore({ dataDir: config.dataDir })
+  const services = new SqliteServiceStore({ dataDir: config.dataDir })
   const buckets = new MemoryBuckets()
   let closed = false
   return {
     kind: 'embedded',
     keys,
+    services,
     buckets,
     failures: new MemoryFailureCounter(),
     warnings: [],
@@ -66,6 +70,7 @@ export function createEmbeddedStore (config: Config): Store {
       if (closed) return
       closed = true
       await buckets.close()
+      services.close()
       keys.close()
     }
   }
@@ -83,6 +88,7 @@ export function createRedisStore (config: Config, opts: StoreOptions = {}): Redi
 export class RedisStore implements Store {
   readonly kind = 'redis'
   readonly keys: RedisKeyStore
+  readonly services: RedisServiceStore
   readonly buckets: RedisBuckets
   readonly failures: RedisFailureCounter
   readonly #client: Client
@@ -110,6 +116,7 @@ export class RedisStore implements Store {
     this.#target = target
     const keyPrefix = config.redis.keyPrefix
     this.keys = new RedisKeyStore({ client, subscriber, keyPrefix })
+    this.services = new RedisServiceStore({ client, subscriber, keyPrefix })
     this.buckets = new RedisBuckets(client, { keyPrefix })
     this.failures = new RedisFailureCounter(client, { keyPrefix })
   }

@@ -87,9 +87,47 @@ export interface FailureCounter {
   peek (id: string): Promise<{ count: number, resetMs: number }>
 }
 
+/** One service definition as stored (SPEC §17): the routes-file entry, JSON. */
+export interface StoredService {
+  name: string
+  definition: Record<string, unknown>
+  /** The table version this definition was written at. */
+  version: number
+  updated_at: string
+}
+
+/** Every definition and the table version they make up, read together. */
+export interface ServiceSnapshot {
+  version: number
+  services: StoredService[]
+}
+
+/**
+ * Service definitions (SPEC §17). Every write bumps one table version; a write names the version
+ * it was decided on and is refused (null) when another write came first, so two instances never
+ * apply conflicting decisions. Changes reach every instance sharing the store (Redis: pub/sub).
+ */
+export interface ServiceStore {
+  snapshot (): Promise<ServiceSnapshot>
+  /** The table version alone (0: never written). */
+  version (): Promise<number>
+  /** Creates or replaces `name`: the new table version, or null when the version was not `expected`. */
+  put (name: string, definition: Record<string, unknown>, at: string, expected: number): Promise<number | null>
+  /** Removes `name`: the new version; 0 when unknown; null when the version was not `expected`. */
+  delete (name: string, expected: number): Promise<number | null>
+  /** Writes these definitions only when the table was never written; true when it did. */
+  seed (services: Array<{ name: string, definition: Record<string, unknown> }>, at: string): Promise<boolean>
+  /**
+   * Called with the table version after a change by any instance; with -1 when changes may have
+   * been missed (the subscriber reconnected), meaning "read the version again".
+   */
+  onChange (listener: (version: number) => void): void
+}
+
 export interface Store {
   readonly kind: 'embedded' | 'redis'
   readonly keys: KeyStore
+  readonly services: ServiceStore
   readonly buckets: BucketStore
   readonly failures: FailureCounter
   /** Operator warnings about the back end's configuration (shown in /ready), e.g. an evicting Redis. */

@@ -37,7 +37,7 @@ const apiKeyRoutes: FastifyPluginAsync = async (fastify) => {
   fastify.setSerializerCompiler(serializerCompiler)
   fastify.setSchemaErrorFormatter(formatSchemaErrors)
   const app = fastify.withTypeProvider<ZodTypeProvider>()
-  const CreateBody = createApiKeyBody(fastify.config.services.map((s) => s.name))
+  const CreateBody = createApiKeyBody(() => fastify.serviceTables.current.routes.map((r) => r.name))
 
   /** A store failure is a 503 the client may retry; a raw key is only shown once it is stored. */
   async function storeCall<T> (operation: StoreOperation, fn: () => Promise<T>, reply: { header (k: string, v: string): unknown }): Promise<T> {

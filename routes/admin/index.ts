@@ -10,6 +10,7 @@ import apiKeyRoutes, { formatSchemaErrors } from './api-keys.js'
 import circuitBreakerRoutes from './circuit-breakers.js'
 import methodNotAllowed from './method-not-allowed.js'
 import openApi from './openapi.js'
+import serviceRoutes from './services.js'
 
 export { ADMIN_API_VERSION } from './openapi.js'
 export const ADMIN_BODY_LIMIT = 64 * 1024
@@ -33,6 +34,7 @@ const adminRoutes: FastifyPluginAsync = async (fastify) => {
 
   await fastify.register(apiKeyRoutes)
   await fastify.register(circuitBreakerRoutes)
+  await fastify.register(serviceRoutes)
 }
 
 export default adminRoutes

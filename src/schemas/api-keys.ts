@@ -24,16 +24,19 @@ export const ApiKeyRecordSchema = z.object({
 
 export type ApiKeyRecordOut = z.infer<typeof ApiKeyRecordSchema>
 
-/** The create body; `services` must name services of this gateway's configuration. */
-export function createApiKeyBody (serviceNames: readonly string[]) {
-  const names = serviceNames.length > 0 ? z.enum(serviceNames as [string, ...string[]]) : z.never()
+/**
+ * The create body; `services` must name services the gateway serves when the key is created
+ * (`serviceNames` is asked at each validation: services change at run time, SPEC §17).
+ */
+export function createApiKeyBody (serviceNames: () => readonly string[]) {
+  const names = z.string().refine((n) => serviceNames().includes(n), 'must name a service of this gateway (GET /admin/services lists them)')
   return z.strictObject({
     name: z.string()
       .max(64, 'must be at most 64 characters')
       .regex(KEY_NAME_RE, 'must be 1-64 characters of A-Z a-z 0-9 . _ - and inner spaces'),
     rate_limit: positiveInt(1_000_000).nullable().optional().describe('Requests per minute'),
     burst: positiveInt(1_000_000).nullable().optional().describe('Bucket capacity'),
-    services: z.array(names).min(1).max(serviceNames.length > 0 ? serviceNames.length : 1)
+    services: z.array(names).min(1).max(1000)
       .refine((a) => new Set(a).size === a.length, 'must not repeat a service')
       .meta({ uniqueItems: true }) // what the refine checks, for the OpenAPI document
       .nullable().optional(),

@@ -26,6 +26,7 @@ export const EnvSchema = z.object({
   REDIS_KEY_PREFIX: env(z.string().regex(/^[A-Za-z0-9:_.-]{1,32}$/, 'must be 1-32 characters of A-Z a-z 0-9 : _ . -').default('gw:')),
   DATA_DIR: env(z.string().default('./data')),
   ROUTES_FILE: env(z.string().optional()),
+  SERVICES_SOURCE: env(z.enum(['file', 'store']).optional()),
   TRUST_PROXY: env(z.string().trim().default('false')),
   CORS_ORIGINS: env(z.string().trim().default('*')),
   API_KEY_REQUIRED: env(bool().default(false)),

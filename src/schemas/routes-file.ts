@@ -8,7 +8,7 @@ const prefixSchema = z.string().regex(/^\/[A-Za-z0-9._~\-/]*$/, 'must start with
   .refine((p) => !p.includes('//') && !/(^|\/)\.\.?(\/|$)/.test(p), 'must not contain empty, . or .. segments')
 
 /** WebSocket settings of a service that sets none: no tunnels, 1 MiB messages, 60 s of silence. */
-export const WS_DEFAULTS = { websocket: false, wsMaxMessageBytes: 1024 * 1024, wsIdleTimeoutMs: 60_000 } as const
+const WS_DEFAULTS = { websocket: false, wsMaxMessageBytes: 1024 * 1024, wsIdleTimeoutMs: 60_000 } as const
 
 /** A service's WebSocket tunnel settings (SPEC §15): off unless `websocket: true`. */
 const WebSocketFields = {
@@ -25,7 +25,8 @@ const RetryOverride = z.strictObject({
   jitterFactor: z.number().min(0).max(1)
 }).partial()
 
-const ServiceFileEntry = z.strictObject({
+/** One service of the routes file; the admin API validates its bodies with this same schema. */
+export const ServiceFileEntry = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'must be 1-64 characters of A-Z a-z 0-9 . _ -'),
   prefix: prefixSchema,
   backends: z.array(z.strictObject({
@@ -43,6 +44,9 @@ const ServiceFileEntry = z.strictObject({
   queueTimeoutMs: z.number().int().min(0).max(600_000).default(0),
   ...WebSocketFields
 })
+
+/** A validated service definition (defaults applied), as the routes file and the store hold it. */
+export type ServiceDefinition = z.output<typeof ServiceFileEntry>
 
 export const RoutesFileSchema = z.union([
   z.array(ServiceFileEntry),

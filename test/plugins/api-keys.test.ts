@@ -53,7 +53,7 @@ function breakable (real: Store) {
     },
     onInvalidate: (l) => real.keys.onInvalidate(l)
   }
-  const store: Store = { ...real, kind: real.kind, keys, buckets: real.buckets, failures: real.failures, ping: () => real.ping(), close: () => real.close() }
+  const store: Store = { ...real, kind: real.kind, keys, services: real.services, buckets: real.buckets, failures: real.failures, ping: () => real.ping(), close: () => real.close() }
   return { store, calls, setBroken: (b: boolean) => { broken = b } }
 }
 

@@ -47,6 +47,18 @@ t.test('storage defaults to redis when REDIS_URL or REDIS_HOST is set', async (t
   t.equal(load({ REDIS_HOST: 'cache', STORAGE: 'embedded' }).storage, 'embedded')
 })
 
+t.test('SERVICES_SOURCE defaults to file with ROUTES_FILE (today\'s behaviour), else store', async (t) => {
+  const dir = tempDir(t)
+  writeFileSync(join(dir, 'r.json'), JSON.stringify([{ name: 'a', prefix: '/a', backends: [{ url: 'http://127.0.0.1:1' }] }]))
+  const file = load({ ROUTES_FILE: join(dir, 'r.json') })
+  t.equal(file.servicesSource, 'file')
+  t.equal(file.routesFile, join(dir, 'r.json'))
+  t.equal(load({}).servicesSource, 'store')
+  t.equal(load({}).routesFile, null)
+  t.equal(load({ ROUTES_FILE: join(dir, 'r.json'), SERVICES_SOURCE: 'store' }).servicesSource, 'store')
+  t.match(problems(() => load({ SERVICES_SOURCE: 'db' })), [/^SERVICES_SOURCE: /])
+})
+
 t.test('env booleans parse "false" as false and an empty variable means the default', async (t) => {
   t.equal(load({ API_KEY_REQUIRED: 'false' }).apiKeyRequired, false)
   t.equal(load({ API_KEY_REQUIRED: 'true' }).apiKeyRequired, true)

@@ -250,6 +250,61 @@ export function storeContract (t: Test, makeStore: () => Promise<StoreUnderTest>
     t.equal(await Promise.race([deleted, sleep(1000).then(() => 'nothing within 1 s')]), second.hash)
   })
 
+  const svc = (name: string, prefix: string) => ({ name, prefix, backends: [{ url: 'http://127.0.0.1:9', weight: 1 }] })
+
+  t.test('services: a new store is at version 0 and empty; each write bumps the version', (t) => withStore(t, async (store) => {
+    t.same(await store.services.snapshot(), { version: 0, services: [] })
+    t.equal(await store.services.put('a', svc('a', '/a'), '2026-01-01T00:00:00.000Z', 0), 1)
+    t.equal(await store.services.put('b', svc('b', '/b'), '2026-01-01T00:00:01.000Z', 1), 2)
+    t.equal(await store.services.put('a', svc('a', '/a2'), '2026-01-01T00:00:02.000Z', 2), 3, 'a replace')
+    t.equal(await store.services.version(), 3)
+    t.same(await store.services.snapshot(), {
+      version: 3,
+      services: [
+        { name: 'b', definition: svc('b', '/b'), version: 2, updated_at: '2026-01-01T00:00:01.000Z' },
+        { name: 'a', definition: svc('a', '/a2'), version: 3, updated_at: '2026-01-01T00:00:02.000Z' }
+      ]
+    }, 'in write order, each with the version it was written at')
+    t.equal(await store.services.delete('b', 3), 4)
+    t.equal(await store.services.delete('b', 4), 0, 'deleting an unknown name changes nothing')
+    t.same((await store.services.snapshot()).services.map((s) => s.name), ['a'])
+  }))
+
+  t.test('services: a write decided on an old version is refused and changes nothing', (t) => withStore(t, async (store) => {
+    await store.services.put('a', svc('a', '/a'), new Date().toISOString(), 0)
+    t.equal(await store.services.put('b', svc('b', '/b'), new Date().toISOString(), 0), null)
+    t.equal(await store.services.delete('a', 0), null)
+    t.same((await store.services.snapshot()).services.map((s) => s.name), ['a'])
+    t.equal(await store.services.version(), 1)
+  }))
+
+  t.test('services: seed writes only into a store never written, even one emptied since', (t) => withStore(t, async (store) => {
+    t.equal(await store.services.seed([{ name: 'a', definition: svc('a', '/a') }, { name: 'b', definition: svc('b', '/b') }], new Date().toISOString()), true)
+    t.same(await store.services.version(), 1)
+    t.same((await store.services.snapshot()).services.map((s) => s.name).sort(), ['a', 'b'])
+    await store.services.delete('a', 1)
+    await store.services.delete('b', 2)
+    t.equal(await store.services.seed([{ name: 'c', definition: svc('c', '/c') }], new Date().toISOString()), false)
+    t.same(await store.services.snapshot(), { version: 3, services: [] })
+  }))
+
+  t.test('services: listeners hear the new version of every change, from any instance within 1 s', async (t) => {
+    const s = await makeStore()
+    t.teardown(s.cleanup)
+    const other = s.peer === undefined ? s.store : await s.peer()
+    if (s.peer !== undefined) await sleep(100) // the peer's subscription
+    const heard: number[] = []
+    other.services.onChange((v) => heard.push(v))
+    await s.store.services.put('a', svc('a', '/a'), new Date().toISOString(), 0)
+    const started = Date.now()
+    while (!heard.includes(1) && Date.now() - started < 1000) await sleep(10)
+    t.ok(heard.includes(1), `heard version 1 after ${Date.now() - started} ms`)
+    await s.store.services.delete('a', 1)
+    while (!heard.includes(2) && Date.now() - started < 2000) await sleep(10)
+    t.ok(heard.includes(2), 'heard the delete')
+    t.same((await other.services.snapshot()).version, 2)
+  })
+
   t.test('buckets', async (t) => {
     bucketContract(t, async () => {
       const s = await makeStore()
