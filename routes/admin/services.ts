@@ -4,14 +4,28 @@
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod'
 import { ServiceFileEntry, type ServiceDefinition } from '../../src/schemas/routes-file.js'
-import { ServiceNotFound, ValidationFailed } from '../../src/errors.js'
-import { describeIssues } from '../../src/schemas/api-keys.js'
+import { ServiceNotFound, ServiceStoreUnavailable, ValidationFailed } from '../../src/errors.js'
+import { describeIssues, ErrorEnvelope } from '../../src/schemas/api-keys.js'
 import {
   DryRunQuery, PatchServiceBody, PutServiceBody, ServiceChangeResponse, ServiceListResponse, ServiceNameParams, ServiceOneResponse
 } from '../../src/schemas/services.js'
 import { mergePatch } from '../../src/service-changes.js'
 import type { ServiceChange, ServiceEntry } from '../../plugins/services.js'
 import { formatSchemaErrors } from './api-keys.js'
+
+/** Statuses these routes produce themselves (the admin scope documents 400/401/413/415/429). */
+const UNKNOWN_NAME = ErrorEnvelope.meta({ description: 'No service has this name' })
+const CONFLICT = ErrorEnvelope.meta({
+  description: 'The prefix is taken by another service or by the gateway, or SERVICES_SOURCE=file makes the routes file the truth'
+})
+const STORE_DOWN = ErrorEnvelope.meta({
+  description: 'The service store is unavailable; retry after Retry-After',
+  headers: { 'retry-after': { type: 'integer', description: 'Seconds to wait before retrying' } }
+})
+const CREATED = ServiceChangeResponse.meta({
+  description: 'Created (with dry_run=true: 200, nothing applied)',
+  headers: { location: { type: 'string', description: 'The new service: /admin/services/{name}' } }
+})
 
 const record = (e: ServiceEntry) => ({ ...e.definition, version: e.version, updated_at: e.updated_at })
 
@@ -21,6 +35,10 @@ const serviceRoutes: FastifyPluginAsync = async (fastify) => {
   fastify.setSchemaErrorFormatter(formatSchemaErrors)
   const app = fastify.withTypeProvider<ZodTypeProvider>()
   const services = fastify.services
+  // A store failure is a 503 the client may retry.
+  app.addHook('onError', async (_request, reply, err) => {
+    if (err instanceof ServiceStoreUnavailable) reply.header('retry-after', '1')
+  })
   // One admin account (SPEC §9): the user a change is logged with.
   const user = fastify.config.admin.authEnabled ? fastify.config.admin.username : 'anonymous (admin auth disabled)'
 
@@ -51,11 +69,11 @@ const serviceRoutes: FastifyPluginAsync = async (fastify) => {
   }
 
   app.get('/services', {
-    schema: { summary: 'List services, with the table version', response: { 200: ServiceListResponse } }
+    schema: { operationId: 'listServices', summary: 'List services, with the table version', response: { 200: ServiceListResponse } }
   }, async () => ({ status: 'success' as const, data: services.list().map(record), version: services.version, source: services.source }))
 
   app.get('/services/:name', {
-    schema: { summary: 'Get one service', params: ServiceNameParams, response: { 200: ServiceOneResponse } }
+    schema: { operationId: 'getService', summary: 'Get one service', params: ServiceNameParams, response: { 200: ServiceOneResponse, 404: UNKNOWN_NAME } }
   }, async (request) => {
     const entry = services.get(request.params.name)
     if (entry === null) throw new ServiceNotFound(request.params.name)
@@ -64,27 +82,29 @@ const serviceRoutes: FastifyPluginAsync = async (fastify) => {
 
   app.put('/services/:name', {
     schema: {
+      operationId: 'putService',
       summary: 'Create or replace a service (201 created, 200 replaced)',
       params: ServiceNameParams,
       querystring: DryRunQuery,
       body: PutServiceBody,
-      response: { 200: ServiceChangeResponse, 201: ServiceChangeResponse }
+      response: { 200: ServiceChangeResponse, 201: CREATED, 409: CONFLICT, 503: STORE_DOWN }
     }
   }, async (request, reply) => {
     const { name } = request.params
     nameMatches(name, request.body)
     const change = await services.put(name, definition(name, request.body), { user, dryRun: request.query.dry_run === 'true' })
-    reply.code(change.action === 'created' && !change.dryRun ? 201 : 200)
+    if (change.action === 'created' && !change.dryRun) reply.code(201).header('location', `/admin/services/${name}`)
     return answer(change, request, name)
   })
 
   app.patch('/services/:name', {
     schema: {
+      operationId: 'patchService',
       summary: 'Change a service (JSON merge patch: absent keeps, null removes)',
       params: ServiceNameParams,
       querystring: DryRunQuery,
       body: PatchServiceBody,
-      response: { 200: ServiceChangeResponse }
+      response: { 200: ServiceChangeResponse, 404: UNKNOWN_NAME, 409: CONFLICT, 503: STORE_DOWN }
     }
   }, async (request) => {
     const { name } = request.params
@@ -97,7 +117,7 @@ const serviceRoutes: FastifyPluginAsync = async (fastify) => {
   })
 
   app.delete('/services/:name', {
-    schema: { summary: 'Remove a service', params: ServiceNameParams, response: { 200: ServiceChangeResponse } }
+    schema: { operationId: 'deleteService', summary: 'Remove a service', params: ServiceNameParams, response: { 200: ServiceChangeResponse, 404: UNKNOWN_NAME, 409: CONFLICT, 503: STORE_DOWN } }
   }, async (request) => {
     const { name } = request.params
     const change = await services.delete(name, { user })

@@ -22,9 +22,10 @@ const JSON_TYPE = { 'content-type': 'application/json' }
 interface Operation { operationId?: string, responses: Record<string, { headers?: Record<string, unknown> }> }
 type Doc = { openapi: string, paths: Record<string, Record<string, Operation>>, security?: unknown }
 
-/** The admin operations of this branch; routes other plugins add are checked for validity only. */
+/** Every admin operation the gateway has; routes a test adds are checked for validity only. */
 const KNOWN = ['/admin/apikeys', '/admin/apikeys/{id}', '/admin/apikeys/{id}/revoke', '/admin/circuit-breakers',
-  '/admin/circuit-breakers/reset', '/admin/circuit-breakers/{name}/reset', '/admin/openapi.json']
+  '/admin/circuit-breakers/reset', '/admin/circuit-breakers/{name}/reset', '/admin/openapi.json',
+  '/admin/services', '/admin/services/{name}']
 
 t.test('the generated document is valid OpenAPI 3.1 and each documented status is answered for real', async (t) => {
   const redis = await startRedis()
@@ -66,9 +67,9 @@ t.test('the generated document is valid OpenAPI 3.1 and each documented status i
   const big = JSON.stringify({ name: 'k' }) + ' '.repeat(70 * 1024)
   type Provoke = () => Promise<LightMyRequestResponse>
   const cases = new Map<string, Provoke>()
-  const common = (method: InjectOptions['method'], url: string, extra: InjectOptions = {}) => {
-    const op = `${String(method)} ${url.replace(key, '{id}').replace('/user-service/', '/{name}/')}`
-    cases.set(`${op} 401`, () => call({ method, url, ...extra, auth: 'Basic bm8=' }))
+  const common = (method: InjectOptions['method'], url: string, extra: InjectOptions = {}, op = `${String(method)} ${url.replace(key, '{id}').replace('/user-service/', '/{name}/')}`) => {
+    // From an address of its own: failed logins from one address are throttled (429).
+    cases.set(`${op} 401`, () => call({ method, url, ...extra, auth: 'Basic bm8=', remoteAddress: `10.8.0.${++ip}` }))
     cases.set(`${op} 429`, () => throttled({ method, url, ...extra }))
     if (method !== 'GET') {
       // Bodies are read for these methods even where the route expects none.
@@ -104,13 +105,43 @@ t.test('the generated document is valid OpenAPI 3.1 and each documented status i
   cases.set('POST /admin/circuit-breakers/{name}/reset 200', () => call({ method: 'POST', url: '/admin/circuit-breakers/user-service/reset' }))
   cases.set('POST /admin/circuit-breakers/{name}/reset 400', () => call({ method: 'POST', url: '/admin/circuit-breakers/bad name!/reset' }))
   cases.set('POST /admin/circuit-breakers/{name}/reset 404', () => call({ method: 'POST', url: '/admin/circuit-breakers/no-such-service/reset' }))
+  // Services (store mode: the default services were imported into the empty store at start).
+  const backend = { backends: [{ url: 'http://127.0.0.1:9' }] }
+  const put = (name: string, body: unknown) => call({ method: 'PUT', url: `/admin/services/${name}`, payload: body as Record<string, unknown> })
+  // In file mode (ROUTES_FILE or SERVICES_SOURCE=file) every admin write is 409.
+  const fileMode = await build(t, { SERVICES_SOURCE: 'file' })
+  const inFileMode = (opts: InjectOptions) => fileMode.inject({ remoteAddress: '127.0.0.1', ...opts, headers: { authorization: AUTH, ...opts.headers } })
+  common('GET', '/admin/services')
+  cases.set('GET /admin/services 200', () => call({ url: '/admin/services' }))
+  common('GET', '/admin/services/user-service', {}, 'GET /admin/services/{name}')
+  cases.set('GET /admin/services/{name} 200', () => call({ url: '/admin/services/user-service' }))
+  cases.set('GET /admin/services/{name} 400', () => call({ url: '/admin/services/bad name!' }))
+  cases.set('GET /admin/services/{name} 404', () => call({ url: '/admin/services/no-such-service' }))
+  common('PUT', '/admin/services/doc-a', { payload: { prefix: '/doc-a', ...backend } }, 'PUT /admin/services/{name}')
+  cases.set('PUT /admin/services/{name} 201', () => put('doc-a', { prefix: '/doc-a', ...backend }))
+  cases.set('PUT /admin/services/{name} 200', async () => { await put('doc-b', { prefix: '/doc-b', ...backend }); return await put('doc-b', { prefix: '/doc-b', strategy: 'random', ...backend }) })
+  cases.set('PUT /admin/services/{name} 400', () => put('doc-c', { prefix: '/doc-c', backends: [] }))
+  cases.set('PUT /admin/services/{name} 409', () => put('doc-d', { prefix: '/api/users', ...backend }))
+  common('PATCH', '/admin/services/user-service', { payload: { strategy: 'random' } }, 'PATCH /admin/services/{name}')
+  cases.set('PATCH /admin/services/{name} 200', () => call({ method: 'PATCH', url: '/admin/services/user-service', payload: { strategy: 'random' } }))
+  cases.set('PATCH /admin/services/{name} 400', () => call({ method: 'PATCH', url: '/admin/services/user-service', payload: { backends: 'none' } }))
+  cases.set('PATCH /admin/services/{name} 404', () => call({ method: 'PATCH', url: '/admin/services/no-such-service', payload: { strategy: 'random' } }))
+  cases.set('PATCH /admin/services/{name} 409', () => call({ method: 'PATCH', url: '/admin/services/user-service', payload: { prefix: '/api/auth' } }))
+  common('DELETE', '/admin/services/user-service', {}, 'DELETE /admin/services/{name}')
+  cases.set('DELETE /admin/services/{name} 200', async () => { await put('doc-e', { prefix: '/doc-e', ...backend }); return await call({ method: 'DELETE', url: '/admin/services/doc-e' }) })
+  cases.set('DELETE /admin/services/{name} 400', () => call({ method: 'DELETE', url: '/admin/services/bad name!' }))
+  cases.set('DELETE /admin/services/{name} 404', () => call({ method: 'DELETE', url: '/admin/services/no-such-service' }))
+  cases.set('DELETE /admin/services/{name} 409', () => inFileMode({ method: 'DELETE', url: '/admin/services/user-service' }))
   // Last: these need the store down.
   const outage = new Map<string, Provoke>([
     ['POST /admin/apikeys 503', () => call({ method: 'POST', url: '/admin/apikeys', payload: { name: 'k' } })],
     ['GET /admin/apikeys 503', () => call({ url: '/admin/apikeys' })],
     ['GET /admin/apikeys/{id} 503', () => call({ url: `/admin/apikeys/${key}` })],
     ['POST /admin/apikeys/{id}/revoke 503', () => call({ method: 'POST', url: `/admin/apikeys/${key}/revoke` })],
-    ['DELETE /admin/apikeys/{id} 503', () => call({ method: 'DELETE', url: `/admin/apikeys/${key}` })]
+    ['DELETE /admin/apikeys/{id} 503', () => call({ method: 'DELETE', url: `/admin/apikeys/${key}` })],
+    ['PUT /admin/services/{name} 503', () => put('doc-f', { prefix: '/doc-f', ...backend })],
+    ['PATCH /admin/services/{name} 503', () => call({ method: 'PATCH', url: '/admin/services/user-service', payload: { strategy: 'round-robin' } })],
+    ['DELETE /admin/services/{name} 503', () => call({ method: 'DELETE', url: '/admin/services/user-service' })]
   ])
 
   const documented = ops.filter((o) => KNOWN.includes(o.path))
@@ -120,8 +151,10 @@ t.test('the generated document is valid OpenAPI 3.1 and each documented status i
   t.same(ops.filter((o) => KNOWN.includes(o.path)).map((o) => o.key).sort(), [
     'DELETE /admin/apikeys/{id}', 'GET /admin/apikeys', 'GET /admin/apikeys/{id}', 'GET /admin/circuit-breakers',
     'GET /admin/openapi.json', 'POST /admin/apikeys', 'POST /admin/apikeys/{id}/revoke',
-    'POST /admin/circuit-breakers/reset', 'POST /admin/circuit-breakers/{name}/reset'
-  ])
+    'POST /admin/circuit-breakers/reset', 'POST /admin/circuit-breakers/{name}/reset',
+    'DELETE /admin/services/{name}', 'GET /admin/services', 'GET /admin/services/{name}', 'PATCH /admin/services/{name}',
+    'PUT /admin/services/{name}'
+  ].sort())
 
   const check = async (d: typeof documented[number], provoke: Provoke): Promise<void> => {
     const r = await provoke()
