@@ -181,9 +181,13 @@ export default fp(async (fastify) => {
   // Label children, created once per value so the hot path does a Map lookup and an increment.
   interface ServiceSeries { requests: { inc (): void }, errors: { inc (): void }, trips: { inc (): void }, retries: { inc (): void }, shed: { inc (): void }, state: { set (v: number): void } }
   const services = new Map<string, ServiceSeries>()
+  // A removed service's requests still in flight must not bring its series back.
+  const removed = new Set<string>()
+  const NO_SERIES: ServiceSeries = { requests: { inc () {} }, errors: { inc () {} }, trips: { inc () {} }, retries: { inc () {} }, state: { set () {} } }
   const service = (name: string): ServiceSeries => {
     let s = services.get(name)
     if (s === undefined) {
+      if (removed.has(name)) return NO_SERIES
       s = {
         requests: backendRequests.labels(name),
         errors: backendErrors.labels(name),
@@ -201,6 +205,7 @@ export default fp(async (fastify) => {
   const configured: readonly ServiceConfig[] = fastify.hasDecorator('config') ? fastify.config.services : []
   const perServiceCounters = [backendRequests, backendErrors, breakerTrips, retries, shed]
   const addService = (name: string): void => {
+    removed.delete(name)
     for (const c of perServiceCounters) c.inc({ service: name }, 0)
     service(name).state.set(1)
   }
@@ -231,6 +236,7 @@ export default fp(async (fastify) => {
     removeService (name) {
       for (const c of [...perServiceCounters, breakerState]) c.remove({ service: name })
       services.delete(name)
+      removed.add(name)
     },
     servicesVersion (version) { tableVersion.set(version) },
     requestAborted (request) { onAbort(request as Tracked) },

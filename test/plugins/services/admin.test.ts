@@ -63,6 +63,10 @@ t.test('a service created through the admin API is proxied at once, changed, and
   t.equal((await admin(app, 'DELETE', '/admin/services/orders')).statusCode, 404)
   t.notMatch((await app.inject('/metrics')).body, /service="orders"/, 'its metric series went with it')
   t.notOk(app.breakers.get('orders'), 'and its breaker')
+  app.gatewayMetrics.backendRequest('orders') // a request that was still in flight
+  t.notMatch((await app.inject('/metrics')).body, /service="orders"/, 'and do not come back')
+  t.equal((await admin(app, 'PUT', '/admin/services/orders', def(a.url))).statusCode, 201)
+  t.match((await app.inject('/metrics')).body, /gateway_backend_requests_total\{service="orders"\} 0/, 'a service created again starts at 0')
 })
 
 t.test('changing backends under 200 req/s moves the traffic with no failed request', async (t) => {
