@@ -183,7 +183,7 @@ export default fp(async (fastify) => {
   const services = new Map<string, ServiceSeries>()
   // A removed service's requests still in flight must not bring its series back.
   const removed = new Set<string>()
-  const NO_SERIES: ServiceSeries = { requests: { inc () {} }, errors: { inc () {} }, trips: { inc () {} }, retries: { inc () {} }, state: { set () {} } }
+  const NO_SERIES: ServiceSeries = { requests: { inc () {} }, errors: { inc () {} }, trips: { inc () {} }, retries: { inc () {} }, shed: { inc () {} }, state: { set () {} } }
   const service = (name: string): ServiceSeries => {
     let s = services.get(name)
     if (s === undefined) {
