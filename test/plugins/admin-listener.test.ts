@@ -4,6 +4,7 @@
 import t from 'tap'
 import { ADMIN_PASSWORD, adminAuth, freePort, startGateway } from '../harness/gateway-process.js'
 import { http, metricValue, parseMetrics } from '../harness/http.js'
+import { rawRequest } from '../harness/raw-client.js'
 import { isEnvelope, service } from '../harness/suite.js'
 import { echoUpstream } from '../harness/upstreams.js'
 import { build, routesFile } from '../helper.js'
@@ -45,6 +46,10 @@ t.test('in one app: each route on its own listener, one store and one registry f
     t.equal((await http(adm, path)).status, 404, `admin listener ${path}: 404 (no proxying there)`)
   }
   t.equal(echo.requests.length, 1, 'nothing was proxied from the admin listener')
+
+  const bad = await rawRequest(adm, 'GET /health HTTP/1.1\r\nHost: g\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n')
+  t.same(bad.statuses, [400], 'the admin listener has the same parser protections (CL+TE: one 400)')
+  t.ok(isEnvelope(bad.responses[0]?.body.toString() ?? ''), 'in the envelope')
 
   const metrics = await http(adm, '/metrics')
   t.equal(metrics.status, 200, 'admin /metrics: 200')
