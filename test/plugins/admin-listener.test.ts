@@ -6,6 +6,7 @@ import { build, routesFile } from '../support/app.js'
 import { freePort } from '../support/basics.js'
 import { ADMIN_PASSWORD, adminAuth, startGateway } from '../support/gateway-process.js'
 import { http, metricValue, parseMetrics } from '../support/http.js'
+import { rawRequest } from '../support/raw-client.js'
 import { isEnvelope, service } from '../support/suite.js'
 import { echoUpstream } from '../support/upstreams.js'
 
@@ -46,6 +47,10 @@ t.test('in one app: each route on its own listener, one store and one registry f
     t.equal((await http(adm, path)).status, 404, `admin listener ${path}: 404 (no proxying there)`)
   }
   t.equal(echo.requests.length, 1, 'nothing was proxied from the admin listener')
+
+  const bad = await rawRequest(adm, 'GET /health HTTP/1.1\r\nHost: g\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n')
+  t.same(bad.statuses, [400], 'the admin listener has the same parser protections (CL+TE: one 400)')
+  t.ok(isEnvelope(bad.responses[0]?.body.toString() ?? ''), 'in the envelope')
 
   const metrics = await http(adm, '/metrics')
   t.equal(metrics.status, 200, 'admin /metrics: 200')

@@ -83,6 +83,22 @@ t.test('a queued request that gets a slot within queueTimeoutMs succeeds', async
   t.equal(await shedCount(port, 'queued'), 0, 'nothing was shed')
 })
 
+t.test('a queued POST keeps its body: it is read only once the request has a slot', async (t) => {
+  const gate = await gateUpstream(t)
+  const port = await gateway(t, [service('upload', '/api/upload', gate.url, { maxConcurrent: 1, queueTimeoutMs: 10_000 })])
+  const first = http(port, '/api/upload/a')
+  t.ok(await until(() => gate.held.length === 1, 5000))
+  const body = 'x'.repeat(100_000)
+  const post = http(port, '/api/upload/b', { method: 'POST', headers: { 'content-type': 'text/plain' }, body })
+  t.notOk(await until(() => gate.requests.length > 1, 300), 'the POST waits in the queue')
+  gate.open()
+  t.equal((await first).status, 200)
+  t.ok(await until(() => gate.held.length === 1, 5000))
+  gate.open()
+  t.equal((await post).status, 200)
+  t.equal(gate.requests[1].body.toString(), body, 'the upstream got the whole body')
+})
+
 t.test('a queued request whose queueTimeoutMs runs out is shed', async (t) => {
   const gate = await gateUpstream(t)
   const port = await gateway(t, [service('short', '/api/short', gate.url, { maxConcurrent: 1, queueTimeoutMs: 100 })])
