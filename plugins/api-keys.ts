@@ -337,4 +337,4 @@ async function apiKeysPlugin (fastify: FastifyInstance, opts: ApiKeysOptions): P
   } satisfies ApiKeys)
 }
 
-export default fp(apiKeysPlugin, { name: 'api-keys', dependencies: ['store', 'gateway-metrics'] })
+export default fp(apiKeysPlugin, { name: 'api-keys', dependencies: ['config', 'store', 'gateway-metrics'] })

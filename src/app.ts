@@ -7,9 +7,10 @@ import { logDestination } from './log-destination.js'
 import { requestIdFor } from '../plugins/request-context.js'
 import requestContext from '../plugins/request-context.js'
 import errorHandler, { clientErrorHandler, refuseConnect, routerError } from '../plugins/error-handler.js'
+import configPlugin from '../plugins/config.js'
 import lifecycle from '../plugins/lifecycle.js'
 import cors from '../plugins/cors.js'
-import metrics from '../plugins/metrics.js'
+import gatewayMetrics from '../plugins/gateway-metrics.js'
 import accessLog, { requestSerializer } from '../plugins/access-log.js'
 import store from '../plugins/store/index.js'
 import apiKeys from '../plugins/api-keys.js'
@@ -21,12 +22,6 @@ import infoRoutes from '../routes/info.js'
 import metricsRoutes from '../routes/metrics.js'
 import adminRoutes from '../routes/admin/index.js'
 import proxy from '../plugins/proxy/index.js'
-
-declare module 'fastify' {
-  interface FastifyInstance {
-    config: Config
-  }
-}
 
 export interface BuildOptions {
   /** A pino logger config or instance; defaults to JSON logs at config.logLevel. */
@@ -88,7 +83,6 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     onConstructorPoisoning: 'error',
     routerOptions: { maxParamLength: 256 }
   })
-  app.decorate('config', config)
   // Every header line is kept so the framing guard can count them; Node's default of 2000 drops
   // the rest silently, Content-Length included (docs/reliability.md, BI-07).
   app.server.maxHeadersCount = 0
@@ -97,11 +91,12 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   app.server.on('checkContinue', (req, res) => app.server.emit('request', req, res))
   app.server.on('connect', (_req, socket) => refuseConnect(socket as never))
 
+  await app.register(configPlugin, { config })
   await app.register(lifecycle)
   await app.register(errorHandler)
   await app.register(requestContext)
   await app.register(cors)
-  await app.register(metrics)
+  await app.register(gatewayMetrics)
   await app.register(accessLog)
   await app.register(store)
   await app.register(apiKeys)

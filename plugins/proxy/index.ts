@@ -11,7 +11,7 @@ import { Agent } from 'undici'
 import { BoundedBody } from '../../src/bounded-body.js'
 import { BadRequest, CircuitOpen, NotFound, PayloadTooLarge } from '../../src/errors.js'
 import { isIdempotent } from '../../src/retry-policy.js'
-import { UNMATCHED_PATH } from '../metrics.js'
+import { UNMATCHED_PATH } from '../gateway-metrics.js'
 import { Exchange, type ExchangeContext } from './exchange.js'
 import { upstreamHeaders } from './headers.js'
 import { isSafePath, normalizePath, stripPrefix, withoutKeyParams } from './paths.js'
@@ -147,7 +147,7 @@ export default fp(async function proxy (app) {
   })
 }, {
   name: 'proxy',
-  dependencies: ['api-keys', 'rate-limit', 'circuit-breakers', 'health-checks', 'gateway-metrics', 'access-log']
+  dependencies: ['config', 'api-keys', 'rate-limit', 'circuit-breakers', 'health-checks', 'gateway-metrics', 'access-log']
 })
 
 /** The path and query a backend is sent: prefix stripped if the service says so, key parameters removed. */
