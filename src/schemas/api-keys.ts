@@ -65,8 +65,3 @@ export const ErrorEnvelope = z.object({
   message: z.string(),
   request_id: z.string().optional()
 }).describe('The gateway error envelope')
-
-/** "rate_limit: must be …; name: …" from zod issues: every message names its field (SPEC §5). */
-export function describeIssues (issues: ReadonlyArray<{ path: ReadonlyArray<PropertyKey>, message: string }>, root: string): string {
-  return issues.slice(0, 5).map((i) => `${i.path.length > 0 ? i.path.map(String).join('.') : root}: ${i.message}`).join('; ')
-}
