@@ -23,7 +23,7 @@ storeContract(t, async () => {
       rmSync(dir, { recursive: true, force: true })
     }
   }
-})
+}, { shared: false })
 
 t.test('keys survive closing and reopening the database file', async (t) => {
   const dir = tempDir(t)

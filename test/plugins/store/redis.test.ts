@@ -52,7 +52,7 @@ storeContract(t, async () => {
       await deleteKeysUnder(prefix)
     }
   }
-})
+}, { shared: true })
 
 t.test('every key lives under REDIS_KEY_PREFIX, API-key data in the one {keys} slot', async (t) => {
   const prefix = newPrefix()
