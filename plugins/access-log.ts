@@ -4,7 +4,7 @@
 import type { FastifyBaseLogger, FastifyReply, FastifyRequest, onRequestAbortHookHandler, onResponseHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
 import { API_KEY_PREFIX } from '../src/api-key-format.js'
-import { CLIENT_CLOSED_STATUS, routeLabel, startedAt } from './metrics.js'
+import { CLIENT_CLOSED_STATUS, routeLabel, startedAt } from './gateway-metrics.js'
 
 export const REDACTED = '[REDACTED]'
 /** Query parameters whose value is a credential (compared case-insensitively, after decoding). */

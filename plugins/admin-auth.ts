@@ -12,7 +12,7 @@ import fp from 'fastify-plugin'
 import { AdminThrottled, AdminUnauthorized } from '../src/errors.js'
 import { MemoryFailureCounter } from './store/embedded.js'
 import type { Reservation } from './store/types.js'
-import type { StoreOperation } from './metrics.js'
+import type { StoreOperation } from './gateway-metrics.js'
 
 export const ADMIN_CHALLENGE = 'Basic realm="gateway", charset="UTF-8"'
 export const MAX_FAILURES = 10
@@ -127,4 +127,4 @@ function basicUser (header: string | undefined): string | undefined {
   return colon === -1 ? undefined : decoded.slice(0, Math.min(colon, 64))
 }
 
-export default fp(adminAuth, { name: 'admin-auth', dependencies: ['store', 'gateway-metrics'] })
+export default fp(adminAuth, { name: 'admin-auth', dependencies: ['config', 'store', 'gateway-metrics'] })

@@ -96,4 +96,4 @@ export default fp(async function adminListener (app) {
     server.closeIdleConnections()
     await closed
   })
-}, { name: 'admin-listener', dependencies: ['error-handler'] })
+}, { name: 'admin-listener', dependencies: ['config', 'error-handler'] })

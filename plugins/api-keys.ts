@@ -9,6 +9,7 @@
 // `store.keys.onInvalidate` (Redis pub/sub) at once; the TTL bounds staleness if that channel drops.
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
+import { LruMap } from 'toad-cache'
 import type { ServiceConfig } from '../src/config.js'
 import { generateApiKey, newKeyId, parseApiKey } from '../src/api-key-format.js'
 import { findCredential } from '../src/credentials.js'
@@ -113,16 +114,6 @@ function withTimeout<T> (p: Promise<T>, ms: number): Promise<T> {
   return Promise.race([p, timeout]).finally(() => clearTimeout(timer))
 }
 
-/** Insertion-ordered Map with a size bound: the oldest entry goes first. */
-function boundedSet<K, V> (map: Map<K, V>, key: K, value: V, max: number): void {
-  map.delete(key)
-  if (map.size >= max) {
-    const oldest = map.keys().next()
-    if (oldest.done !== true) map.delete(oldest.value)
-  }
-  map.set(key, value)
-}
-
 async function apiKeysPlugin (fastify: FastifyInstance, opts: ApiKeysOptions): Promise<void> {
   const { config, store, gatewayMetrics: metrics } = fastify
   const ttlMs = opts.cacheTtlMs ?? 5000
@@ -131,11 +122,13 @@ async function apiKeysPlugin (fastify: FastifyInstance, opts: ApiKeysOptions): P
   const lookupTimeoutMs = opts.lookupTimeoutMs ?? 1000
   const maxInvalid = opts.maxInvalidPerMinute ?? 100
 
-  const valid = new Map<string, Entry>() // by hash: keys found in the store (active or not)
-  const unknown = new Map<string, number>() // by hash: when the store said "no such key"
+  // Bounded by maxEntries, least recently used evicted first (a flood of random keys or client
+  // addresses cannot grow them). `inflight` is bounded by the lookups running at once.
+  const valid = new LruMap<Entry>(maxEntries) // by hash: keys found in the store (active or not)
+  const unknown = new LruMap<number>(maxEntries) // by hash: when the store said "no such key"
   const inflight = new Map<string, Promise<Entry>>()
-  const touchedAt = new Map<string, number>() // by key id
-  const invalidByIp = new Map<string, { count: number, resetAt: number }>()
+  const touchedAt = new LruMap<number>(maxEntries) // by key id
+  const invalidByIp = new LruMap<{ count: number, resetAt: number }>(maxEntries)
   let invalidations = 0
   let lastStoreLog = 0
 
@@ -168,10 +161,10 @@ async function apiKeysPlugin (fastify: FastifyInstance, opts: ApiKeysOptions): P
       if (epoch === invalidations) {
         if (key === null) {
           valid.delete(hash)
-          boundedSet(unknown, hash, now, maxEntries)
+          unknown.set(hash, now)
         } else {
           unknown.delete(hash)
-          boundedSet(valid, hash, entry, maxEntries)
+          valid.set(hash, entry)
         }
       }
       return entry
@@ -192,7 +185,7 @@ async function apiKeysPlugin (fastify: FastifyInstance, opts: ApiKeysOptions): P
   function touch (consumer: Consumer, now: number): void {
     const last = touchedAt.get(consumer.id)
     if (last !== undefined && now - last < TOUCH_EVERY_MS) return
-    boundedSet(touchedAt, consumer.id, now, maxEntries)
+    touchedAt.set(consumer.id, now)
     store.keys.touch(consumer.id, new Date(now).toISOString()).catch((err: unknown) => {
       metrics.storeError('keys.touch')
       fastify.log.warn({ err, keyId: consumer.id }, 'could not record API key use')
@@ -207,10 +200,6 @@ async function apiKeysPlugin (fastify: FastifyInstance, opts: ApiKeysOptions): P
   function countInvalid (ip: string, now: number): void {
     let w = invalidByIp.get(ip)
     if (w === undefined || w.resetAt <= now) {
-      if (invalidByIp.size >= maxEntries) {
-        for (const [k, v] of invalidByIp) if (v.resetAt <= now) invalidByIp.delete(k)
-        if (invalidByIp.size >= maxEntries) invalidByIp.clear()
-      }
       w = { count: 0, resetAt: now + INVALID_WINDOW_MS }
       invalidByIp.set(ip, w)
     }
@@ -292,7 +281,7 @@ async function apiKeysPlugin (fastify: FastifyInstance, opts: ApiKeysOptions): P
   /** Drops a key from this instance's cache at once (other instances hear it via onInvalidate). */
   function forget (id: string): void {
     invalidations++
-    for (const [hash, entry] of valid) if (entry.consumer?.id === id) valid.delete(hash)
+    for (const hash of [...valid.keys()]) if (valid.get(hash)?.consumer?.id === id) valid.delete(hash)
     touchedAt.delete(id)
   }
 
@@ -337,4 +326,4 @@ async function apiKeysPlugin (fastify: FastifyInstance, opts: ApiKeysOptions): P
   } satisfies ApiKeys)
 }
 
-export default fp(apiKeysPlugin, { name: 'api-keys', dependencies: ['store', 'gateway-metrics'] })
+export default fp(apiKeysPlugin, { name: 'api-keys', dependencies: ['config', 'store', 'gateway-metrics'] })

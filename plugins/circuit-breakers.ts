@@ -234,4 +234,4 @@ export default fp(async (fastify) => {
   fastify.addHook('onClose', async () => {
     for (const b of breakers.values()) b.stop()
   })
-}, { name: 'circuit-breakers', dependencies: ['gateway-metrics'] })
+}, { name: 'circuit-breakers', dependencies: ['config', 'gateway-metrics'] })

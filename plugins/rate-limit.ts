@@ -182,4 +182,4 @@ export default fp<RateLimitOptions>(async function rateLimit (fastify, opts) {
 
   fastify.decorate('rateLimit', { hookFor })
   fastify.addHook('onClose', async () => { await fallback.close() })
-}, { name: 'rate-limit', fastify: '5.x', dependencies: ['store', 'gateway-metrics'] })
+}, { name: 'rate-limit', fastify: '5.x', dependencies: ['config', 'store', 'gateway-metrics', 'api-keys'] })

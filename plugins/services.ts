@@ -314,5 +314,5 @@ export default fp(async function services (app) {
   app.decorate('serviceTables', tables)
 }, {
   name: 'services',
-  dependencies: ['store', 'api-keys', 'rate-limit', 'circuit-breakers', 'health-checks', 'gateway-metrics']
+  dependencies: ['config', 'store', 'api-keys', 'rate-limit', 'circuit-breakers', 'health-checks', 'gateway-metrics']
 })

@@ -2,7 +2,7 @@
 // checksum (CRC-32 of everything before it, base64url). The checksum lets the gateway reject typos
 // and random junk without a store lookup; it is not a secret and adds no security by itself.
 // Only SHA-256(raw key) is ever stored.
-import { createHash, hash, randomBytes, timingSafeEqual } from 'node:crypto'
+import { hash, randomBytes } from 'node:crypto'
 import { crc32 } from 'node:zlib'
 
 export const API_KEY_PREFIX = 'gw_'
@@ -46,9 +46,4 @@ export function parseApiKey (raw: string): ParsedApiKey {
 /** A short, URL-safe, random record id (72 bits: collisions are not a practical concern). */
 export function newKeyId (): string {
   return randomBytes(9).toString('base64url')
-}
-
-/** Constant-time equality of two secrets of any length (compares their SHA-256 digests). */
-export function safeEqual (a: string | Buffer, b: string | Buffer): boolean {
-  return timingSafeEqual(createHash('sha256').update(a).digest(), createHash('sha256').update(b).digest())
 }

@@ -7,10 +7,11 @@ import { logDestination } from './log-destination.js'
 import { requestIdFor } from '../plugins/request-context.js'
 import requestContext from '../plugins/request-context.js'
 import errorHandler, { clientErrorHandler, refuseConnect, routerError } from '../plugins/error-handler.js'
+import configPlugin from '../plugins/config.js'
 import lifecycle from '../plugins/lifecycle.js'
 import adminListener from '../plugins/admin-listener.js'
 import cors from '../plugins/cors.js'
-import metrics from '../plugins/metrics.js'
+import gatewayMetrics from '../plugins/gateway-metrics.js'
 import accessLog, { requestSerializer } from '../plugins/access-log.js'
 import store from '../plugins/store/index.js'
 import apiKeys from '../plugins/api-keys.js'
@@ -24,12 +25,6 @@ import metricsRoutes from '../routes/metrics.js'
 import adminRoutes from '../routes/admin/index.js'
 import websocket from '../plugins/websocket/index.js'
 import proxy from '../plugins/proxy/index.js'
-
-declare module 'fastify' {
-  interface FastifyInstance {
-    config: Config
-  }
-}
 
 export interface BuildOptions {
   /** A pino logger config or instance; defaults to JSON logs at config.logLevel. */
@@ -91,7 +86,6 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     onConstructorPoisoning: 'error',
     routerOptions: { maxParamLength: 256 }
   })
-  app.decorate('config', config)
   // Every header line is kept so the framing guard can count them; Node's default of 2000 drops
   // the rest silently, Content-Length included (docs/reliability.md, BI-07).
   app.server.maxHeadersCount = 0
@@ -102,13 +96,14 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   // Connections over the cap are closed on accept; existing ones keep being served (SPEC §16).
   app.server.maxConnections = config.shedding.maxConnections
 
+  await app.register(configPlugin, { config })
   await app.register(lifecycle)
   await app.register(errorHandler)
   // Before any route: it keeps /admin/* and /metrics to their own listener when ADMIN_PORT is set.
   await app.register(adminListener)
   await app.register(requestContext)
   await app.register(cors)
-  await app.register(metrics)
+  await app.register(gatewayMetrics)
   await app.register(accessLog)
   await app.register(store)
   await app.register(apiKeys)

@@ -6,13 +6,11 @@ import type { BackendConfig, BalanceStrategy } from './config.js'
 export class Balancer {
   private readonly weights: number[]
   private readonly current: number[]
-  private readonly total: number
   private next = 0
 
   constructor (backends: readonly BackendConfig[], private readonly strategy: BalanceStrategy, private readonly random = Math.random) {
     this.weights = backends.map((b) => b.weight)
     this.current = backends.map(() => 0)
-    this.total = this.weights.reduce((a, b) => a + b, 0)
   }
 
   /**
@@ -71,7 +69,4 @@ export class Balancer {
     if (options.length === 0) return 0
     return options[Math.floor(this.random() * options.length)]
   }
-
-  get size (): number { return this.weights.length }
-  get totalWeight (): number { return this.total }
 }

@@ -13,14 +13,11 @@ export interface GatewayErrorBody {
 const E = (code: string, message: string, status: number) => createError(`GW_${code}`, message, status)
 
 export const NotFound = E('NOT_FOUND', 'No route or service matches this path; check the URL', 404)
-export const MethodNotAllowed = E('METHOD_NOT_ALLOWED', 'This method is not allowed on this path', 405)
 export const BadRequest = E('BAD_REQUEST', '%s', 400)
 export const ValidationFailed = E('VALIDATION', '%s', 400)
 export const PayloadTooLarge = E('PAYLOAD_TOO_LARGE', 'The request body is larger than the %s byte limit', 413)
-export const UnsupportedMediaType = E('UNSUPPORTED_MEDIA_TYPE', 'Send the body as application/json', 415)
 export const HeadersTooLarge = E('HEADERS_TOO_LARGE', 'Too many or too large request headers', 431)
 export const ExpectationFailed = E('EXPECTATION_FAILED', 'Only "Expect: 100-continue" is supported', 417)
-export const RequestTimeout = E('REQUEST_TIMEOUT', 'The request was not received in time', 408)
 
 export const MissingApiKey = E('API_KEY_REQUIRED', 'An API key is required: send it as X-API-Key or Authorization: Bearer', 401)
 export const InvalidApiKey = E('INVALID_API_KEY', 'The API key is invalid, revoked or expired', 401)
@@ -35,7 +32,6 @@ export const Overloaded = E('OVERLOADED', 'The service has too many requests in 
 export const CircuitOpen = E('CIRCUIT_OPEN', 'The service is temporarily unavailable (circuit open); retry later', 503)
 export const BadGateway = E('BAD_GATEWAY', 'The upstream service could not be reached or answered badly', 502)
 export const GatewayTimeout = E('GATEWAY_TIMEOUT', 'The upstream service did not answer in time', 504)
-export const ShuttingDown = E('SHUTTING_DOWN', 'The gateway is shutting down; retry on another instance', 503)
 export const Internal = E('INTERNAL', 'Internal gateway error; it has been logged', 500)
 
 /** Short reason phrases for the envelope's `error` field. */

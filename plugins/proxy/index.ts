@@ -12,9 +12,9 @@ import { Agent } from 'undici'
 import { BoundedBody } from '../../src/bounded-body.js'
 import { BadRequest, CircuitOpen, NotFound, Overloaded, PayloadTooLarge } from '../../src/errors.js'
 import { isIdempotent } from '../../src/retry-policy.js'
-import { UNMATCHED_PATH } from '../metrics.js'
+import { UNMATCHED_PATH } from '../gateway-metrics.js'
 import { isUpgrade } from '../websocket/index.js'
-import { acquireAll, ConcurrencyLimit } from './concurrency.js'
+import { acquireAll, type ConcurrencyLimit } from './concurrency.js'
 import { Exchange, type ExchangeContext } from './exchange.js'
 import { upstreamHeaders } from './headers.js'
 import { isSafePath, normalizePath, stripPrefix, withoutKeyParams } from './paths.js'
@@ -175,7 +175,7 @@ export default fp(async function proxy (app) {
   })
 }, {
   name: 'proxy',
-  dependencies: ['services', 'gateway-metrics', 'access-log', 'websocket']
+  dependencies: ['config', 'services', 'gateway-metrics', 'access-log', 'websocket']
 })
 
 /** The path and query a backend is sent: prefix stripped if the service says so, key parameters removed. */

@@ -7,6 +7,7 @@
 // (its client then starts from a full bucket, the same as after a restart). A flood of distinct
 // client addresses therefore costs O(1) per request and at most `maxBuckets` entries.
 import { performance } from 'node:perf_hooks'
+import { LruMap, type CacheEntry } from 'toad-cache'
 import { take } from '../../src/token-bucket.js'
 import type { BucketResult, BucketStore } from './types.js'
 
@@ -17,31 +18,27 @@ export interface MemoryBucketsOptions {
   now?: () => number
 }
 
-interface Entry {
-  id: string
+interface Bucket {
   units: number
   at: number
   /** When the bucket is full again, on the same clock. */
   fullAt: number
-  prev: Entry | null
-  next: Entry | null
 }
 
 const SWEEP_PER_INSERT = 2
 const monotonicMs = () => Math.floor(performance.now())
 
 export class MemoryBuckets implements BucketStore {
-  readonly #buckets = new Map<string, Entry>()
-  // Least recently used first. A list of our own rather than the Map's order: V8 leaves deleted
-  // Map entries as holes that iteration from the head must skip, which made a sweep O(n).
-  #head: Entry | null = null
-  #tail: Entry | null = null
+  // toad-cache's LRU (a Map plus a linked list, least recently used first): a bucket that is
+  // taken from moves to the back, and at `maxBuckets` a new one evicts the front.
+  readonly #buckets: LruMap<Bucket>
   readonly #max: number
   readonly #now: () => number
   #evicted = 0
 
   constructor (opts: MemoryBucketsOptions = {}) {
     this.#max = Math.max(1, opts.maxBuckets ?? 100_000)
+    this.#buckets = new LruMap<Bucket>(this.#max)
     this.#now = opts.now ?? monotonicMs
   }
 
@@ -62,57 +59,34 @@ export class MemoryBuckets implements BucketStore {
   /** The same as `take`, without a promise: the fallback path of the rate limiter uses it. */
   takeSync (id: string, burst: number, rpm: number): BucketResult {
     const now = this.#now()
-    let entry = this.#buckets.get(id)
-    if (entry === undefined) this.#makeRoom(now)
-    const { state, result } = take(entry, now, burst, rpm)
-    if (entry === undefined) {
-      entry = { id, units: state.units, at: state.at, fullAt: 0, prev: null, next: null }
-      this.#buckets.set(id, entry)
+    let bucket = this.#buckets.get(id)
+    if (bucket === undefined) this.#makeRoom(now)
+    const { state, result } = take(bucket, now, burst, rpm)
+    if (bucket === undefined) {
+      bucket = { units: state.units, at: state.at, fullAt: 0 }
+      this.#buckets.set(id, bucket)
     } else {
-      this.#unlink(entry)
-      entry.units = state.units
-      entry.at = state.at
+      bucket.units = state.units
+      bucket.at = state.at
     }
-    entry.fullAt = now + result.resetMs
-    this.#append(entry)
+    bucket.fullAt = now + result.resetMs
     return result
   }
 
   async close (): Promise<void> {
     this.#buckets.clear()
-    this.#head = null
-    this.#tail = null
   }
 
   #makeRoom (now: number): void {
-    for (let i = 0; i < SWEEP_PER_INSERT && this.#head !== null; i++) {
-      const entry = this.#head
-      this.#unlink(entry)
-      // Still refilling: a second chance at the back, so one slow bucket never blocks the sweep.
-      if (entry.fullAt > now) this.#append(entry)
-      else this.#buckets.delete(entry.id)
+    for (let i = 0; i < SWEEP_PER_INSERT; i++) {
+      const oldest = this.#buckets.first as CacheEntry<Bucket> | null
+      if (oldest === null) break
+      // Still refilling: a second chance at the back (get() moves it), so one slow bucket never
+      // blocks the sweep; full again: the same as no bucket, dropped.
+      if (oldest.value.fullAt > now) this.#buckets.get(oldest.key)
+      else this.#buckets.delete(oldest.key)
     }
-    while (this.#buckets.size >= this.#max && this.#head !== null) {
-      const oldest = this.#head
-      this.#unlink(oldest)
-      this.#buckets.delete(oldest.id)
-      this.#evicted++
-    }
-  }
-
-  #unlink (entry: Entry): void {
-    if (entry.prev === null) this.#head = entry.next
-    else entry.prev.next = entry.next
-    if (entry.next === null) this.#tail = entry.prev
-    else entry.next.prev = entry.prev
-    entry.prev = null
-    entry.next = null
-  }
-
-  #append (entry: Entry): void {
-    entry.prev = this.#tail
-    if (this.#tail === null) this.#head = entry
-    else this.#tail.next = entry
-    this.#tail = entry
+    // The set() that follows evicts the least recently used bucket.
+    if (this.#buckets.size >= this.#max) this.#evicted++
   }
 }

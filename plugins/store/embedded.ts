@@ -3,6 +3,7 @@
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { DatabaseSync, type StatementSync } from 'node:sqlite'
+import { LruMap } from 'toad-cache'
 import type { ApiKeyRecord, FailureCounter, KeyStore, Reservation, StoredApiKey } from './types.js'
 
 interface Row {
@@ -153,21 +154,18 @@ function toRecord (row: Row): ApiKeyRecord {
   }
 }
 
-/** Fixed-window counters in a bounded map; expired windows are pruned when the map fills up. */
+/** Fixed-window counters in a bounded LRU map: at `maxEntries` the least recently used id goes. */
 export class MemoryFailureCounter implements FailureCounter {
-  readonly #windows = new Map<string, { count: number, resetAt: number }>()
-  readonly #max: number
+  readonly #windows: LruMap<{ count: number, resetAt: number }>
 
   constructor (opts: { maxEntries?: number } = {}) {
-    this.#max = opts.maxEntries ?? 10_000
+    this.#windows = new LruMap(opts.maxEntries ?? 10_000)
   }
 
   async reserve (id: string, max: number, windowMs: number): Promise<Reservation> {
     const now = Date.now()
     let w = this.#windows.get(id)
     if (w === undefined || w.resetAt <= now) {
-      this.#windows.delete(id)
-      if (this.#windows.size >= this.#max) this.#prune(now)
       w = { count: 0, resetAt: now + windowMs }
       this.#windows.set(id, w)
     }
@@ -187,14 +185,5 @@ export class MemoryFailureCounter implements FailureCounter {
     const w = this.#windows.get(id)
     if (w === undefined || w.resetAt <= now) return { count: 0, resetMs: 0 }
     return { count: w.count, resetMs: w.resetAt - now }
-  }
-
-  #prune (now: number): void {
-    for (const [id, w] of this.#windows) if (w.resetAt <= now) this.#windows.delete(id)
-    // Still full of live windows: drop the oldest (Map keeps insertion order).
-    for (const id of this.#windows.keys()) {
-      if (this.#windows.size < this.#max) break
-      this.#windows.delete(id)
-    }
   }
 }

@@ -17,7 +17,6 @@ import type { Store } from './types.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
-    config: Config
     store: Store
   }
 }
@@ -336,4 +335,4 @@ export default fp(async function store (fastify) {
   const store = await openStore(fastify.config, { log: fastify.log })
   fastify.decorate('store', store)
   fastify.addHook('onClose', async () => { await store.close() })
-}, { name: 'store' })
+}, { name: 'store', dependencies: ['config'] })

@@ -7,7 +7,6 @@
 // The record lives under its hash so the hot path (findByHash) is one HGETALL. Writes are Lua
 // scripts (atomic); revoke and delete PUBLISH the hash on <p>invalidate, which every instance
 // hears through its own subscriber connection.
-import { createHash } from 'node:crypto'
 import type { Cluster, Redis } from 'ioredis'
 import type { ApiKeyRecord, FailureCounter, KeyStore, Reservation, StoredApiKey } from './types.js'
 
@@ -66,31 +65,36 @@ local ttl = redis.call('PTTL', KEYS[1])
 if ttl < 0 then return {0, 0} end
 return {count, ttl}`
 
-/** A Lua script run by EVALSHA, loaded with EVAL the first time a server lacks it (NOSCRIPT). */
+/**
+ * A Lua script as an ioredis command (defineCommand, the same mechanism as the bucket script):
+ * ioredis sends EVALSHA, and EVAL itself when a server lacks the script (NOSCRIPT).
+ */
 class Script {
-  readonly #sha: string
-  constructor (readonly source: string) {
-    this.#sha = createHash('sha1').update(source).digest('hex')
+  constructor (readonly name: string, readonly source: string) {}
+
+  define (client: Client): void {
+    client.defineCommand(this.name, { lua: this.source })
   }
 
-  async run (client: Client, keys: string[], args: Array<string | number>): Promise<unknown> {
-    try {
-      return await client.evalsha(this.#sha, keys.length, ...keys, ...args)
-    } catch (err) {
-      if (!String((err as Error).message).startsWith('NOSCRIPT')) throw err
-      return await client.eval(this.source, keys.length, ...keys, ...args)
-    }
+  run (client: Client, keys: string[], args: Array<string | number>): Promise<unknown> {
+    const command = (client as unknown as Record<string, (...a: Array<string | number>) => Promise<unknown>>)[this.name]
+    return command.call(client, keys.length, ...keys, ...args)
   }
 }
 
 const scripts = {
-  create: new Script(CREATE),
-  revoke: new Script(REVOKE),
-  delete: new Script(DELETE),
-  touch: new Script(TOUCH),
-  reserve: new Script(RESERVE),
-  release: new Script(RELEASE),
-  peek: new Script(PEEK)
+  create: new Script('gwKeyCreate', CREATE),
+  revoke: new Script('gwKeyRevoke', REVOKE),
+  delete: new Script('gwKeyDelete', DELETE),
+  touch: new Script('gwKeyTouch', TOUCH),
+  reserve: new Script('gwFailReserve', RESERVE),
+  release: new Script('gwFailRelease', RELEASE),
+  peek: new Script('gwFailPeek', PEEK)
+}
+
+/** Defines every key and failure-counter script on a client (idempotent). */
+function defineScripts (client: Client): void {
+  for (const script of Object.values(scripts)) script.define(client)
 }
 
 export interface RedisKeyStoreOptions {
@@ -111,6 +115,7 @@ export class RedisKeyStore implements KeyStore {
 
   constructor (opts: RedisKeyStoreOptions) {
     this.#client = opts.client
+    defineScripts(opts.client)
     this.#p = `${opts.keyPrefix}{keys}:`
     this.#channel = `${opts.keyPrefix}invalidate`
     opts.subscriber.on('message', (channel: string, hash: string) => {
@@ -243,6 +248,7 @@ export class RedisFailureCounter implements FailureCounter {
 
   constructor (client: Client, opts: { keyPrefix: string }) {
     this.#client = client
+    defineScripts(client)
     this.#p = `${opts.keyPrefix}fail:`
   }
 

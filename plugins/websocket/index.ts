@@ -19,7 +19,7 @@ import { WebSocket, WebSocketServer } from 'ws'
 import { BadGateway, BadRequest, GatewayTimeout } from '../../src/errors.js'
 import { redactUrl } from '../access-log.js'
 import type { BreakerPermit } from '../circuit-breakers.js'
-import { routeLabel } from '../metrics.js'
+import { routeLabel } from '../gateway-metrics.js'
 import { clientHeaders, upstreamHeaders } from '../proxy/headers.js'
 import type { ServiceRoute } from '../proxy/service-table.js'
 import { backendHeaders, handshakeProblem, isWebSocketUpgrade, offeredProtocols, offersDeflate, switchingHeaderLines } from './handshake.js'
@@ -282,5 +282,5 @@ function noop (): void {}
 
 export default fp(websocket, {
   name: 'websocket',
-  dependencies: ['lifecycle', 'gateway-metrics', 'access-log']
+  dependencies: ['config', 'lifecycle', 'gateway-metrics', 'access-log']
 })

@@ -5,7 +5,7 @@
 import type { FastifyPluginAsync, FastifySchemaValidationError } from 'fastify'
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod'
 import { ApiKeyNotFound, StoreUnavailable, ValidationFailed } from '../../src/errors.js'
-import type { StoreOperation } from '../../plugins/metrics.js'
+import type { StoreOperation } from '../../plugins/gateway-metrics.js'
 import {
   ApiKeyIdParams, CreatedResponse, ErrorEnvelope, ListResponse, MessageResponse, OneResponse, createApiKeyBody
 } from '../../src/schemas/api-keys.js'

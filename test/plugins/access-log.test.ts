@@ -3,9 +3,10 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import { request as httpRequest } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { Writable } from 'node:stream'
-import metrics from '../../plugins/metrics.js'
+import metrics from '../../plugins/gateway-metrics.js'
 import accessLog, { redactUrl, requestSerializer } from '../../plugins/access-log.js'
 import { loadConfig } from '../../src/config.js'
+import configPlugin from '../../plugins/config.js'
 
 type Line = Record<string, unknown>
 
@@ -27,7 +28,7 @@ async function build (t: Test): Promise<{ app: FastifyInstance, raw: string[], l
     disableRequestLogging: true,
     trustProxy: true
   })
-  app.decorate('config', loadConfig({ ADMIN_AUTH_ENABLED: 'false' }, { dotenv: false }))
+  await app.register(configPlugin, { config: loadConfig({ ADMIN_AUTH_ENABLED: 'false' }, { dotenv: false }) })
   app.decorateRequest('consumer', null)
   app.decorateRequest('proxyRetries', 0)
   await app.register(metrics)

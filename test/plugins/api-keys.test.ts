@@ -5,7 +5,7 @@ import t from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import errorHandler from '../../plugins/error-handler.js'
-import metrics from '../../plugins/metrics.js'
+import metrics from '../../plugins/gateway-metrics.js'
 import apiKeys, { type ApiKeysOptions } from '../../plugins/api-keys.js'
 import { upstreamHeaders } from '../../plugins/proxy/headers.js'
 import { createEmbeddedStore } from '../../plugins/store/index.js'
@@ -14,6 +14,7 @@ import { generateApiKey } from '../../src/api-key-format.js'
 import { routesFile, testConfig } from '../support/app.js'
 import { sleep } from '../support/basics.js'
 import { makeKey } from './store/contract.js'
+import configPlugin from '../../plugins/config.js'
 
 type Teardownable = Parameters<typeof testConfig>[0]
 
@@ -61,7 +62,7 @@ async function harness (t: Teardownable, env: Record<string, string> = {}, opts:
   const config = testConfig(t, { ROUTES_FILE: routesFile(t, SERVICES), ...env })
   const { store, calls, setBroken } = breakable(createEmbeddedStore(config))
   const app = Fastify()
-  app.decorate('config', config)
+  await app.register(configPlugin, { config })
   await app.register(errorHandler)
   await app.register(metrics)
   await app.register(fp(async (f) => {

@@ -6,6 +6,7 @@ import fp from 'fastify-plugin'
 import t, { type Test } from 'tap'
 import circuitBreakers, { type BreakerPermit, type ServiceBreaker } from '../../plugins/circuit-breakers.js'
 import { loadConfig } from '../../src/config.js'
+import configPlugin from '../../plugins/config.js'
 
 type Call = [string, ...string[]]
 
@@ -22,7 +23,7 @@ async function buildBreakers (t: Test, env: Record<string, string> = {}) {
   const config = loadConfig({ ...BASE, ...env }, { dotenv: false })
   const logs: Array<Record<string, unknown>> = []
   const app = Fastify({ logger: { level: 'info', stream: { write: (line: string) => { logs.push(JSON.parse(line)) } } } })
-  app.decorate('config', config)
+  await app.register(configPlugin, { config })
   const calls: Call[] = []
   await app.register(fp(async (f) => {
     f.decorate('gatewayMetrics', {

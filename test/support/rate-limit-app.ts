@@ -10,6 +10,7 @@ import rateLimit, { type ConsumerLimits, type RateLimitOptions } from '../../plu
 import storePlugin from '../../plugins/store/index.js'
 import type { BucketStore, Store } from '../../plugins/store/types.js'
 import type { Teardownable } from './basics.js'
+import configPlugin from '../../plugins/config.js'
 
 export interface MetricCalls {
   rateLimited: number
@@ -33,7 +34,7 @@ export async function rateLimitApp (t: Teardownable, opts: TestAppOptions = {}):
   const config = loadConfig({ ADMIN_PASSWORD: 'x', LOG_LEVEL: 'silent', ...opts.env }, { dotenv: false })
   const app = Fastify({ trustProxy: opts.trustProxy ?? false, logger: opts.logger ?? false })
   t.teardown(() => app.close())
-  app.decorate('config', config)
+  await app.register(configPlugin, { config })
   await app.register(errorHandler)
 
   const metrics: MetricCalls = { rateLimited: 0, failOpen: 0, storeErrors: [] }
@@ -55,11 +56,13 @@ export async function rateLimitApp (t: Teardownable, opts: TestAppOptions = {}):
   }
 
   const consumers = opts.consumers ?? {}
-  app.decorateRequest('consumer', null)
-  app.addHook('onRequest', async (request) => {
-    const id = request.headers['x-test-key']
-    if (typeof id === 'string') (request as { consumer: ConsumerLimits | null }).consumer = consumers[id] ?? null
-  })
+  await app.register(fp(async (f) => {
+    f.decorateRequest('consumer', null)
+    f.addHook('onRequest', async (request) => {
+      const id = request.headers['x-test-key']
+      if (typeof id === 'string') (request as { consumer: ConsumerLimits | null }).consumer = consumers[id] ?? null
+    })
+  }, { name: 'api-keys' }))
 
   await app.register(rateLimit, opts.plugin ?? {})
 

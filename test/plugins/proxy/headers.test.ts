@@ -100,7 +100,7 @@ t.test('BI-18 client-sent identity headers never reach the upstream', async (t) 
     const before = echo.requests.length
     const res = await send(gw, httpMessage('GET /api/echo/who HTTP/1.1', ['Host: g', `X-API-Key: ${c1.raw}`, ...spoofed, `Connection: ${connection}`]), { settleMs: 0 })
     const status = res.responses.find((x) => x.status >= 200)?.status
-    if (status === 400) { t.pass(`Connection: ${connection}: refused with 400 (underscore header)`); continue }
+    // The underscore form is dropped, not refused: the request is served without any spoofed field.
     t.equal(status, 200, `Connection: ${connection}: served`)
     const rec = echo.requests[before]
     t.same(headerValues(rec?.rawHeaders ?? [], 'x-consumer-id'), [c1.id], `Connection: ${connection}: exactly one X-Consumer-Id, the key's id`)
@@ -110,13 +110,12 @@ t.test('BI-18 client-sent identity headers never reach the upstream', async (t) 
   const before = echo.requests.length
   const anon = await send(gw, httpMessage('GET /api/echo/anon HTTP/1.1', ['Host: g', ...spoofed, 'Connection: close']), { settleMs: 0 })
   const status = anon.responses.find((x) => x.status >= 200)?.status
-  t.ok(status === 200 || status === 400, `anonymous: served or refused (got ${status})`)
-  if (status === 200) {
-    const rec = echo.requests[before]
-    t.same(headerValues(rec?.rawHeaders ?? [], 'x-consumer-id'), [], 'anonymous: no X-Consumer-Id upstream')
-    t.same(headerValues(rec?.rawHeaders ?? [], 'x-consumer-name'), [], 'anonymous: no X-Consumer-Name upstream')
-    t.same(headerValues(rec?.rawHeaders ?? [], 'x_consumer_id'), [], 'anonymous: the underscore form is dropped')
-  }
+  t.equal(status, 200, 'anonymous: served')
+  const rec = echo.requests[before]
+  t.ok(rec !== undefined, 'anonymous: forwarded')
+  t.same(headerValues(rec?.rawHeaders ?? [], 'x-consumer-id'), [], 'anonymous: no X-Consumer-Id upstream')
+  t.same(headerValues(rec?.rawHeaders ?? [], 'x-consumer-name'), [], 'anonymous: no X-Consumer-Name upstream')
+  t.same(headerValues(rec?.rawHeaders ?? [], 'x_consumer_id'), [], 'anonymous: the underscore form is dropped')
 })
 
 t.test('BI-19 hop-by-hop request headers are not forwarded and never cause a 500', async (t) => {

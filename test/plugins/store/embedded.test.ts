@@ -9,6 +9,7 @@ import storePlugin, { createStore } from '../../../plugins/store/index.js'
 import { MemoryFailureCounter, SqliteKeyStore } from '../../../plugins/store/embedded.js'
 import { tempDir } from '../../support/basics.js'
 import { makeKey, storeContract } from './contract.js'
+import configPlugin from '../../../plugins/config.js'
 
 const configFor = (dataDir: string) => loadConfig({ ADMIN_PASSWORD: 'x', STORAGE: 'embedded', DATA_DIR: dataDir }, { dotenv: false })
 
@@ -22,7 +23,7 @@ storeContract(t, async () => {
       rmSync(dir, { recursive: true, force: true })
     }
   }
-})
+}, { shared: false })
 
 t.test('keys survive closing and reopening the database file', async (t) => {
   const dir = tempDir(t)
@@ -72,7 +73,7 @@ t.test('the memory failure counter stays bounded, dropping the oldest windows fi
 t.test('the store plugin decorates fastify.store from fastify.config and closes it with the app', async (t) => {
   const dir = tempDir(t)
   const app = Fastify()
-  app.decorate('config', configFor(dir))
+  await app.register(configPlugin, { config: configFor(dir) })
   await app.register(storePlugin)
   await app.ready()
   t.equal(app.store.kind, 'embedded')

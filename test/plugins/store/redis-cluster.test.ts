@@ -32,7 +32,7 @@ storeContract(t, async () => {
     },
     async cleanup () { await Promise.all(stores.map((s) => s.close())) }
   }
-})
+}, { shared: true })
 
 t.test('instances connected to different cluster nodes share keys and revocations', async (t) => {
   const prefix = `gwtest:${randomBytes(4).toString('hex')}:`

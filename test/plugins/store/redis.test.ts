@@ -8,6 +8,7 @@ import { loadConfig } from '../../../src/config.js'
 import storePlugin, { openStore } from '../../../plugins/store/index.js'
 import type { Store } from '../../../plugins/store/types.js'
 import { makeKey, storeContract } from './contract.js'
+import configPlugin from '../../../plugins/config.js'
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
 const admin = new Redis(REDIS_URL, { lazyConnect: true })
@@ -51,7 +52,7 @@ storeContract(t, async () => {
       await deleteKeysUnder(prefix)
     }
   }
-})
+}, { shared: true })
 
 t.test('every key lives under REDIS_KEY_PREFIX, API-key data in the one {keys} slot', async (t) => {
   const prefix = newPrefix()
@@ -101,7 +102,7 @@ t.test('stores with different prefixes on one Redis share nothing', async (t) =>
 t.test('the store plugin connects to REDIS_URL and closes both connections with the app', async (t) => {
   const prefix = newPrefix()
   const app = Fastify()
-  app.decorate('config', configFor(prefix))
+  await app.register(configPlugin, { config: configFor(prefix) })
   await app.register(storePlugin)
   await app.ready()
   t.teardown(() => deleteKeysUnder(prefix))

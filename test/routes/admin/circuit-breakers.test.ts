@@ -6,11 +6,12 @@ import errorHandler from '../../../plugins/error-handler.js'
 import circuitBreakers, { type BreakerPermit, type ServiceBreaker } from '../../../plugins/circuit-breakers.js'
 import circuitBreakerRoutes from '../../../routes/admin/circuit-breakers.js'
 import { loadConfig } from '../../../src/config.js'
+import configPlugin from '../../../plugins/config.js'
 
 async function build (t: Test) {
   const config = loadConfig({ ADMIN_AUTH_ENABLED: 'false', CB_MAX_FAILURES: '2', CB_RESET_TIMEOUT_SECONDS: '30' }, { dotenv: false })
   const app = Fastify()
-  app.decorate('config', config)
+  await app.register(configPlugin, { config })
   await app.register(fp(async (f) => {
     f.decorate('gatewayMetrics', { breakerState () {}, breakerTrip () {} } as never)
   }, { name: 'gateway-metrics' }))

@@ -82,11 +82,7 @@ t.test('BI-13 key names outside the allowed pattern are refused naming the field
   for (const name of refused) {
     const res = await admin(gw.port, 'POST', '/admin/apikeys', { name }, nextIp())
     const label = JSON.stringify(name.length > 20 ? name.slice(0, 10) + '…' : name)
-    if (res.status === 201 && [...name].some((ch) => (ch.codePointAt(0) ?? 0) > 0x7f)) {
-      // Unicode allowed: then uniqueness must hold after NFKC and case folding (checked below).
-      t.pass(`${label}: accepted as Unicode`)
-      continue
-    }
+    // Names are printable ASCII only (BI-13), so lookalikes and RTL overrides are refused outright.
     t.equal(res.status, 400, `${label}: 400`)
     t.match(res.body, /name/, `${label}: the message names the field`)
     t.ok(isEnvelope(res.body), `${label}: error envelope`)
@@ -97,10 +93,7 @@ t.test('BI-13 key names outside the allowed pattern are refused naming the field
   const lower = await admin(gw.port, 'POST', '/admin/apikeys', { name: 'admin' }, nextIp())
   t.equal(lower.status, 201, '"admin" is a valid name')
   const cyr = await admin(gw.port, 'POST', '/admin/apikeys', { name: '\u0430dmin' }, nextIp())
-  if (cyr.status === 201) {
-    const upper = await admin(gw.port, 'POST', '/admin/apikeys', { name: 'Admin' }, nextIp())
-    t.equal(upper.status, 409, 'Unicode names are allowed, so "Admin" collides with "admin" after case folding')
-  }
+  t.equal(cyr.status, 400, 'a Cyrillic lookalike of "admin" is refused, so it can never pose as that key')
   await gw.logsSettled()
   const stdout = gw.lines.slice(logStart).filter((l) => l.stream === 'stdout')
   t.ok(stdout.every((l) => { try { JSON.parse(l.text); return true } catch { return false } }), 'every log line is one JSON object (no raw control characters split lines)')

@@ -202,7 +202,7 @@ export default fp(async (fastify) => {
   }
   // Every configured service exports its series from the start (0 and closed), so rate() and the
   // dashboard work before the first failure.
-  const configured: readonly ServiceConfig[] = fastify.hasDecorator('config') ? fastify.config.services : []
+  const configured: readonly ServiceConfig[] = fastify.config.services
   const perServiceCounters = [backendRequests, backendErrors, breakerTrips, retries, shed]
   const addService = (name: string): void => {
     removed.delete(name)
@@ -312,4 +312,4 @@ export default fp(async (fastify) => {
   fastify.addHook('onRequest', onRequest)
   fastify.addHook('onResponse', onResponse)
   fastify.addHook('onRequestAbort', onRequestAbort)
-}, { name: 'gateway-metrics', fastify: '5.x' })
+}, { name: 'gateway-metrics', fastify: '5.x', dependencies: ['config'] })

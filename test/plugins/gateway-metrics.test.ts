@@ -3,10 +3,11 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import { request as httpRequest } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import promClient from '@platformatic/prom-client'
-import metrics, { UNMATCHED_PATH } from '../../plugins/metrics.js'
+import metrics, { UNMATCHED_PATH } from '../../plugins/gateway-metrics.js'
 import metricsRoute from '../../routes/metrics.js'
 import { loadConfig } from '../../src/config.js'
 import { build as buildGateway, routesFile } from '../support/app.js'
+import configPlugin from '../../plugins/config.js'
 
 interface Sample { name: string, labels: Record<string, string>, value: number }
 interface Exposition { types: Map<string, string>, samples: Sample[] }
@@ -48,7 +49,7 @@ async function scrape (app: FastifyInstance): Promise<Exposition> {
  *  routes carry `metricPath`, an auth-like hook that can reject, and a plain templated route. */
 async function build (t: Test): Promise<FastifyInstance> {
   const app = Fastify()
-  app.decorate('config', loadConfig({ ADMIN_AUTH_ENABLED: 'false' }, { dotenv: false }))
+  await app.register(configPlugin, { config: loadConfig({ ADMIN_AUTH_ENABLED: 'false' }, { dotenv: false }) })
   await app.register(metrics)
   await app.register(metricsRoute)
   app.get('/items/:id', async () => ({ ok: true }))
