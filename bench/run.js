@@ -66,6 +66,8 @@
 //   full       as keyauth, plus retries at their defaults (RETRY_MAX_RETRIES=3) and LOG_LEVEL=info
 //              (one JSON line per request, written to a file). Metrics, request ids, the circuit
 //              breaker and active health checks are always on in every gateway case.
+//   capped     as full, plus a per-service `maxConcurrent` and MAX_CONCURRENT_REQUESTS, both far
+//              above what 50 connections reach: the cost of the concurrency limiter, never a 503.
 //   workers    full pipeline on Redis with WORKERS=<BENCH_WORKERS> (default 2), only when
 //              src/server.ts supports WORKERS; given every CPU (it needs several), so compare it
 //              with care: the load generator and backend compete with it.
@@ -156,8 +158,12 @@ const GATEWAY_KINDS = [
   { kind: 'plain', label: 'gateway: plain proxy', auth: 'none', key: false, logLevel: 'warn', retries: false, noLimit: true },
   { kind: 'ratelimit', label: 'gateway: + rate limit', auth: 'optional', key: false, logLevel: 'warn', retries: false },
   { kind: 'keyauth', label: 'gateway: + rate limit + key auth', auth: 'required', key: true, logLevel: 'warn', retries: false },
-  { kind: 'full', label: 'gateway: full pipeline', auth: 'required', key: true, logLevel: 'info', retries: true }
+  { kind: 'full', label: 'gateway: full pipeline', auth: 'required', key: true, logLevel: 'info', retries: true },
+  { kind: 'capped', label: 'gateway: full pipeline + concurrency caps', auth: 'required', key: true, logLevel: 'info', retries: true, caps: true }
 ]
+
+/** Caps far above what 50 connections can reach: the limiter runs on every request, never sheds. */
+const NEVER_REACHED_CAP = 100000
 
 function workersSupported () {
   for (const f of [join(ROOT, 'src', 'server.ts'), SERVER]) {
@@ -172,6 +178,7 @@ function workersSupported () {
 function routesFile (c, backendUrl, withRateLimitOff) {
   const service = { name: 'bench', prefix: '/bench', backends: [{ url: backendUrl }], auth: c.auth }
   if (withRateLimitOff) service.rateLimit = false
+  if (c.caps) service.maxConcurrent = NEVER_REACHED_CAP
   const file = join(tmp, `routes-${c.id}${withRateLimitOff ? '-nolimit' : ''}.json`)
   writeFileSync(file, JSON.stringify({ services: [service] }, null, 2))
   return file
@@ -193,7 +200,8 @@ async function startGateway (c, backendUrl, withRateLimitOff, attempt = 1) {
     RATE_LIMIT_BURST: HUGE,
     ...(c.retries ? {} : { RETRY_MAX_RETRIES: '0' }),
     ...(c.store === 'redis' ? { REDIS_URL: S.redisUrl, REDIS_KEY_PREFIX: c.redisPrefix } : {}),
-    ...(c.workers ? { WORKERS: String(c.workers) } : {})
+    ...(c.workers ? { WORKERS: String(c.workers) } : {}),
+    ...(c.caps ? { MAX_CONCURRENT_REQUESTS: String(NEVER_REACHED_CAP) } : {})
   }
   const name = `${c.id}${withRateLimitOff ? '-nolimit' : ''}${attempt > 1 ? `-${attempt}` : ''}`
   // Children inherit this script's affinity (CPU 0), so the WORKERS case is given every CPU.
@@ -281,6 +289,26 @@ async function storeCounters (c) {
   } catch { return null }
 }
 
+/** Clock ticks per second of /proc/<pid>/stat's CPU times (USER_HZ: 100 on Linux). */
+const CLK_TCK = 100
+
+/**
+ * CPU time (user + system, in ticks) the case's proxy process has used so far, or null where it
+ * cannot be read (no /proc, or a case with worker processes). Divided by the requests of a round it
+ * gives CPU µs per request: far steadier than req/s on a noisy machine, where another job's load
+ * changes the throughput of every case but not the work each request costs.
+ */
+function cpuTicks (c) {
+  if (c.proc?.pid === undefined || c.workers) return null
+  try {
+    const stat = readFileSync(`/proc/${c.proc.pid}/stat`, 'utf8')
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return Number(fields[11]) + Number(fields[12])
+  } catch {
+    return null
+  }
+}
+
 async function saturate (c, seconds) {
   loaded.add(c)
   try {
@@ -359,6 +387,7 @@ function describe (c) {
   }
   if (c.kind === 'ratelimit') parts.push('auth "optional", no key sent: anonymous per-IP token bucket, retries off, LOG_LEVEL=warn')
   if (c.kind === 'keyauth') parts.push('auth "required", X-API-Key: key lookup + per-key token bucket, retries off, LOG_LEVEL=warn')
+  if (c.kind === 'capped') parts.push(`as "full pipeline", plus maxConcurrent and MAX_CONCURRENT_REQUESTS of ${NEVER_REACHED_CAP} (the limiter runs, never sheds)`)
   if (c.kind === 'full') {
     parts.push('as "+ key auth", plus retries on (RETRY_MAX_RETRIES=3) and LOG_LEVEL=info (one JSON line per request to a file)')
     if (c.workers) parts.push(`WORKERS=${c.workers}, given every CPU (shared with the load generator and backend)`)
@@ -460,7 +489,10 @@ async function main () {
     for (const c of order) {
       const before = c === fullRedis ? await commandstats(redis) : null
       const countersBefore = await storeCounters(c)
+      const cpuBefore = cpuTicks(c)
       const res = await saturate(c, S.duration)
+      const cpuAfter = cpuTicks(c)
+      if (cpuBefore !== null && cpuAfter !== null && res.sent > 0) res.cpuUs = (cpuAfter - cpuBefore) * 1e6 / CLK_TCK / res.sent
       const countersAfter = await storeCounters(c)
       if (countersBefore && countersAfter) {
         res.failOpen = countersAfter.failOpen - countersBefore.failOpen
@@ -491,6 +523,7 @@ async function main () {
     c.errors = c.rounds.reduce((a, x) => a + x.errors, 0)
     c.failOpen = c.rounds.some((x) => x.failOpen !== undefined) ? c.rounds.reduce((a, x) => a + (x.failOpen ?? 0), 0) : null
     c.storeErrors = c.rounds.reduce((a, x) => a + (x.storeErrors ?? 0), 0)
+    c.cpuUs = median(c.rounds.map((x) => x.cpuUs))
   }
 
   // Redis traffic (MONITOR samples): round trips at a low fixed rate, commands sent at saturation.
@@ -541,9 +574,9 @@ async function main () {
   // ------------------------------------------------------------------------------------ output
   console.log(`## Throughput at saturation (medians of ${S.rounds} rounds)\n`)
   console.log(table(
-    ['case', 'store', 'req/s', '× baseline', '× thin core', 'mean ms', 'p50 ms', 'p99 ms', 'peak RSS MB', 'non-2xx / errors', 'fail-open'],
-    cases.map((c) => [c.label, c.store, fmt(c.rps), fmt(c.ratio, 2), fmt(c.thinRatio, 2), fmt(c.mean, 2), fmt(c.p50), fmt(c.p99), mb(c.peakRssKb), `${c.non2xx} / ${c.errors}`, c.failOpen === null || c.failOpen === undefined ? '–' : fmt(c.failOpen)]),
-    ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r']
+    ['case', 'store', 'req/s', '× baseline', '× thin core', 'CPU µs/req', 'mean ms', 'p50 ms', 'p99 ms', 'peak RSS MB', 'non-2xx / errors', 'fail-open'],
+    cases.map((c) => [c.label, c.store, fmt(c.rps), fmt(c.ratio, 2), fmt(c.thinRatio, 2), Number.isFinite(c.cpuUs) ? fmt(c.cpuUs, 1) : '–', fmt(c.mean, 2), fmt(c.p50), fmt(c.p99), mb(c.peakRssKb), `${c.non2xx} / ${c.errors}`, c.failOpen === null || c.failOpen === undefined ? '–' : fmt(c.failOpen)]),
+    ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r']
   ))
   const degraded = cases.filter((c) => c.failOpen > 0)
   if (degraded.length) {
@@ -622,6 +655,14 @@ async function main () {
   vsBaseline('full-embedded', fullEmbedded, 1.1, 'full pipeline (embedded)')
   vsBaseline('plain-embedded', byId('plain-embedded'), 1.3, 'plain proxy (embedded)')
   vsBaseline('plain-redis', byId('plain-redis'), 1.3, 'plain proxy (redis)')
+  // The concurrency limiter's cost: CPU per request is steadier than req/s on a shared machine.
+  for (const store of ['embedded', 'redis']) {
+    const full = byId(`full-${store}`)
+    const capped = byId(`capped-${store}`)
+    const cost = full && capped ? (capped.cpuUs / full.cpuUs - 1) * 100 : NaN
+    target(`capped-${store}-cost`, `concurrency caps add ≤ 2% CPU per request to the full pipeline (${store})`, cost,
+      (m) => `${fmt(m, 1)}% (${fmt(capped.cpuUs, 1)} vs ${fmt(full.cpuUs, 1)} µs/req; ${fmt(capped.ratio, 2)}× vs ${fmt(full.ratio, 2)}× baseline req/s)`, (m) => m <= 2)
+  }
   const at = `${fmt(rate)} req/s = ${S.latencyFraction} × ${saturationOf === baseline ? 'baseline' : 'full (redis)'} saturation`
   const lagCaveat = lagging.length ? 'generator fell behind: unreliable' : null
   target('full-redis-p99', `full pipeline (redis): p99 added ≤ 2 ms at ${at}`, fullRedis?.addedP99, (m) => `${fmt(m, 3)} ms`, (m) => m <= 2, lagCaveat)

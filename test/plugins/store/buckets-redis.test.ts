@@ -128,7 +128,10 @@ t.test('three gateways hammering one bucket admit what one bucket allows', async
   const ideal = burst + (rpm / 60) * seconds
   t.comment(`admitted ${admitted} of ${admitted + denied} over ${seconds.toFixed(3)} s (server clock); ideal ${ideal.toFixed(1)}`)
   t.ok(admitted <= burst + (rpm / 60) * seconds + 1, `admitted ${admitted} <= ${(ideal + 1).toFixed(1)}`)
-  t.ok(admitted >= 0.95 * ideal, `admitted ${admitted} >= 95% of ${ideal.toFixed(1)}`)
+  // The window is read before the first take and after the last one answered: on a loaded machine
+  // up to half a second of it can pass with no take in flight, so the floor allows 5 tokens of that.
+  const floor = burst + (rpm / 60) * Math.max(0, seconds - 0.5)
+  t.ok(admitted >= floor, `admitted ${admitted} >= ${floor.toFixed(1)} (ideal less 0.5 s of refill)`)
   t.ok(denied > admitted, 'the bucket was actually contended')
 })
 
