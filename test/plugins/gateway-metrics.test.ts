@@ -271,6 +271,7 @@ t.test('keeps the in-flight gauge right when an earlier hook rejects a request',
       throw Object.assign(new Error('bad framing'), { statusCode: 400 })
     }
   })
+  await app.register(configPlugin, { config: loadConfig({ ADMIN_AUTH_ENABLED: 'false' }, { dotenv: false }) })
   await app.register(metrics)
   await app.register(metricsRoute)
   app.get('/ok', async () => 'ok')
@@ -281,7 +282,6 @@ t.test('keeps the in-flight gauge right when an earlier hook rejects a request',
   const e = await scrape(app)
   t.equal(value(e, 'gateway_http_requests_total', { path: '/ok', status: '400' }), 2, 'rejections are counted')
   t.equal(value(e, 'gateway_requests_in_flight'), 1, 'only the scrape: never negative')
-  t.same(find(e, 'gateway_backend_requests_total'), [], 'no config decorated: no per-service series')
 })
 
 t.test('decorator methods move their series', async (t) => {

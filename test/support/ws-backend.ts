@@ -11,6 +11,8 @@ export interface WsBackendOptions {
   deflate?: boolean
   /** Largest message the backend accepts (default ws's 100 MiB). */
   maxPayload?: number
+  /** Wait this long before answering each upgrade (a slow backend). */
+  handshakeDelayMs?: number
   /** What to do with each accepted connection (default: echo). */
   onConnection?: (ws: WebSocket, req: IncomingMessage) => void
 }
@@ -46,11 +48,13 @@ export async function startWsBackend (options: WsBackendOptions = {}): Promise<W
       socket.end(`HTTP/1.1 ${refusal.status} Refused\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(refusal.body)}\r\nX-Backend: refused\r\nConnection: close\r\n\r\n${refusal.body}`)
       return
     }
-    wss.handleUpgrade(req, socket, head, (ws) => {
+    const accept = (): void => wss.handleUpgrade(req, socket, head, (ws) => {
       sockets.push(ws)
       if (options.onConnection !== undefined) options.onConnection(ws, req)
       else ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }))
     })
+    if (options.handshakeDelayMs === undefined) accept()
+    else setTimeout(accept, options.handshakeDelayMs)
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   const port = (server.address() as AddressInfo).port

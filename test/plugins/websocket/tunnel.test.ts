@@ -197,6 +197,28 @@ t.test('a backend that is down: 502, counted as a backend failure', async (t) =>
   t.equal(metricValue(m, 'gateway_backend_errors_total', { service: 'chat' }), 1)
 })
 
+// Node notices the client left only when the gateway writes the 101; the backend answered by
+// then, so its permit is a success and its new connection is closed with 1001.
+t.test('a client that leaves while the backend is answering: no tunnel, counted as gone, the backend closed', async (t) => {
+  const b = await backend(t, { handshakeDelayMs: 300 })
+  const { app, ws: base } = await gateway(t, [wsService(b.url)], { CB_MAX_FAILURES: '1' })
+  const socket = connect(Number(new URL(base).port), '127.0.0.1')
+  socket.on('error', () => {})
+  socket.write('GET /chat HTTP/1.1\r\nHost: g\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n')
+  t.ok(await until(() => b.handshakes.length === 1, 5000), 'the backend is dialled')
+  socket.destroy()
+  const gone = async () => metricValue(await metrics(app), 'gateway_websocket_upgrades_total', { service: 'chat', outcome: 'client_gone' }) === 1
+  t.ok(await until(gone, 5000), 'counted as client_gone')
+  const m = await metrics(app)
+  t.equal(metricValue(m, 'gateway_http_requests_total', { method: 'GET', path: '/chat', status: '499' }), 1, 'and as 499')
+  t.equal(metricValue(m, 'gateway_websocket_tunnels_open', { service: 'chat' }), 0, 'no tunnel was opened')
+  t.ok(await until(() => b.sockets.length === 1 && b.sockets[0].readyState === WebSocket.CLOSED, 5000), 'the backend connection is closed')
+  const next = await dial(`${base}/chat`)
+  next.send('after')
+  t.equal((await nextMessage(next)).data.toString(), 'after', 'not a breaker failure: the next upgrade goes through')
+  next.close()
+})
+
 t.test('a message over wsMaxMessageBytes closes the tunnel with 1009, in either direction', async (t) => {
   let backendSide: WebSocket | null = null
   const b = await backend(t, {
