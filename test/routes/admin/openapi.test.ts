@@ -8,6 +8,7 @@ import Fastify from 'fastify'
 import { type ZodTypeProvider } from 'fastify-type-provider-zod'
 import t from 'tap'
 import { z } from 'zod'
+import configPlugin from '../../../plugins/config.js'
 import metrics from '../../../plugins/gateway-metrics.js'
 import store from '../../../plugins/store/index.js'
 import adminRoutes from '../../../routes/admin/index.js'
@@ -179,7 +180,7 @@ t.test('the generated document is valid OpenAPI 3.1 and each documented status i
 t.test('a route another plugin adds to the admin scope with zod schemas is documented with no extra work', async (t) => {
   // The admin scope as src/app.ts builds it, plus one more route plugin registered inside it.
   const app = Fastify({ logger: false })
-  app.decorate('config', testConfig(t))
+  await app.register(configPlugin, { config: testConfig(t) })
   await app.register(store)
   await app.register(metrics)
   await app.register(async (scope) => {
