@@ -17,7 +17,7 @@ export type UpstreamHeaders = Record<string, string | string[]>
 const REQUEST_DROP = new Set([
   'connection', 'keep-alive', 'proxy-connection', 'proxy', 'upgrade', 'http2-settings', 'expect',
   'transfer-encoding', 'te', 'trailer', 'proxy-authorization', 'host',
-  'x-api-key', 'x-consumer-id', 'x-consumer-name',
+  'x-api-key',
   'forwarded', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-real-ip', 'x-request-id'
 ])
 
@@ -47,6 +47,8 @@ export function upstreamHeaders (request: FastifyRequest): UpstreamHeaders {
   for (const name in given) {
     const value = given[name]
     if (value === undefined || REQUEST_DROP.has(name) || (listed !== null && listed.has(name))) continue
+    // Identity headers are the gateway's to set: a client's X-Consumer-Username is as forged as its X-Consumer-Id.
+    if (name.startsWith('x-consumer-')) continue
     if (name === 'authorization' && isGatewayBearer(value as string)) continue
     out[name] = value
   }

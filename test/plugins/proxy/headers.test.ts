@@ -106,6 +106,7 @@ t.test('BI-18 client-sent identity headers never reach the upstream', async (t) 
     t.same(headerValues(rec?.rawHeaders ?? [], 'x-consumer-id'), [c1.id], `Connection: ${connection}: exactly one X-Consumer-Id, the key's id`)
     t.same(headerValues(rec?.rawHeaders ?? [], 'x-consumer-name'), ['c1'], `Connection: ${connection}: exactly one X-Consumer-Name, the key's name`)
     t.same(headerValues(rec?.rawHeaders ?? [], 'x_consumer_id'), [], `Connection: ${connection}: the underscore form is dropped`)
+    t.same(headerValues(rec?.rawHeaders ?? [], 'x-consumer-username'), [], `Connection: ${connection}: no other X-Consumer-* from the client`)
   }
   const before = echo.requests.length
   const anon = await send(gw, httpMessage('GET /api/echo/anon HTTP/1.1', ['Host: g', ...spoofed, 'Connection: close']), { settleMs: 0 })
@@ -116,6 +117,7 @@ t.test('BI-18 client-sent identity headers never reach the upstream', async (t) 
   t.same(headerValues(rec?.rawHeaders ?? [], 'x-consumer-id'), [], 'anonymous: no X-Consumer-Id upstream')
   t.same(headerValues(rec?.rawHeaders ?? [], 'x-consumer-name'), [], 'anonymous: no X-Consumer-Name upstream')
   t.same(headerValues(rec?.rawHeaders ?? [], 'x_consumer_id'), [], 'anonymous: the underscore form is dropped')
+  t.same(headerValues(rec?.rawHeaders ?? [], 'x-consumer-username'), [], 'anonymous: no other X-Consumer-* from the client')
 })
 
 t.test('BI-19 hop-by-hop request headers are not forwarded and never cause a 500', async (t) => {
