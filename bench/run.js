@@ -655,13 +655,19 @@ async function main () {
   vsBaseline('full-embedded', fullEmbedded, 1.1, 'full pipeline (embedded)')
   vsBaseline('plain-embedded', byId('plain-embedded'), 1.3, 'plain proxy (embedded)')
   vsBaseline('plain-redis', byId('plain-redis'), 1.3, 'plain proxy (redis)')
-  // The concurrency limiter's cost: CPU per request is steadier than req/s on a shared machine.
+  // The concurrency limiter's cost: CPU per request is steadier than req/s on a shared machine, but
+  // a few percent still hide in its round-to-round spread, which the caveat reports.
+  const spread = (c) => {
+    const xs = c.rounds.map((x) => x.cpuUs).filter(Number.isFinite)
+    return xs.length > 1 ? (Math.max(...xs) / Math.min(...xs) - 1) * 100 : NaN
+  }
   for (const store of ['embedded', 'redis']) {
     const full = byId(`full-${store}`)
     const capped = byId(`capped-${store}`)
     const cost = full && capped ? (capped.cpuUs / full.cpuUs - 1) * 100 : NaN
     target(`capped-${store}-cost`, `concurrency caps add ≤ 2% CPU per request to the full pipeline (${store})`, cost,
-      (m) => `${fmt(m, 1)}% (${fmt(capped.cpuUs, 1)} vs ${fmt(full.cpuUs, 1)} µs/req; ${fmt(capped.ratio, 2)}× vs ${fmt(full.ratio, 2)}× baseline req/s)`, (m) => m <= 2)
+      (m) => `${fmt(m, 1)}% (${fmt(capped.cpuUs, 1)} vs ${fmt(full.cpuUs, 1)} µs/req; ${fmt(capped.ratio, 2)}× vs ${fmt(full.ratio, 2)}× baseline req/s)`, (m) => m <= 2,
+      `rounds spread ${fmt(spread(full), 0)}% in CPU/req: below that, noise; node bench/concurrency-cap.js isolates the limiter`)
   }
   const at = `${fmt(rate)} req/s = ${S.latencyFraction} × ${saturationOf === baseline ? 'baseline' : 'full (redis)'} saturation`
   const lagCaveat = lagging.length ? 'generator fell behind: unreliable' : null
