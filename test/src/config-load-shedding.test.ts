@@ -1,20 +1,10 @@
 // The load-shedding and admin-listener settings (SPEC §16): defaults, the routes-file fields, and
 // the problems a bad value is reported with.
 import t from 'tap'
-import { ConfigError, loadConfig } from '../../src/config.js'
-import { routesFile } from '../support/app.js'
+import { loadConfig } from '../../src/config.js'
+import { configProblems as problems, routesFile } from '../support/app.js'
 
 const load = (env: Record<string, string>) => loadConfig({ ADMIN_PASSWORD: 'pw', ...env }, { dotenv: false })
-
-function problems (fn: () => unknown): string[] {
-  try {
-    fn()
-  } catch (err) {
-    if (err instanceof ConfigError) return err.problems
-    throw err
-  }
-  return []
-}
 
 t.test('defaults: 10000 connections, no concurrency cap, admin on the public listener', async (t) => {
   const c = load({})

@@ -1,21 +1,12 @@
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
-import { ConfigError, KNOWN_VARIABLES, loadConfig } from '../../src/config.js'
+import { KNOWN_VARIABLES, loadConfig } from '../../src/config.js'
+import { configProblems as problems } from '../support/app.js'
 import { tempDir } from '../support/basics.js'
 
 const base = { ADMIN_PASSWORD: 'pw' }
 const load = (env: Record<string, string>, cwd?: string) => loadConfig({ ...base, ...env }, { dotenv: cwd !== undefined, cwd })
-
-function problems (fn: () => unknown): string[] {
-  try {
-    fn()
-  } catch (err) {
-    if (err instanceof ConfigError) return err.problems
-    throw err
-  }
-  return []
-}
 
 t.test('defaults match the seed and the spec', async (t) => {
   const c = load({})

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
 import { Redis } from 'ioredis'
 import { buildApp } from '../../src/app.js'
-import { loadConfig, type Config } from '../../src/config.js'
+import { ConfigError, loadConfig, type Config } from '../../src/config.js'
 import { tempDir, type Teardownable } from './basics.js'
 
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
@@ -73,4 +73,15 @@ export function routesFile (t: Teardownable, services: unknown[]): string {
   const file = join(dir, 'routes.json')
   writeFileSync(file, JSON.stringify({ services }))
   return file
+}
+
+/** The problems a config load reports (one line per problem), or none when it loads. */
+export function configProblems (load: () => unknown): string[] {
+  try {
+    load()
+  } catch (err) {
+    if (err instanceof ConfigError) return err.problems
+    throw err
+  }
+  return []
 }
