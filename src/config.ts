@@ -255,7 +255,11 @@ export function normalPrefix (prefix: string): string {
 
 /** The gateway path a prefix would take over, or undefined when it is free. */
 export function gatewayPathTaken (prefix: string): string | undefined {
-  return GATEWAY_PATHS.find((own) => prefix === own || prefix.startsWith(own + '/'))
+  // Allocation-free: the proxy asks this per request that only a root service (`/`) would serve.
+  for (const own of GATEWAY_PATHS) {
+    if (prefix.startsWith(own) && (prefix.length === own.length || prefix.charCodeAt(own.length) === 0x2f)) return own
+  }
+  return undefined
 }
 
 /** Shapes one validated definition into what the proxy reads (defaults from the environment). */

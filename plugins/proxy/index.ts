@@ -13,7 +13,7 @@ import { BoundedBody } from '../../src/bounded-body.js'
 import { BadRequest, CircuitOpen, NotFound, Overloaded, PayloadTooLarge } from '../../src/errors.js'
 import { isIdempotent } from '../../src/retry-policy.js'
 import { UNMATCHED_PATH } from '../gateway-metrics.js'
-import { isUpgrade } from '../websocket/index.js'
+import { isUpgrade, upgradeMatched } from '../websocket/index.js'
 import { acquireAll, type ConcurrencyLimit } from './concurrency.js'
 import { Exchange, type ExchangeContext } from './exchange.js'
 import { upstreamHeaders } from './headers.js'
@@ -73,8 +73,11 @@ export default fp(async function proxy (app) {
     if (!isSafePath(path)) return done(new BadRequest('The path may not contain . or .. segments or backslashes'))
     request.proxyRoute = route
     request.proxyPath = path
-    // Never a half-open socket: an upgrade the service does not take is answered, then closed.
-    if (isUpgrade(request) && !route.service.websocket) return done(new BadRequest('This service does not accept WebSocket upgrades'))
+    if (isUpgrade(request)) {
+      upgradeMatched(request, route)
+      // Never a half-open socket: an upgrade the service does not take is answered, then closed.
+      if (!route.service.websocket) return done(new BadRequest('This service does not accept WebSocket upgrades'))
+    }
     route.authenticate.call(app, request, reply, (err?: Error) => {
       if (err !== undefined) return done(err)
       if (route.limit === null) return done()

@@ -5,7 +5,7 @@
 // finish on the table they started with.
 import type { onRequestHookHandler } from 'fastify'
 import { Balancer } from '../../src/balancer.js'
-import { GATEWAY_PATHS, type ServiceConfig } from '../../src/config.js'
+import { gatewayPathTaken, type ServiceConfig } from '../../src/config.js'
 import { RetryBudget } from '../../src/retry-policy.js'
 import type { ServiceBreaker } from '../circuit-breakers.js'
 import type { ServiceHealth } from '../health-checks.js'
@@ -99,18 +99,11 @@ export class ServiceTable {
       const route = this.#byPrefix.get(candidate)
       if (route !== undefined) return route
       const cut = candidate.lastIndexOf('/', candidate.length - 1)
-      if (cut <= 0) return this.#root !== null && !isGatewayPath(path) ? this.#root : null
+      // Paths under the gateway's own routes are never proxied, not even by a root service.
+      if (cut <= 0) return this.#root !== null && gatewayPathTaken(path) === undefined ? this.#root : null
       candidate = candidate.slice(0, cut)
     }
   }
-}
-
-/** Paths under the gateway's own routes are never proxied, not even by a root service. */
-function isGatewayPath (path: string): boolean {
-  for (const own of GATEWAY_PATHS) {
-    if (path.startsWith(own) && (path.length === own.length || path.charCodeAt(own.length) === 0x2f)) return true
-  }
-  return false
 }
 
 /** The table in use. `current` is read once per request; `swap` replaces it for new requests. */

@@ -47,6 +47,7 @@ const kHead = Symbol('websocket.head')
 const kProtocol = Symbol('websocket.protocol')
 const kHeaders = Symbol('websocket.headers')
 const kOutcome = Symbol('websocket.outcome')
+const kRoute = Symbol('websocket.route')
 interface UpgradeRequest extends IncomingMessage {
   [kSocket]: Duplex
   [kHead]: Buffer
@@ -55,6 +56,8 @@ interface UpgradeRequest extends IncomingMessage {
   /** Extra lines for the client's 101. */
   [kHeaders]: string[]
   [kOutcome]: Outcome | undefined
+  /** The service the upgrade matched (set by the proxy's admit), for the outcome counter. */
+  [kRoute]: ServiceRoute | undefined
 }
 
 // Failures of the backend connection that say the backend is not there (not merely slow).
@@ -101,13 +104,27 @@ async function websocket (app: FastifyInstance): Promise<void> {
     r[kProtocol] = ''
     r[kHeaders] = []
     r[kOutcome] = undefined
+    r[kRoute] = undefined
     // Until ws takes the socket over, a reset must not crash the process; 'close' follows it.
     socket.on('error', noop)
     // An answer other than 101 goes out on this response; the connection carries nothing after it.
+    // Such an answer (401, 429, 503, 400, a relayed refusal) is counted here, when it is written,
+    // so ordinary HTTP requests carry no WebSocket hook at all.
     const res = new ServerResponse(req)
     res.shouldKeepAlive = false
     res.assignSocket(socket as never)
-    res.once('finish', () => socket.end())
+    let answered = false
+    const countAnswer = (): void => {
+      if (answered) return
+      answered = true
+      const route = r[kRoute]
+      if (route !== undefined) count(route.name, r[kOutcome] ?? 'rejected')
+    }
+    res.once('finish', () => {
+      countAnswer()
+      socket.end()
+    })
+    res.once('error', countAnswer)
     app.routing(req, res)
   }
   // Node >= 24.9 (older versions send every upgrade here; handshakeProblem then answers 400).
@@ -117,14 +134,6 @@ async function websocket (app: FastifyInstance): Promise<void> {
   function count (service: string, outcome: Outcome): void {
     upgrades.inc({ service, outcome })
   }
-
-  // Upgrades the gateway answered itself (401, 429, 503, 400…) or relayed a refusal for.
-  app.addHook('onResponse', (request, _reply, done) => {
-    const raw = request.raw as UpgradeRequest
-    const route = request.proxyRoute
-    if (raw[kSocket] !== undefined && route !== null && route !== undefined) count(route.name, raw[kOutcome] ?? 'rejected')
-    done()
-  })
 
   function open (request: FastifyRequest, reply: FastifyReply, route: ServiceRoute, permit: BreakerPermit, path: string): void {
     const raw = request.raw as UpgradeRequest
@@ -276,6 +285,11 @@ async function websocket (app: FastifyInstance): Promise<void> {
 /** Whether a request came in as an upgrade (and so must be tunnelled or answered, never proxied). */
 export function isUpgrade (request: FastifyRequest): boolean {
   return (request.raw as Partial<UpgradeRequest>)[kSocket] !== undefined
+}
+
+/** Records the service an upgrade matched, so its answer is counted under that service. */
+export function upgradeMatched (request: FastifyRequest, route: ServiceRoute): void {
+  (request.raw as UpgradeRequest)[kRoute] = route
 }
 
 function noop (): void {}
