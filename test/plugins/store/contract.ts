@@ -17,6 +17,26 @@ export interface StoreUnderTest {
   peer?: () => Promise<Store>
 }
 
+/**
+ * A shared back end under test: stores opened on one prefix, as several gateway instances would
+ * open them. cleanup() closes every store opened, then runs `removeData` (if the data outlives them).
+ */
+export async function sharedStores (open: (prefix: string) => Promise<Store>, prefix: string, removeData?: () => Promise<unknown>): Promise<StoreUnderTest> {
+  const stores = [await open(prefix)]
+  return {
+    store: stores[0],
+    async peer () {
+      const store = await open(prefix)
+      stores.push(store)
+      return store
+    },
+    async cleanup () {
+      await Promise.all(stores.map((s) => s.close()))
+      await removeData?.()
+    }
+  }
+}
+
 const RECORD_FIELDS = ['active', 'burst', 'created_at', 'expires_at', 'id', 'last_used_at', 'name', 'rate_limit', 'services']
 
 /** A key as the admin API would create it; the hash is of a random raw key. */

@@ -6,7 +6,7 @@ import { loadConfig } from '../../../src/config.js'
 import { openStore } from '../../../plugins/store/index.js'
 import type { Store } from '../../../plugins/store/types.js'
 import { startCluster } from '../../support/redis-server.js'
-import { makeKey, storeContract } from './contract.js'
+import { makeKey, sharedStores, storeContract } from './contract.js'
 
 const cluster = await startCluster({ masters: 3 })
 t.teardown(() => cluster.stop())
@@ -20,19 +20,7 @@ const open = async (prefix: string): Promise<Store> => await openStore(loadConfi
 }, { dotenv: false }))
 
 // The cluster is ours and thrown away afterwards: no key cleanup needed.
-storeContract(t, async () => {
-  const prefix = `gwtest:${randomBytes(4).toString('hex')}:`
-  const stores = [await open(prefix)]
-  return {
-    store: stores[0],
-    async peer () {
-      const store = await open(prefix)
-      stores.push(store)
-      return store
-    },
-    async cleanup () { await Promise.all(stores.map((s) => s.close())) }
-  }
-}, { shared: true })
+storeContract(t, async () => await sharedStores(open, `gwtest:${randomBytes(4).toString('hex')}:`), { shared: true })
 
 t.test('instances connected to different cluster nodes share keys and revocations', async (t) => {
   const prefix = `gwtest:${randomBytes(4).toString('hex')}:`

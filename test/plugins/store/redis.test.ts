@@ -7,7 +7,7 @@ import t from 'tap'
 import { loadConfig } from '../../../src/config.js'
 import storePlugin, { openStore } from '../../../plugins/store/index.js'
 import type { Store } from '../../../plugins/store/types.js'
-import { makeKey, storeContract } from './contract.js'
+import { makeKey, sharedStores, storeContract } from './contract.js'
 import configPlugin from '../../../plugins/config.js'
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
@@ -39,19 +39,7 @@ async function deleteKeysUnder (prefix: string): Promise<void> {
 
 storeContract(t, async () => {
   const prefix = newPrefix()
-  const stores = [await open(prefix)]
-  return {
-    store: stores[0],
-    async peer () {
-      const store = await open(prefix)
-      stores.push(store)
-      return store
-    },
-    async cleanup () {
-      await Promise.all(stores.map((s) => s.close()))
-      await deleteKeysUnder(prefix)
-    }
-  }
+  return await sharedStores(open, prefix, () => deleteKeysUnder(prefix))
 }, { shared: true })
 
 t.test('every key lives under REDIS_KEY_PREFIX, API-key data in the one {keys} slot', async (t) => {
