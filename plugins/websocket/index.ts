@@ -66,13 +66,45 @@ const CONNECT_FAILURES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH',
 async function websocket (app: FastifyInstance): Promise<void> {
   const { config, gatewayMetrics } = app
   const registers = [gatewayMetrics.registry]
-  const tunnelsOpen = new promClient.Gauge({ name: 'gateway_websocket_tunnels_open', help: 'WebSocket tunnels open now, per service', labelNames: ['service'], registers })
-  const upgrades = new promClient.Counter({ name: 'gateway_websocket_upgrades_total', help: 'WebSocket upgrade requests by service and outcome', labelNames: ['service', 'outcome'], registers })
-  for (const s of config.services) {
-    if (!s.websocket) continue
-    tunnelsOpen.set({ service: s.name }, 0)
-    for (const outcome of UPGRADE_OUTCOMES) upgrades.inc({ service: s.name, outcome }, 0)
-  }
+  // The open tunnels, each with the service it belongs to (for the gauge and the drain).
+  const tunnels = new Map<Tunnel, string>()
+  // Both series follow the live service table, read at every scrape: a WebSocket service added at
+  // run time appears at 0, a removed one disappears, and a tunnel or an upgrade that ends after its
+  // service was removed cannot bring the series back.
+  const websocketServices = (): Set<string> =>
+    new Set(app.serviceTables.current.routes.filter((r) => r.service.websocket).map((r) => r.name))
+  new promClient.Gauge({ // eslint-disable-line no-new -- read only through its collect()
+    name: 'gateway_websocket_tunnels_open',
+    help: 'WebSocket tunnels open now, per service',
+    labelNames: ['service'],
+    registers,
+    collect () {
+      const open = new Map<string, number>()
+      for (const name of tunnels.values()) open.set(name, (open.get(name) ?? 0) + 1)
+      this.reset()
+      for (const name of websocketServices()) this.set({ service: name }, open.get(name) ?? 0)
+    }
+  })
+  const counted = new Set<string>()
+  const upgrades = new promClient.Counter({
+    name: 'gateway_websocket_upgrades_total',
+    help: 'WebSocket upgrade requests by service and outcome',
+    labelNames: ['service', 'outcome'],
+    registers,
+    collect () {
+      const live = websocketServices()
+      for (const name of counted) {
+        if (live.has(name)) continue
+        for (const outcome of UPGRADE_OUTCOMES) this.remove({ service: name, outcome })
+        counted.delete(name)
+      }
+      for (const name of live) {
+        if (counted.has(name)) continue
+        counted.add(name)
+        for (const outcome of UPGRADE_OUTCOMES) this.inc({ service: name, outcome }, 0)
+      }
+    }
+  })
 
   // One server per (message limit, compression) pair: ws reads both from the server's options.
   const servers = new Map<string, WebSocketServer>()
@@ -94,7 +126,6 @@ async function websocket (app: FastifyInstance): Promise<void> {
     return wss
   }
 
-  const tunnels = new Set<Tunnel>()
   let draining = false
 
   function onUpgrade (req: IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -132,6 +163,7 @@ async function websocket (app: FastifyInstance): Promise<void> {
   app.server.on('upgrade', onUpgrade)
 
   function count (service: string, outcome: Outcome): void {
+    counted.add(service)
     upgrades.inc({ service, outcome })
   }
 
@@ -244,7 +276,6 @@ async function websocket (app: FastifyInstance): Promise<void> {
   function start (request: FastifyRequest, route: ServiceRoute, client: WebSocket, backend: WebSocket): void {
     const tunnel = new Tunnel(client, backend, route.service.wsIdleTimeoutMs, (end: TunnelEnd) => {
       tunnels.delete(tunnel)
-      tunnelsOpen.dec({ service: route.name })
       request.log.info({
         method: request.method,
         route: routeLabel(request),
@@ -260,8 +291,7 @@ async function websocket (app: FastifyInstance): Promise<void> {
         closed_by: end.closedBy
       }, 'websocket closed')
     })
-    tunnels.add(tunnel)
-    tunnelsOpen.inc({ service: route.name })
+    tunnels.set(tunnel, route.name)
     if (draining) goAway(tunnel)
   }
 
@@ -272,12 +302,12 @@ async function websocket (app: FastifyInstance): Promise<void> {
   const goAway = (tunnel: Tunnel): void => tunnel.close(1001, 'gateway shutting down', config.shutdownTimeoutMs)
   app.addHook('preClose', async () => {
     draining = true
-    for (const t of tunnels) goAway(t)
+    for (const t of tunnels.keys()) goAway(t)
   })
   // The listener has closed (client sockets included): wait for the backend sides to finish their
   // closing handshakes, so every tunnel's log line is written before the process exits.
   app.addHook('onClose', async () => {
-    await Promise.all([...tunnels].map((t) => t.done))
+    await Promise.all([...tunnels.keys()].map((t) => t.done))
     for (const wss of servers.values()) wss.close()
   })
 }
@@ -296,5 +326,5 @@ function noop (): void {}
 
 export default fp(websocket, {
   name: 'websocket',
-  dependencies: ['config', 'lifecycle', 'gateway-metrics', 'access-log']
+  dependencies: ['config', 'lifecycle', 'gateway-metrics', 'access-log', 'services']
 })

@@ -10,6 +10,8 @@ import { startBackend, status } from '../../support/backends.js'
 import { tempDir } from '../../support/basics.js'
 import { http } from '../../support/http.js'
 import { paced } from '../../support/load.js'
+import { startWsBackend } from '../../support/ws-backend.js'
+import WebSocket from 'ws'
 
 const AUTH = 'Basic ' + Buffer.from('admin:test-password').toString('base64')
 
@@ -67,6 +69,35 @@ t.test('a service created through the admin API is proxied at once, changed, and
   t.notMatch((await app.inject('/metrics')).body, /service="orders"/, 'and do not come back')
   t.equal((await admin(app, 'PUT', '/admin/services/orders', def(a.url))).statusCode, 201)
   t.match((await app.inject('/metrics')).body, /gateway_backend_requests_total\{service="orders"\} 0/, 'a service created again starts at 0')
+})
+
+t.test('a WebSocket service added at run time gets its series at 0, and they leave with it even while a tunnel is open', async (t) => {
+  const b = await startWsBackend()
+  t.teardown(() => b.close())
+  const { app, url } = await listen(t)
+  const wsUrl = url.replace('http:', 'ws:')
+  const chat = { prefix: '/chat', backends: [{ url: b.url }], websocket: true, auth: 'none', rateLimit: false }
+  const series = async () => (await app.inject('/metrics')).body.split('\n').filter((l) => l.startsWith('gateway_websocket_') && l.includes('service="chat"'))
+  t.same(await series(), [], 'no series before the service exists')
+
+  t.equal((await admin(app, 'PUT', '/admin/services/chat', chat)).statusCode, 201)
+  const fresh = await series()
+  t.ok(fresh.includes('gateway_websocket_tunnels_open{service="chat"} 0'), 'the tunnel gauge starts at 0')
+  t.ok(fresh.includes('gateway_websocket_upgrades_total{service="chat",outcome="accepted"} 0'), 'every outcome starts at 0')
+
+  const client = new WebSocket(`${wsUrl}/chat/room`)
+  await new Promise((resolve, reject) => { client.once('open', resolve); client.once('error', reject) })
+  t.ok((await series()).includes('gateway_websocket_tunnels_open{service="chat"} 1'), 'one tunnel open')
+
+  t.equal((await admin(app, 'DELETE', '/admin/services/chat')).statusCode, 200)
+  t.same(await series(), [], 'the series went with the service, though its tunnel is still open')
+  const closed = new Promise((resolve) => client.once('close', resolve))
+  client.close()
+  await closed
+  t.same(await series(), [], 'and the tunnel closing does not bring them back')
+
+  t.equal((await admin(app, 'PUT', '/admin/services/chat', chat)).statusCode, 201)
+  t.ok((await series()).includes('gateway_websocket_upgrades_total{service="chat",outcome="accepted"} 0'), 'a service created again starts at 0')
 })
 
 t.test('changing backends under 200 req/s moves the traffic with no failed request', async (t) => {
