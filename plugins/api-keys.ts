@@ -272,7 +272,6 @@ async function apiKeysPlugin (fastify: FastifyInstance, opts: ApiKeysOptions): P
         else done(err)
       }, (err: unknown) => {
         storeFailed(err)
-        reply.header('retry-after', '1')
         done(new StoreUnavailable())
       })
     }

@@ -21,6 +21,11 @@ const FASTIFY_MESSAGES: Record<string, string> = {
   FST_ERR_INVALID_URL: 'The URL is not valid'
 }
 
+// A store outage is brief or it is an incident: either way a client may try again in a second.
+// One place says so for every store (the key store on the proxy path and in the admin API, the
+// rate limiter failing closed, the service store), so no route has to remember the header.
+const STORE_DOWN = new Set(['GW_STORE_UNAVAILABLE', 'GW_RATE_LIMIT_UNAVAILABLE', 'GW_SERVICE_STORE_UNAVAILABLE'])
+
 export function renderError (error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
   // A stream that fails after the head was sent (client gone, upstream reset mid-body) cannot be
   // answered with an envelope: the socket is closed, and it is not the gateway's fault.
@@ -36,6 +41,7 @@ export function renderError (error: FastifyError, request: FastifyRequest, reply
   else if (status < 500) message = FASTIFY_MESSAGES[error.code] ?? (error.code === undefined ? 'Bad request' : error.message)
   else message = 'Internal gateway error; it has been logged'
 
+  if (STORE_DOWN.has(error.code)) reply.header('retry-after', '1')
   if (status >= 500 && !error.code?.startsWith('GW_')) request.log.error({ err: error }, 'unhandled error')
   else request.log.debug({ code: error.code, status }, 'request rejected')
   reply.code(status).type('application/json; charset=utf-8').send(envelope(status, message))

@@ -167,7 +167,6 @@ export default fp<RateLimitOptions>(async function rateLimit (fastify, opts) {
           metrics.rateLimitFailOpen()
           result = fallback.takeSync(id, burst, rpm)
         } else {
-          reply.header('retry-after', '1')
           return done(new RateLimitUnavailable())
         }
         if (!result.allowed) {

@@ -39,14 +39,13 @@ const apiKeyRoutes: FastifyPluginAsync = async (fastify) => {
   const app = fastify.withTypeProvider<ZodTypeProvider>()
   const CreateBody = createApiKeyBody(() => fastify.serviceTables.current.routes.map((r) => r.name))
 
-  /** A store failure is a 503 the client may retry; a raw key is only shown once it is stored. */
-  async function storeCall<T> (operation: StoreOperation, fn: () => Promise<T>, reply: { header (k: string, v: string): unknown }): Promise<T> {
+  /** A store failure is a 503 the client may retry (the error handler adds Retry-After); a raw key is only shown once it is stored. */
+  async function storeCall<T> (operation: StoreOperation, fn: () => Promise<T>): Promise<T> {
     try {
       return await fn()
     } catch (err) {
       fastify.gatewayMetrics.storeError(operation)
       fastify.log.error({ err, event: 'admin_store_error', operation }, 'admin operation failed: key store unavailable')
-      reply.header('retry-after', '1')
       throw new StoreUnavailable()
     }
   }
@@ -54,7 +53,7 @@ const apiKeyRoutes: FastifyPluginAsync = async (fastify) => {
   app.post('/apikeys', {
     schema: { operationId: 'createApiKey', summary: 'Create an API key', body: CreateBody, response: { 201: CREATED, 503: STORE_DOWN } }
   }, async (request, reply) => {
-    const { record, rawKey } = await storeCall('keys.create', () => fastify.apiKeys.create(request.body), reply)
+    const { record, rawKey } = await storeCall('keys.create', () => fastify.apiKeys.create(request.body))
     request.log.info({ event: 'api_key_created', keyId: record.id, name: record.name }, 'API key created')
     reply.code(201).header('cache-control', 'no-store').header('location', `/admin/apikeys/${record.id}`)
     return { status: 'success' as const, message: CREATED_MESSAGE, data: { api_key: record, raw_key: rawKey } }
@@ -63,14 +62,14 @@ const apiKeyRoutes: FastifyPluginAsync = async (fastify) => {
   app.get('/apikeys', {
     schema: { operationId: 'listApiKeys', summary: 'List API keys', response: { 200: ListResponse, 503: STORE_DOWN } }
   }, async (_request, reply) => {
-    const data = await storeCall('keys.list', () => fastify.apiKeys.list(), reply)
+    const data = await storeCall('keys.list', () => fastify.apiKeys.list())
     return { status: 'success' as const, data }
   })
 
   app.get('/apikeys/:id', {
     schema: { operationId: 'getApiKey', summary: 'Get one API key', params: ApiKeyIdParams, response: { 200: OneResponse, 404: UNKNOWN_ID, 503: STORE_DOWN } }
   }, async (request, reply) => {
-    const data = await storeCall('keys.get', () => fastify.apiKeys.get(request.params.id), reply)
+    const data = await storeCall('keys.get', () => fastify.apiKeys.get(request.params.id))
     if (data === null) throw new ApiKeyNotFound(request.params.id)
     return { status: 'success' as const, data }
   })
@@ -84,7 +83,7 @@ const apiKeyRoutes: FastifyPluginAsync = async (fastify) => {
     }
   }, async (request, reply) => {
     const { id } = request.params
-    if (!await storeCall('keys.revoke', () => fastify.apiKeys.revoke(id), reply)) throw new ApiKeyNotFound(id)
+    if (!await storeCall('keys.revoke', () => fastify.apiKeys.revoke(id))) throw new ApiKeyNotFound(id)
     request.log.info({ event: 'api_key_revoked', keyId: id }, 'API key revoked')
     return { status: 'success' as const, message: 'API key revoked successfully' }
   })
@@ -98,7 +97,7 @@ const apiKeyRoutes: FastifyPluginAsync = async (fastify) => {
     }
   }, async (request, reply) => {
     const { id } = request.params
-    if (!await storeCall('keys.delete', () => fastify.apiKeys.delete(id), reply)) throw new ApiKeyNotFound(id)
+    if (!await storeCall('keys.delete', () => fastify.apiKeys.delete(id))) throw new ApiKeyNotFound(id)
     request.log.info({ event: 'api_key_deleted', keyId: id }, 'API key deleted')
     return { status: 'success' as const, message: 'API key deleted successfully' }
   })

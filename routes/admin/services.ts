@@ -4,7 +4,7 @@
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod'
 import { ServiceFileEntry, type ServiceDefinition } from '../../src/schemas/routes-file.js'
-import { ServiceNotFound, ServiceStoreUnavailable, ValidationFailed } from '../../src/errors.js'
+import { ServiceNotFound, ValidationFailed } from '../../src/errors.js'
 import { describeIssues, ErrorEnvelope } from '../../src/schemas/api-keys.js'
 import {
   DryRunQuery, PatchServiceBody, PutServiceBody, ServiceChangeResponse, ServiceListResponse, ServiceNameParams, ServiceOneResponse
@@ -35,10 +35,6 @@ const serviceRoutes: FastifyPluginAsync = async (fastify) => {
   fastify.setSchemaErrorFormatter(formatSchemaErrors)
   const app = fastify.withTypeProvider<ZodTypeProvider>()
   const services = fastify.services
-  // A store failure is a 503 the client may retry.
-  app.addHook('onError', async (_request, reply, err) => {
-    if (err instanceof ServiceStoreUnavailable) reply.header('retry-after', '1')
-  })
   // One admin account (SPEC §9): the user a change is logged with.
   const user = fastify.config.admin.authEnabled ? fastify.config.admin.username : 'anonymous (admin auth disabled)'
 
