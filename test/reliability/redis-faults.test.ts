@@ -103,7 +103,7 @@ t.test('FT-10 SIGKILL of Redis under load across three gateways: no crash, no 50
   })
   await chaos
   const hits = load.hits
-  t.comment(`sent ${load.sent}, skipped ${load.skipped}, statuses ${JSON.stringify(countBy(hits, (h) => `${h.tag}:${h.status || h.error}`))}`)
+  t.comment(`sent ${load.sent}, skipped ${load.skipped}, resent after a keep-alive race ${hits.filter((h) => h.resent).length}, statuses ${JSON.stringify(countBy(hits, (h) => `${h.tag}:${h.status || h.error}`))}`)
   t.ok(gws.every((g) => g.running), 'no gateway crashed')
   t.same(hits.filter((h) => h.status === 0).map((h) => h.error), [], 'every request was answered')
   t.equal(hits.filter((h) => h.status >= 500 && h.status !== 503).length, 0, 'no 500/502/504')

@@ -13,6 +13,8 @@ export interface Hit {
   /** Network error code (ECONNRESET, timeout, ...) when there was no response. */
   error?: string
   tag?: string
+  /** Sent a second time on a fresh connection: the reused keep-alive one was reset first. */
+  resent?: true
 }
 
 export interface RequestSpec {
@@ -52,28 +54,45 @@ export function sender (opts: { maxSockets?: number, localAddress?: string, keep
           done = true
           resolve({ ...h, start, end: performance.now(), port, tag: spec.tag })
         }
-        const req = httpRequest({
-          host: '127.0.0.1',
-          port,
-          path: spec.path,
-          method: spec.method ?? 'GET',
-          headers: spec.headers,
-          agent: agentFor(port),
-          timeout: timeoutMs
-        }, (res) => {
-          res.on('data', () => {})
-          res.on('error', () => finish({ status: res.statusCode ?? 0, headers: res.headers, error: 'response aborted' }))
-          res.on('end', () => finish({ status: res.statusCode ?? 0, headers: res.headers }))
-        })
-        req.on('timeout', () => { req.destroy(); finish({ status: 0, headers: {}, error: 'timeout' }) })
-        req.on('error', (e: NodeJS.ErrnoException) => finish({ status: 0, headers: {}, error: e.code ?? e.message }))
-        if (spec.abortAfterMs !== undefined) {
-          req.flushHeaders()
-          setTimeout(() => { req.destroy(); finish({ status: 0, headers: {}, error: 'aborted by client' }) }, spec.abortAfterMs)
-          return
+        // A request written on a reused keep-alive connection just as the server closes it for
+        // idleness is reset before the server read it: the HTTP/1.1 keep-alive race (RFC 9112
+        // §9.3.1), which no server can prevent. Node's documented answer (request.reusedSocket) is
+        // what well-behaved clients do: send it once more on a fresh connection. Only requests
+        // without a body, only for a reset on a reused connection, only once; a gateway that reset
+        // connections for real would reset the fresh one too, and that error is reported.
+        const attempt = (resent: boolean): void => {
+          const req = httpRequest({
+            host: '127.0.0.1',
+            port,
+            path: spec.path,
+            method: spec.method ?? 'GET',
+            headers: spec.headers,
+            agent: resent ? false : agentFor(port),
+            localAddress: opts.localAddress,
+            timeout: timeoutMs
+          }, (res) => {
+            const extra = resent ? { resent: true as const } : {}
+            res.on('data', () => {})
+            res.on('error', () => finish({ status: res.statusCode ?? 0, headers: res.headers, error: 'response aborted', ...extra }))
+            res.on('end', () => finish({ status: res.statusCode ?? 0, headers: res.headers, ...extra }))
+          })
+          req.on('timeout', () => { req.destroy(); finish({ status: 0, headers: {}, error: 'timeout' }) })
+          req.on('error', (e: NodeJS.ErrnoException) => {
+            if (!resent && !done && req.reusedSocket && e.code === 'ECONNRESET' && spec.body === undefined && spec.abortAfterMs === undefined) {
+              attempt(true)
+              return
+            }
+            finish({ status: 0, headers: {}, error: e.code ?? e.message })
+          })
+          if (spec.abortAfterMs !== undefined) {
+            req.flushHeaders()
+            setTimeout(() => { req.destroy(); finish({ status: 0, headers: {}, error: 'aborted by client' }) }, spec.abortAfterMs)
+            return
+          }
+          if (spec.body !== undefined) req.end(spec.body)
+          else req.end()
         }
-        if (spec.body !== undefined) req.end(spec.body)
-        else req.end()
+        attempt(false)
       })
     },
     close () {
