@@ -106,6 +106,10 @@ t.test('FT-10 SIGKILL of Redis under load across three gateways: no crash, no 50
   t.comment(`sent ${load.sent}, skipped ${load.skipped}, resent after a keep-alive race ${hits.filter((h) => h.resent).length}, statuses ${JSON.stringify(countBy(hits, (h) => `${h.tag}:${h.status || h.error}`))}`)
   t.ok(gws.every((g) => g.running), 'no gateway crashed')
   t.same(hits.filter((h) => h.status === 0).map((h) => h.error), [], 'every request was answered')
+  // The harness resends a request reset on a reused keep-alive connection (the idle-close race);
+  // a gateway that reset connections itself would show up here as many resends.
+  const resent = hits.filter((h) => h.resent).length
+  t.ok(resent <= 10, `at most a few keep-alive races (${resent} resent of ${hits.length})`)
   t.equal(hits.filter((h) => h.status >= 500 && h.status !== 503).length, 0, 'no 500/502/504')
   t.ok(hits.filter((h) => h.tag === 'anon').every((h) => h.status === 200 || h.status === 429), 'anonymous: 200 or 429 throughout')
   t.ok(hits.filter((h) => h.tag === 'keyed').every((h) => h.status === 200 || h.status === 503 || h.status === 429), 'keyed: 200, 429 or 503 (fail closed), never anything else')
