@@ -61,14 +61,14 @@ const apiKeyRoutes: FastifyPluginAsync = async (fastify) => {
 
   app.get('/apikeys', {
     schema: { operationId: 'listApiKeys', summary: 'List API keys', response: { 200: ListResponse, 503: STORE_DOWN } }
-  }, async (_request, reply) => {
+  }, async () => {
     const data = await storeCall('keys.list', () => fastify.apiKeys.list())
     return { status: 'success' as const, data }
   })
 
   app.get('/apikeys/:id', {
     schema: { operationId: 'getApiKey', summary: 'Get one API key', params: ApiKeyIdParams, response: { 200: OneResponse, 404: UNKNOWN_ID, 503: STORE_DOWN } }
-  }, async (request, reply) => {
+  }, async (request) => {
     const data = await storeCall('keys.get', () => fastify.apiKeys.get(request.params.id))
     if (data === null) throw new ApiKeyNotFound(request.params.id)
     return { status: 'success' as const, data }
@@ -81,7 +81,7 @@ const apiKeyRoutes: FastifyPluginAsync = async (fastify) => {
       params: ApiKeyIdParams,
       response: { 200: MessageResponse, 404: UNKNOWN_ID, 503: STORE_DOWN }
     }
-  }, async (request, reply) => {
+  }, async (request) => {
     const { id } = request.params
     if (!await storeCall('keys.revoke', () => fastify.apiKeys.revoke(id))) throw new ApiKeyNotFound(id)
     request.log.info({ event: 'api_key_revoked', keyId: id }, 'API key revoked')
@@ -95,7 +95,7 @@ const apiKeyRoutes: FastifyPluginAsync = async (fastify) => {
       params: ApiKeyIdParams,
       response: { 200: MessageResponse, 404: UNKNOWN_ID, 503: STORE_DOWN }
     }
-  }, async (request, reply) => {
+  }, async (request) => {
     const { id } = request.params
     if (!await storeCall('keys.delete', () => fastify.apiKeys.delete(id))) throw new ApiKeyNotFound(id)
     request.log.info({ event: 'api_key_deleted', keyId: id }, 'API key deleted')
