@@ -280,7 +280,10 @@ async function apiKeysPlugin (fastify: FastifyInstance, opts: ApiKeysOptions): P
   /** Drops a key from this instance's cache at once (other instances hear it via onInvalidate). */
   function forget (id: string): void {
     invalidations++
-    for (const hash of [...valid.keys()]) if (valid.get(hash)?.consumer?.id === id) valid.delete(hash)
+    // Read through `items`, not get(): get() would mark every cached key as just used.
+    const stale: string[] = []
+    for (const [hash, entry] of valid.items) if (entry.value.consumer?.id === id) stale.push(hash)
+    valid.deleteMany(stale)
     touchedAt.delete(id)
   }
 

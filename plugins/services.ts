@@ -126,10 +126,10 @@ export default fp(async function services (app) {
     return true
   }
 
-  /** The route for `service`: the previous one when nothing changed; its breaker kept unless its backends changed. */
   // MAX_CONCURRENT_REQUESTS: one cap shared by every service, whatever the table.
   const globalLimit = config.shedding.maxConcurrentRequests === null ? null : new ConcurrencyLimit(config.shedding.maxConcurrentRequests)
 
+  /** The route for `service`: the previous one when nothing changed; its breaker kept unless its backends changed. */
   function routeFor (service: ServiceConfig, prev: ServiceRoute | undefined): ServiceRoute {
     const wasLive = live.has(service.name)
     if (prev !== undefined && JSON.stringify(prev.service) === JSON.stringify(service)) return prev

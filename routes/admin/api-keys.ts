@@ -6,6 +6,7 @@ import type { FastifyPluginAsync, FastifySchemaValidationError } from 'fastify'
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod'
 import { ApiKeyNotFound, StoreUnavailable, ValidationFailed } from '../../src/errors.js'
 import type { StoreOperation } from '../../plugins/gateway-metrics.js'
+import { storeDownResponse } from './openapi.js'
 import {
   ApiKeyIdParams, CreatedResponse, ErrorEnvelope, ListResponse, MessageResponse, OneResponse, createApiKeyBody
 } from '../../src/schemas/api-keys.js'
@@ -22,10 +23,7 @@ export function formatSchemaErrors (errors: FastifySchemaValidationError[], data
 }
 
 /** Statuses these routes produce themselves (the admin scope documents 400/401/413/415/429). */
-const STORE_DOWN = ErrorEnvelope.meta({
-  description: 'The key store is unavailable; retry after Retry-After',
-  headers: { 'retry-after': { type: 'integer', description: 'Seconds to wait before retrying' } }
-})
+const STORE_DOWN = storeDownResponse('key')
 const UNKNOWN_ID = ErrorEnvelope.meta({ description: 'No API key has this id' })
 const CREATED = CreatedResponse.meta({
   description: 'Created; the raw key is shown only in this response',

@@ -6,7 +6,7 @@
 // 400 on an empty id and never the collection. Registered in the admin scope before its routes
 // (fastify-plugin, so the onRoute hook sees them); its catch-all runs after Basic auth like every
 // admin route, so an anonymous caller learns nothing about which paths exist.
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { AdminMethodNotAllowed, AdminPathNotFound } from '../../src/errors.js'
 
@@ -22,6 +22,13 @@ export function routePattern (url: string): RegExp {
   return new RegExp(`^${source}$`)
 }
 
+/** The request's path, without its query string. */
+function pathOf (request: FastifyRequest): string {
+  const url = request.raw.url as string
+  const q = url.indexOf('?')
+  return q === -1 ? url : url.slice(0, q)
+}
+
 async function methodNotAllowed (fastify: FastifyInstance): Promise<void> {
   const paths = new Map<string, PathMethods>()
   fastify.addHook('onRoute', (route) => {
@@ -32,9 +39,7 @@ async function methodNotAllowed (fastify: FastifyInstance): Promise<void> {
   })
 
   fastify.addHook('onRequest', async (request) => {
-    const url = request.raw.url as string
-    const q = url.indexOf('?')
-    const path = q === -1 ? url : url.slice(0, q)
+    const path = pathOf(request)
     if (path.endsWith('/') || path.includes('//')) throw new AdminPathNotFound()
   })
 
@@ -45,9 +50,7 @@ async function methodNotAllowed (fastify: FastifyInstance): Promise<void> {
     exposeHeadRoute: false,
     // Answer before any body is read: the method is wrong whatever the body says.
     onRequest: async (request, reply) => {
-      const url = request.raw.url as string
-      const q = url.indexOf('?')
-      const path = q === -1 ? url : url.slice(0, q)
+      const path = pathOf(request)
       const allowed = new Set<string>()
       for (const entry of paths.values()) {
         if (entry.pattern.test(path)) for (const m of entry.methods) allowed.add(m)

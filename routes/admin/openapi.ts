@@ -23,6 +23,10 @@ export const ADMIN_API_VERSION = '1.0.0'
 const errorResponse = (description: string) => ErrorEnvelope.meta({ description })
 const RETRY_AFTER = { 'retry-after': { type: 'integer', description: 'Seconds to wait before retrying' } }
 
+/** A route's 503 when its store is down: the error handler adds `Retry-After: 1` to every one. */
+export const storeDownResponse = (store: string) =>
+  ErrorEnvelope.meta({ description: `The ${store} store is unavailable; retry after Retry-After`, headers: RETRY_AFTER })
+
 const COMMON = {
   invalid: errorResponse('Invalid request: the message names the field'),
   tooLarge: errorResponse('Body larger than 64 KiB'),

@@ -10,6 +10,7 @@ import {
   DryRunQuery, PatchServiceBody, PutServiceBody, ServiceChangeResponse, ServiceListResponse, ServiceNameParams, ServiceOneResponse
 } from '../../src/schemas/services.js'
 import { mergePatch } from '../../src/service-changes.js'
+import { storeDownResponse } from './openapi.js'
 import type { ServiceChange, ServiceEntry } from '../../plugins/services.js'
 import { formatSchemaErrors } from './api-keys.js'
 
@@ -18,10 +19,7 @@ const UNKNOWN_NAME = ErrorEnvelope.meta({ description: 'No service has this name
 const CONFLICT = ErrorEnvelope.meta({
   description: 'The prefix is taken by another service or by the gateway, or SERVICES_SOURCE=file makes the routes file the truth'
 })
-const STORE_DOWN = ErrorEnvelope.meta({
-  description: 'The service store is unavailable; retry after Retry-After',
-  headers: { 'retry-after': { type: 'integer', description: 'Seconds to wait before retrying' } }
-})
+const STORE_DOWN = storeDownResponse('service')
 const CREATED = ServiceChangeResponse.meta({
   description: 'Created (with dry_run=true: 200, nothing applied)',
   headers: { location: { type: 'string', description: 'The new service: /admin/services/{name}' } }
