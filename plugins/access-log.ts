@@ -1,10 +1,10 @@
 // One JSON access line per request (SPEC §12), replacing Fastify's two request/response lines
 // (the app sets `disableRequestLogging`). Credentials never reach it: headers are not logged at
 // all, key-like query parameters and anything shaped like a gateway key are redacted from the URL.
-import type { FastifyBaseLogger, FastifyReply, FastifyRequest, onRequestAbortHookHandler, onResponseHookHandler } from 'fastify'
+import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { API_KEY_PREFIX } from '../src/api-key-format.js'
-import { CLIENT_CLOSED_STATUS, routeLabel, startedAt } from './gateway-metrics.js'
+import { routeLabel, type RequestEnd } from './request-end.js'
 
 export const REDACTED = '[REDACTED]'
 /** Query parameters whose value is a credential (compared case-insensitively, after decoding). */
@@ -77,11 +77,7 @@ export function requestSerializer (request: FastifyRequest): Record<string, unkn
   return { method: request.method, url: redactUrl(request.url), host: request.host, remoteAddress: request.ip }
 }
 
-// 0 not logged yet, 1 logged: an aborted request can in rare cases finish later too.
-const kLogged = Symbol('access-log.logged')
-type Tracked = FastifyRequest & { [kLogged]: number }
-
-function line (request: FastifyRequest, status: number, durationMs: number, aborted: boolean) {
+function line (request: FastifyRequest, end: RequestEnd) {
   // Both fields are declared by their plugins (api-keys, proxy); `?.` keeps other apps safe.
   const consumer = request.consumer
   const retries = request.proxyRetries
@@ -89,59 +85,25 @@ function line (request: FastifyRequest, status: number, durationMs: number, abor
     method: request.method,
     route: routeLabel(request),
     url: redactUrl(request.url),
-    status,
-    duration_ms: Math.round(durationMs * 1000) / 1000,
+    status: end.status,
+    duration_ms: Math.round(end.durationMs * 1000) / 1000,
     ip: request.ip,
-    consumer: consumer?.id ?? null
+    consumer: consumer?.id ?? null,
+    outcome: end.outcome
   }
   if (retries !== undefined && retries > 0) entry.retries = retries
-  if (aborted) entry.aborted = true
+  if (end.outcome === 'client_gone') entry.aborted = true
   return entry
 }
 
-export interface AccessLog {
-  /** Logs a request whose client left, when Fastify's onRequestAbort will not (see metrics). */
-  requestAborted (request: FastifyRequest): void
-}
-
-declare module 'fastify' {
-  interface FastifyInstance {
-    accessLog: AccessLog
-  }
-}
-
-/** The access line for a request whose hooks never ran (router errors, plugins/error-handler.ts). */
-export function logCompleted (request: FastifyRequest, status: number, durationMs: number): void {
-  request.log.info(line(request, status, durationMs, false), 'request completed')
-}
-
-export default fp(async (fastify) => {
-  fastify.decorateRequest(kLogged as unknown as string, 0)
-
-  // The level is fixed for the app's lifetime (LOG_LEVEL), so it is read once.
+export default fp(async function accessLog (fastify) {
+  // The level is fixed for the app's lifetime (LOG_LEVEL), so it is read once; building the line
+  // (URL redaction, an object) is skipped when `info` would drop it.
   const infoEnabled = (fastify.log as FastifyBaseLogger & { isLevelEnabled?: (l: string) => boolean }).isLevelEnabled?.('info') ?? true
-  const onResponse: onResponseHookHandler = (request: FastifyRequest, reply: FastifyReply, done) => {
-    if ((request as Tracked)[kLogged] === 0) {
-      (request as Tracked)[kLogged] = 1
-      // Building the line (URL redaction, an object) is skipped when `info` would drop it.
-      if (infoEnabled) request.log.info(line(request, reply.statusCode, reply.elapsedTime, false), 'request completed')
-    }
-    done()
-  }
-  // The client went away before the response finished: Fastify runs no onResponse for it.
-  function aborted (request: FastifyRequest): void {
-    if ((request as Tracked)[kLogged] === 0) {
-      (request as Tracked)[kLogged] = 1
-      const started = startedAt(request)
-      const ms = started === undefined ? 0 : performance.now() - started
-      request.log.info(line(request, CLIENT_CLOSED_STATUS, ms, true), 'request aborted')
-    }
-  }
-  const onRequestAbort: onRequestAbortHookHandler = (request, done) => {
-    aborted(request)
-    done()
-  }
-  fastify.decorate('accessLog', { requestAborted: aborted })
-  fastify.addHook('onResponse', onResponse)
-  fastify.addHook('onRequestAbort', onRequestAbort)
-}, { name: 'access-log', fastify: '5.x', dependencies: ['gateway-metrics'] })
+  if (!infoEnabled) return
+  // A tunnel's own line comes when it closes (plugins/websocket/): its upgrade is not logged twice.
+  fastify.requestEnds.subscribe(function logEnd (request, end) {
+    if (end.outcome === 'upgraded') return
+    request.log.info(line(request, end), end.outcome === 'client_gone' ? 'request aborted' : 'request completed')
+  })
+}, { name: 'access-log', fastify: '5.x', dependencies: ['request-end'] })

@@ -5,7 +5,6 @@ import type { Socket } from 'node:net'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { envelope, REASONS } from '../src/errors.js'
-import { logCompleted } from './access-log.js'
 
 /** Fastify's own client errors, rewritten as messages a caller can act on. */
 const FASTIFY_MESSAGES: Record<string, string> = {
@@ -56,12 +55,7 @@ export function renderError (error: FastifyError, request: FastifyRequest, reply
 export function routerError (error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
   const tooLong = error.code === 'FST_ERR_MAX_PARAM_LENGTH'
   const status = tooLong ? 414 : 400
-  const app = request.server
-  reply.raw.once('finish', () => {
-    const ms = reply.elapsedTime
-    app.gatewayMetrics.untracked(request, status, ms)
-    logCompleted(request, status, ms)
-  })
+  request.server.requestEnds.refusedByRouter(request, reply, status)
   request.log.debug({ code: error.code, status }, 'request rejected by the router')
   reply.code(status).header('x-request-id', request.id).type('application/json; charset=utf-8')
     .send(envelope(status, tooLong ? 'A path segment is too long' : 'The URL is not valid (malformed percent-encoding)'))

@@ -2,11 +2,11 @@
 // (two gateways in one process never share a series), the seed's metric names plus a histogram,
 // retries, store errors and fail-open counters. Labels are bounded: `path` is the route template
 // or the service prefix, never the raw URL.
-import type { FastifyRequest, onRequestAbortHookHandler, onRequestHookHandler, onResponseHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
 import fastifyMetrics from 'fastify-metrics'
 import promClient from '@platformatic/prom-client'
 import type { ServiceConfig } from '../src/config.js'
+import { routeLabel } from './request-end.js'
 
 export type BreakerStateName = 'closed' | 'open' | 'half-open'
 
@@ -34,44 +34,14 @@ export interface GatewayMetrics {
   removeService (service: string): void
   /** The version of the service table in use (SPEC §17). */
   servicesVersion (version: number): void
-  /** Counts a request that never ran the hooks (Fastify router errors): it was never in flight. */
-  untracked (request: FastifyRequest, status: number, ms: number): void
   /** This app's registry (what GET /metrics exposes). */
   readonly registry: promClient.Registry
-  /** Requests being processed now (the gauge's value, readable synchronously for shutdown logs). */
-  readonly inFlight: number
-  /**
-   * Records a request whose client left before the response finished, when Fastify's
-   * onRequestAbort will not (it fires only while the request body is unread). Idempotent.
-   */
-  requestAborted (request: FastifyRequest): void
-  /** Records a request answered with 101 (a WebSocket tunnel took its socket over). Idempotent. */
-  upgraded (request: FastifyRequest): void
 }
 
 declare module 'fastify' {
   interface FastifyInstance {
     gatewayMetrics: GatewayMetrics
   }
-  interface FastifyRequest {
-    /** The `path` label when a plugin knows it better than the route (the proxy: the service prefix). */
-    metricPath: string | null
-  }
-  interface FastifyContextConfig {
-    /** Label used for `path` instead of the route template (the proxy sets the service prefix). */
-    metricPath?: string
-  }
-}
-
-/** The single `path` value shared by every request that matched no route. */
-export const UNMATCHED_PATH = 'unmatched'
-
-/** Bounded route label: the service prefix, the route template, or `unmatched`. */
-export function routeLabel (request: FastifyRequest): string {
-  // Loose check: requests built for router errors carry no decorators at all.
-  if (request.metricPath != null) return request.metricPath
-  const ro = request.routeOptions
-  return ro.config?.metricPath ?? ro.url ?? UNMATCHED_PATH
 }
 
 const BREAKER_VALUE: Record<BreakerStateName, number> = { closed: 1, 'half-open': 0.5, open: 0 }
@@ -84,21 +54,6 @@ interface RequestSeries {
   summary: { observe (v: number): void }
   histogram: { observe (v: number): void }
 }
-
-// Per-request fields, declared up front (stable object shapes): when our onRequest counted the
-// request in flight (performance.now(), 0 if it did not run), and whether it has been recorded.
-const kStart = Symbol('gateway-metrics.start')
-const kRecorded = Symbol('gateway-metrics.recorded')
-type Tracked = FastifyRequest & { [kStart]: number, [kRecorded]: boolean }
-
-/** performance.now() when gateway-metrics counted the request in flight, if it did. */
-export function startedAt (request: FastifyRequest): number | undefined {
-  const start = (request as Tracked)[kStart]
-  return start > 0 ? start : undefined
-}
-
-/** Status recorded for a request whose client closed the connection before the response finished. */
-export const CLIENT_CLOSED_STATUS = 499
 
 export default fp(async (fastify) => {
   const registry = new promClient.Registry()
@@ -122,7 +77,14 @@ export default fp(async (fastify) => {
     registers,
     collect () { this.set((Date.now() - started) / 1000) }
   })
-  const inFlight = new C.Gauge({ name: 'gateway_requests_in_flight', help: 'Requests being processed now', registers })
+  const ends = fastify.requestEnds
+  // eslint-disable-next-line no-new -- registering it is the point; `collect` runs on each scrape
+  new C.Gauge({
+    name: 'gateway_requests_in_flight',
+    help: 'Requests being processed now',
+    registers,
+    collect () { this.set(ends.inFlight) }
+  })
   const rateLimited = new C.Counter({ name: 'gateway_rate_limited_total', help: 'Requests rejected by the rate limiter', registers })
   const requests = new C.Counter({
     name: 'gateway_http_requests_total',
@@ -219,10 +181,8 @@ export default fp(async (fastify) => {
     storeOps.set(operation, c)
   }
 
-  let inFlightNow = 0
   const metrics: GatewayMetrics = {
     registry,
-    get inFlight () { return inFlightNow },
     rateLimited () { rateLimited.inc() },
     backendRequest (name) { service(name).requests.inc() },
     backendError (name) { service(name).errors.inc() },
@@ -238,16 +198,9 @@ export default fp(async (fastify) => {
       services.delete(name)
       removed.add(name)
     },
-    servicesVersion (version) { tableVersion.set(version) },
-    requestAborted (request) { onAbort(request as Tracked) },
-    upgraded (request) {
-      const r = request as Tracked
-      if (!r[kRecorded]) record(r, 101, r[kStart] > 0 ? performance.now() - r[kStart] : 0)
-    },
-    untracked (request, status, ms) { observe(request.method, routeLabel(request), status, ms) }
+    servicesVersion (version) { tableVersion.set(version) }
   }
   fastify.decorate('gatewayMetrics', metrics)
-  fastify.decorateRequest('metricPath', null)
 
   // Request series keyed by method, path and status: all three are bounded (llhttp accepts a
   // fixed set of methods, paths are route templates or prefixes, statuses are 100-599).
@@ -269,47 +222,12 @@ export default fp(async (fastify) => {
     return s
   }
 
-  function observe (method: string, path: string, status: number, ms: number): void {
-    const s = seriesFor(method, path, status)
+  // One series update per request, at its one end (plugins/request-end.ts).
+  ends.subscribe(function observe (request, end) {
+    const s = seriesFor(request.method, routeLabel(request), end.status)
+    const ms = end.durationMs
     s.count.inc()
     s.summary.observe(ms)
     s.histogram.observe(ms / 1000)
-  }
-
-  fastify.decorateRequest(kStart as unknown as string, 0)
-  fastify.decorateRequest(kRecorded as unknown as string, false)
-  const record = (request: Tracked, status: number, ms: number) => {
-    request[kRecorded] = true
-    if (request[kStart] > 0) {
-      inFlight.dec()
-      inFlightNow--
-    }
-    observe(request.method, routeLabel(request), status, ms)
-  }
-  const onRequest: onRequestHookHandler = (request, _reply, done) => {
-    const r = request as Tracked
-    if (!r[kRecorded] && r[kStart] === 0) {
-      r[kStart] = performance.now()
-      inFlight.inc()
-      inFlightNow++
-    }
-    done()
-  }
-  // Counts every response, including errors sent by hooks that ran before ours (they skip onRequest).
-  const onResponse: onResponseHookHandler = (request, reply, done) => {
-    if (!(request as Tracked)[kRecorded]) record(request as Tracked, reply.statusCode, reply.elapsedTime)
-    done()
-  }
-  // A client that disconnects first never gets `onResponse` (no 'finish'); without this the
-  // in-flight gauge would only grow and aborted requests would vanish from the counters.
-  function onAbort (r: Tracked): void {
-    if (!r[kRecorded]) record(r, CLIENT_CLOSED_STATUS, r[kStart] > 0 ? performance.now() - r[kStart] : 0)
-  }
-  const onRequestAbort: onRequestAbortHookHandler = (request, done) => {
-    onAbort(request as Tracked)
-    done()
-  }
-  fastify.addHook('onRequest', onRequest)
-  fastify.addHook('onResponse', onResponse)
-  fastify.addHook('onRequestAbort', onRequestAbort)
-}, { name: 'gateway-metrics', fastify: '5.x', dependencies: ['config'] })
+  })
+}, { name: 'gateway-metrics', fastify: '5.x', dependencies: ['config', 'request-end'] })

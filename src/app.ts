@@ -11,6 +11,7 @@ import configPlugin from '../plugins/config.js'
 import lifecycle from '../plugins/lifecycle.js'
 import adminListener from '../plugins/admin-listener.js'
 import cors from '../plugins/cors.js'
+import requestEnd from '../plugins/request-end.js'
 import gatewayMetrics from '../plugins/gateway-metrics.js'
 import accessLog, { requestSerializer } from '../plugins/access-log.js'
 import store from '../plugins/store/index.js'
@@ -103,6 +104,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   await app.register(adminListener)
   await app.register(requestContext)
   await app.register(cors)
+  await app.register(requestEnd)
   await app.register(gatewayMetrics)
   await app.register(accessLog)
   await app.register(store)

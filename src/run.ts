@@ -31,17 +31,17 @@ async function runGateway (config: Config): Promise<void> {
     // /health turns 503 now; for SHUTDOWN_DELAY_MS the listener still accepts and serves, so load
     // balancers see the 503 and stop sending before anything is refused (SPEC §12).
     app.lifecycle.startDraining()
-    app.log.info({ event: 'shutdown_started', signal, inflight: app.gatewayMetrics.inFlight, delay_ms: config.shutdownDelayMs }, 'shutting down: /health answers 503')
+    app.log.info({ event: 'shutdown_started', signal, inflight: app.requestEnds.inFlight, delay_ms: config.shutdownDelayMs }, 'shutting down: /health answers 503')
     const drain = (): void => {
-      app.log.info({ event: 'shutdown_draining', inflight: app.gatewayMetrics.inFlight }, 'no longer accepting; draining in-flight requests')
+      app.log.info({ event: 'shutdown_draining', inflight: app.requestEnds.inFlight }, 'no longer accepting; draining in-flight requests')
       const deadline = setTimeout(() => {
-        app.log.error({ event: 'shutdown_timeout', aborted: app.gatewayMetrics.inFlight }, 'drain timed out; closing remaining connections')
+        app.log.error({ event: 'shutdown_timeout', aborted: app.requestEnds.inFlight }, 'drain timed out; closing remaining connections')
         app.server.closeAllConnections()
         process.exit(1)
       }, config.shutdownTimeoutMs)
       deadline.unref()
       app.close().then(() => {
-        app.log.info({ event: 'shutdown_complete', inflight: app.gatewayMetrics.inFlight }, 'gateway stopped')
+        app.log.info({ event: 'shutdown_complete', inflight: app.requestEnds.inFlight }, 'gateway stopped')
         process.exit(0)
       }, (err: unknown) => {
         app.log.error({ err, event: 'shutdown_failed' }, 'error while shutting down')

@@ -11,6 +11,7 @@ import { BadGateway, GatewayTimeout, PayloadTooLarge } from '../../src/errors.js
 import { isIdempotent, isRetryableStatus, retryDelay } from '../../src/retry-policy.js'
 import type { BreakerPermit } from '../circuit-breakers.js'
 import type { GatewayMetrics } from '../gateway-metrics.js'
+import type { RequestEnds } from '../request-end.js'
 import { MAX_HEADER_COUNT } from '../request-context.js'
 import { clientHeaders, countExceeds, type UpstreamHeaders } from './headers.js'
 import type { ServiceRoute } from './service-table.js'
@@ -20,8 +21,8 @@ export interface ExchangeContext {
   readonly dispatcher: Dispatcher
   readonly metrics: GatewayMetrics
   readonly idleTimeoutMs: number
-  /** Records a client that left when Fastify's own onRequestAbort hooks will not run. */
-  readonly clientClosed: (request: FastifyRequest) => void
+  /** Where the request's end is reported (a client that left, a relayed response). */
+  readonly ends: RequestEnds
 }
 
 /** Errors where the request never reached a backend's application: safe to retry. */
@@ -200,7 +201,8 @@ export class Exchange {
     this.#settled = true
     attempt.relaying = true
     const service = this.#route.service
-    const head = clientHeaders(headers, this.reply, this.#retries, service.stripPrefix && service.prefix !== '/' ? service.prefix : null)
+    const head = clientHeaders(headers, this.reply, service.stripPrefix && service.prefix !== '/' ? service.prefix : null)
+    this.#ctx.ends.mark(this.request, 'relayed')
     this.reply.hijack()
     this.reply.raw.writeHead(status, head)
   }
@@ -262,6 +264,8 @@ export class Exchange {
     const delay = retryDelay(this.#retries, this.#route.service.retry, retryAfterHeader)
     this.#retries++
     this.request.proxyRetries = this.#retries
+    // On the reply from now on: a relayed answer copies the reply's fields, an error carries them.
+    this.reply.header('x-retry-count', String(this.#retries))
     this.#ctx.metrics.retry(this.#route.name)
     this.#retryTimer = setTimeout(() => {
       this.#retryTimer = null
@@ -274,7 +278,6 @@ export class Exchange {
   #fail (err: Error): void {
     this.#settled = true
     if (this.reply.sent) return
-    if (this.#retries > 0) this.reply.header('x-retry-count', String(this.#retries))
     this.reply.send(err)
   }
 
@@ -296,7 +299,7 @@ export class Exchange {
       attempt.abort(CLIENT_GONE)
     }
     // Fastify runs onRequestAbort only while the request body was unread; the rest is ours.
-    if (this.request.raw.aborted !== true) this.#ctx.clientClosed(this.request)
+    if (this.request.raw.aborted !== true) this.#ctx.ends.clientGone(this.request)
   }
 }
 

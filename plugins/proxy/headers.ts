@@ -77,7 +77,7 @@ export function upstreamHeaders (request: FastifyRequest): UpstreamHeaders {
  * The head the client gets: the backend's fields minus hop-by-hop and rate-limit ones, plus what
  * the gateway set on the reply so far. `Vary` from both sides is merged.
  */
-export function clientHeaders (upstream: Record<string, string | string[] | undefined>, reply: FastifyReply, retries: number, locationPrefix: string | null): OutgoingHttpHeaders {
+export function clientHeaders (upstream: Record<string, string | string[] | undefined>, reply: FastifyReply, locationPrefix: string | null): OutgoingHttpHeaders {
   const listed = connectionListed(upstream.connection)
   const out: OutgoingHttpHeaders = {}
   for (const name in upstream) {
@@ -90,7 +90,6 @@ export function clientHeaders (upstream: Record<string, string | string[] | unde
     if (name === 'vary' && out.vary !== undefined) out.vary = `${String(out.vary)}, ${String(value)}`
     else out[name] = value
   }
-  if (retries > 0) out['x-retry-count'] = String(retries)
   if (locationPrefix !== null) {
     const location = out.location
     // A backend behind stripPrefix answers with its own paths: give them the prefix back.

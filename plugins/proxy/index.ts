@@ -12,7 +12,7 @@ import { Agent } from 'undici'
 import { BoundedBody } from '../../src/bounded-body.js'
 import { BadRequest, CircuitOpen, NotFound, Overloaded, PayloadTooLarge } from '../../src/errors.js'
 import { isIdempotent } from '../../src/retry-policy.js'
-import { UNMATCHED_PATH } from '../gateway-metrics.js'
+import { UNMATCHED_PATH } from '../request-end.js'
 import { isUpgrade, upgradeMatched } from '../websocket/index.js'
 import { acquireAll, type ConcurrencyLimit } from './concurrency.js'
 import { Exchange, type ExchangeContext } from './exchange.js'
@@ -57,10 +57,7 @@ export default fp(async function proxy (app) {
     dispatcher,
     metrics,
     idleTimeoutMs: config.upstreamIdleTimeoutMs,
-    clientClosed (request) {
-      metrics.requestAborted(request)
-      app.accessLog.requestAborted(request)
-    }
+    ends: app.requestEnds
   }
 
   const admit: onRequestHookHandler = function admit (request, reply, done) {
@@ -101,19 +98,20 @@ export default fp(async function proxy (app) {
   function limited (request: FastifyRequest, reply: FastifyReply, route: ServiceRoute, limits: readonly ConcurrencyLimit[]): void {
     const res = reply.raw
     // Gone already: no 'close' is coming to give a slot back, so take none.
-    if (res.closed) return ctx.clientClosed(request)
+    if (res.closed) return ctx.ends.clientGone(request)
     let release: (() => void) | null = null
     res.once('close', () => {
       if (release !== null) return release()
       withdraw()
       // Fastify reports the abort itself only while the body is unread (as in exchange.ts).
-      if (!res.writableFinished && request.raw.aborted !== true) ctx.clientClosed(request)
+      if (!res.writableFinished && request.raw.aborted !== true) ctx.ends.clientGone(request)
     })
     const withdraw = acquireAll(limits, route.service.concurrency.queueTimeoutMs, (slots) => {
       release = slots
       send(request, reply, route)
     }, () => {
       metrics.shed(route.name)
+      ctx.ends.mark(request, 'shed')
       reply.header('retry-after', '1').header('x-gateway-overload', 'concurrency')
       reply.send(new Overloaded())
     })
@@ -178,7 +176,7 @@ export default fp(async function proxy (app) {
   })
 }, {
   name: 'proxy',
-  dependencies: ['config', 'services', 'gateway-metrics', 'access-log', 'websocket']
+  dependencies: ['config', 'services', 'gateway-metrics', 'request-end', 'websocket']
 })
 
 /** The path and query a backend is sent: prefix stripped if the service says so, key parameters removed. */

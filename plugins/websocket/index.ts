@@ -19,7 +19,7 @@ import { WebSocket, WebSocketServer } from 'ws'
 import { BadGateway, BadRequest, GatewayTimeout } from '../../src/errors.js'
 import { redactUrl } from '../access-log.js'
 import type { BreakerPermit } from '../circuit-breakers.js'
-import { routeLabel } from '../gateway-metrics.js'
+import { routeLabel } from '../request-end.js'
 import { clientHeaders, upstreamHeaders } from '../proxy/headers.js'
 import type { ServiceRoute } from '../proxy/service-table.js'
 import { backendHeaders, handshakeProblem, isWebSocketUpgrade, offeredProtocols, offersDeflate, switchingHeaderLines } from './handshake.js'
@@ -229,7 +229,7 @@ async function websocket (app: FastifyInstance): Promise<void> {
       raw[kOutcome] = 'backend_refused'
       res.once('end', () => backendReq.destroy())
       const prefix = service.stripPrefix && service.prefix !== '/' ? service.prefix : null
-      reply.code(status).headers(clientHeaders(res.headers, reply, 0, prefix)).send(res)
+      reply.code(status).headers(clientHeaders(res.headers, reply, prefix)).send(res)
     })
     backend.once('upgrade', (res) => {
       raw[kHeaders] = switchingHeaderLines(res.headers, reply.getHeaders())
@@ -255,7 +255,7 @@ async function websocket (app: FastifyInstance): Promise<void> {
       wss.handleUpgrade(raw, socket, raw[kHead], (client) => {
         accepted = true
         count(route.name, 'accepted')
-        gatewayMetrics.upgraded(request)
+        app.requestEnds.upgraded(request)
         start(request, route, client, backend)
       })
       // ws refuses a socket that is no longer open (the client left as the backend answered).
@@ -269,8 +269,7 @@ async function websocket (app: FastifyInstance): Promise<void> {
   /** The client left before its upgrade was answered. */
   function aborted (request: FastifyRequest, route: ServiceRoute): void {
     count(route.name, 'client_gone')
-    gatewayMetrics.requestAborted(request)
-    app.accessLog.requestAborted(request)
+    app.requestEnds.clientGone(request)
   }
 
   function start (request: FastifyRequest, route: ServiceRoute, client: WebSocket, backend: WebSocket): void {
@@ -326,5 +325,5 @@ function noop (): void {}
 
 export default fp(websocket, {
   name: 'websocket',
-  dependencies: ['config', 'lifecycle', 'gateway-metrics', 'access-log', 'services']
+  dependencies: ['config', 'lifecycle', 'gateway-metrics', 'request-end', 'access-log', 'services']
 })

@@ -4,6 +4,7 @@ import { request as httpRequest } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { Writable } from 'node:stream'
 import metrics from '../../plugins/gateway-metrics.js'
+import requestEnd from '../../plugins/request-end.js'
 import accessLog, { redactUrl, requestSerializer } from '../../plugins/access-log.js'
 import { loadConfig } from '../../src/config.js'
 import configPlugin from '../../plugins/config.js'
@@ -31,6 +32,7 @@ async function build (t: Test): Promise<{ app: FastifyInstance, raw: string[], l
   await app.register(configPlugin, { config: loadConfig({ ADMIN_AUTH_ENABLED: 'false' }, { dotenv: false }) })
   app.decorateRequest('consumer', null)
   app.decorateRequest('proxyRetries', 0)
+  await app.register(requestEnd)
   await app.register(metrics)
   await app.register(accessLog)
   app.get('/items/:id', async () => ({ ok: true }))

@@ -6,6 +6,7 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import errorHandler from '../../plugins/error-handler.js'
 import metrics from '../../plugins/gateway-metrics.js'
+import requestEnd from '../../plugins/request-end.js'
 import apiKeys, { type ApiKeysOptions } from '../../plugins/api-keys.js'
 import { upstreamHeaders } from '../../plugins/proxy/headers.js'
 import { createEmbeddedStore } from '../../plugins/store/index.js'
@@ -64,6 +65,7 @@ async function harness (t: Teardownable, env: Record<string, string> = {}, opts:
   const app = Fastify()
   await app.register(configPlugin, { config })
   await app.register(errorHandler)
+  await app.register(requestEnd)
   await app.register(metrics)
   await app.register(fp(async (f) => {
     f.decorate('store', store)

@@ -3,7 +3,8 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import { request as httpRequest } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import promClient from '@platformatic/prom-client'
-import metrics, { UNMATCHED_PATH } from '../../plugins/gateway-metrics.js'
+import metrics from '../../plugins/gateway-metrics.js'
+import requestEnd, { UNMATCHED_PATH } from '../../plugins/request-end.js'
 import metricsRoute from '../../routes/metrics.js'
 import { loadConfig } from '../../src/config.js'
 import { build as buildGateway, routesFile } from '../support/app.js'
@@ -50,6 +51,7 @@ async function scrape (app: FastifyInstance): Promise<Exposition> {
 async function build (t: Test): Promise<FastifyInstance> {
   const app = Fastify()
   await app.register(configPlugin, { config: loadConfig({ ADMIN_AUTH_ENABLED: 'false' }, { dotenv: false }) })
+  await app.register(requestEnd)
   await app.register(metrics)
   await app.register(metricsRoute)
   app.get('/items/:id', async () => ({ ok: true }))
@@ -272,6 +274,7 @@ t.test('keeps the in-flight gauge right when an earlier hook rejects a request',
     }
   })
   await app.register(configPlugin, { config: loadConfig({ ADMIN_AUTH_ENABLED: 'false' }, { dotenv: false }) })
+  await app.register(requestEnd)
   await app.register(metrics)
   await app.register(metricsRoute)
   app.get('/ok', async () => 'ok')

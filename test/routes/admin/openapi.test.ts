@@ -10,6 +10,7 @@ import t from 'tap'
 import { z } from 'zod'
 import configPlugin from '../../../plugins/config.js'
 import metrics from '../../../plugins/gateway-metrics.js'
+import requestEnd from '../../../plugins/request-end.js'
 import store from '../../../plugins/store/index.js'
 import adminRoutes from '../../../routes/admin/index.js'
 import { ErrorEnvelope } from '../../../src/schemas/api-keys.js'
@@ -182,6 +183,7 @@ t.test('a route another plugin adds to the admin scope with zod schemas is docum
   const app = Fastify({ logger: false })
   await app.register(configPlugin, { config: testConfig(t) })
   await app.register(store)
+  await app.register(requestEnd)
   await app.register(metrics)
   await app.register(async (scope) => {
     await adminRoutes(scope, {})
