@@ -64,7 +64,7 @@ async function closeAndWait (app: FastifyInstance, ws: WebSocket, name: string, 
   return await until(async () => await openTunnels(app, name) === remaining, 5000)
 }
 
-t.test('idle tunnels hold no HTTP concurrency slot: with MAX_CONCURRENT_REQUESTS=2, 5 tunnels open and HTTP still flows', async (t) => {
+t.test('FT-18 idle tunnels hold no HTTP concurrency slot: with MAX_CONCURRENT_REQUESTS=2, 5 tunnels open and HTTP still flows', async (t) => {
   const b = await backend(t)
   const api = await echoUpstream(t)
   const { app, port, ws } = await gateway(t, [chat(b.url), service('api', '/api', api.url)], { MAX_CONCURRENT_REQUESTS: '2' })
@@ -90,7 +90,7 @@ t.test('idle tunnels hold no HTTP concurrency slot: with MAX_CONCURRENT_REQUESTS
   t.equal(echoed.toString(), 'hello')
 })
 
-t.test('maxTunnels: the tunnel over the bound is refused with 503 before the backend is dialled; a closed one makes room', async (t) => {
+t.test('FT-18 maxTunnels: the tunnel over the bound is refused with 503 before the backend is dialled; a closed one makes room', async (t) => {
   const b = await backend(t)
   const { app, port, ws } = await gateway(t, [chat(b.url, { maxConcurrent: 2, maxTunnels: 3 })])
   const tunnels: WebSocket[] = []
@@ -113,7 +113,7 @@ t.test('maxTunnels: the tunnel over the bound is refused with 503 before the bac
   t.ok(isTunnelShed(await refusal(t, `${ws}/chat/room`)), 'and the bound holds again')
 })
 
-t.test('MAX_WEBSOCKET_TUNNELS bounds the tunnels of every service together', async (t) => {
+t.test('FT-18 MAX_WEBSOCKET_TUNNELS bounds the tunnels of every service together', async (t) => {
   const b = await backend(t)
   const { app, ws } = await gateway(t, [chat(b.url), service('feed', '/feed', b.url, { websocket: true })], { MAX_WEBSOCKET_TUNNELS: '2' })
   const first = await dial(t, `${ws}/chat/room`)
@@ -149,7 +149,7 @@ t.test('a failed upgrade gives its tunnel place back', async (t) => {
   t.equal((await dial(t, `${ws}/chat/room`)).readyState, WebSocket.OPEN, 'the one place is free')
 })
 
-t.test('tunnel counts follow a service across admin updates', async (t) => {
+t.test('FT-18 tunnel counts follow a service across admin updates', async (t) => {
   const b = await backend(t)
   const { app, ws } = await gateway(t, [chat(b.url, { maxTunnels: 2 })], { SERVICES_SOURCE: 'store' })
   const patch = async (body: unknown) =>

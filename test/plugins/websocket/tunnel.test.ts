@@ -296,7 +296,7 @@ t.test('16 MiB of frames to a slow reader: the backend is paused, nothing is los
 
 // The close line's bytes_out once counted every message read from the backend, those dropped after
 // the client's close frame included (26 MB logged for 3.9 MB delivered).
-t.test('bytes_out counts what reached the client, not the flood dropped after it closed', async (t) => {
+t.test('FT-18 bytes_out counts what reached the client, not the flood dropped after it closed', async (t) => {
   const FRAME = 64 * 1024
   const b = await backend(t, {
     deflate: false,
