@@ -48,6 +48,8 @@ export interface ServiceConfig {
   websocket: boolean
   wsMaxMessageBytes: number
   wsIdleTimeoutMs: number
+  /** WebSocket tunnels open (or opening) at once for this service; null: no bound of its own. */
+  maxTunnels: number | null
   /** The validated routes-file entry this service was shaped from (what the store keeps). */
   definition: ServiceDefinition
 }
@@ -96,8 +98,11 @@ export interface Config {
   workers: number
   bodyLimit: number
   server: { headersTimeoutMs: number, requestTimeoutMs: number, keepAliveTimeoutMs: number }
-  /** Load shedding (SPEC §16): the listener's connection cap, the global in-flight cap (null: none). */
-  shedding: { maxConnections: number, maxConcurrentRequests: number | null }
+  /**
+   * Load shedding: the listener's connection cap, the global in-flight cap and the global cap on
+   * open WebSocket tunnels (null: none).
+   */
+  shedding: { maxConnections: number, maxConcurrentRequests: number | null, maxWebsocketTunnels: number | null }
   /** The admin plane's own listener, or null to serve it on the public one (SPEC §16). */
   adminListener: { host: string, port: number } | null
 }
@@ -235,7 +240,11 @@ export function loadConfig (source: NodeJS.ProcessEnv = process.env, options: Lo
       requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
       keepAliveTimeoutMs: e.KEEP_ALIVE_TIMEOUT_MS
     },
-    shedding: { maxConnections: e.MAX_CONNECTIONS, maxConcurrentRequests: e.MAX_CONCURRENT_REQUESTS ?? null },
+    shedding: {
+      maxConnections: e.MAX_CONNECTIONS,
+      maxConcurrentRequests: e.MAX_CONCURRENT_REQUESTS ?? null,
+      maxWebsocketTunnels: e.MAX_WEBSOCKET_TUNNELS ?? null
+    },
     adminListener: e.ADMIN_PORT === undefined ? null : { host: e.ADMIN_HOST ?? '127.0.0.1', port: e.ADMIN_PORT }
   })
 }
@@ -280,6 +289,7 @@ export function serviceFromDefinition (s: ServiceDefinition, retry: RetryConfig,
     websocket: s.websocket,
     wsMaxMessageBytes: s.wsMaxMessageBytes,
     wsIdleTimeoutMs: s.wsIdleTimeoutMs,
+    maxTunnels: s.maxTunnels ?? null,
     definition: s
   }
 }
@@ -315,7 +325,10 @@ function readRoutesFile (file: string, retry: RetryConfig, timeoutMs: number, pr
     problems.push(`ROUTES_FILE: cannot read ${file}: ${(err as Error).message.split('\n')[0]}`)
     return []
   }
-  const parsed = RoutesFileSchema.safeParse(raw)
+  // Parsed by its shape: the union of both shapes reports a field of the wrong type (a string for
+  // a number) only as "Invalid input" at the root, naming neither the service nor the field.
+  const [list, object] = RoutesFileSchema.options
+  const parsed = Array.isArray(raw) ? list.safeParse(raw) : object.safeParse(raw)
   if (!parsed.success) {
     for (const i of parsed.error.issues) problems.push(`ROUTES_FILE: ${i.path.join('.') || '(root)'}: ${i.message}`)
     return []

@@ -29,6 +29,7 @@ export const RateLimited = E('RATE_LIMITED', 'Rate limit exceeded; retry after t
 
 export const StoreUnavailable = E('STORE_UNAVAILABLE', 'The key store is unavailable; retry shortly', 503)
 export const Overloaded = E('OVERLOADED', 'The service has too many requests in progress; retry after the Retry-After delay', 503)
+export const TunnelsFull = E('TUNNELS_FULL', 'Too many WebSocket tunnels are open; retry after the Retry-After delay', 503)
 export const CircuitOpen = E('CIRCUIT_OPEN', 'The service is temporarily unavailable (circuit open); retry later', 503)
 export const BadGateway = E('BAD_GATEWAY', 'The upstream service could not be reached or answered badly', 502)
 export const GatewayTimeout = E('GATEWAY_TIMEOUT', 'The upstream service did not answer in time', 504)

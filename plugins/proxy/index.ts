@@ -93,7 +93,9 @@ export default fp(async function proxy (app) {
   /**
    * Waits for a slot of each concurrency cap, then sends; or sheds with 503 (SPEC §16). The slots are
    * given back when the response closes, which every ending goes through: relayed, gateway error,
-   * retries exhausted, client gone. A client that leaves while queued leaves the queue.
+   * retries exhausted, client gone. A WebSocket upgrade gives them back earlier, once its 101 is
+   * written: the tunnel that follows may live for hours and has bounds of its own
+   * (plugins/websocket/tunnel-limits.ts). A client that leaves while queued leaves the queue.
    */
   function limited (request: FastifyRequest, reply: FastifyReply, route: ServiceRoute, limits: readonly ConcurrencyLimit[]): void {
     const res = reply.raw
@@ -108,7 +110,7 @@ export default fp(async function proxy (app) {
     })
     const withdraw = acquireAll(limits, route.service.concurrency.queueTimeoutMs, (slots) => {
       release = slots
-      send(request, reply, route)
+      send(request, reply, route, slots)
     }, () => {
       metrics.shed(route.name)
       ctx.ends.mark(request, 'shed')
@@ -117,7 +119,7 @@ export default fp(async function proxy (app) {
     })
   }
 
-  function send (request: FastifyRequest, reply: FastifyReply, route: ServiceRoute): void {
+  function send (request: FastifyRequest, reply: FastifyReply, route: ServiceRoute, slots: () => void = noop): void {
     const permit = route.breaker.acquire()
     if (permit === null) {
       reply.header('retry-after', String(route.breaker.retryAfterSeconds()))
@@ -125,7 +127,7 @@ export default fp(async function proxy (app) {
       return
     }
     if (isUpgrade(request)) {
-      app.websocketTunnels.open(request, reply, route, permit, target(request, route))
+      app.websocketTunnels.open(request, reply, route, permit, target(request, route), slots)
       return
     }
     // From here on the permit is settled on every path: by the Exchange, or released below.

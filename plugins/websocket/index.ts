@@ -8,6 +8,9 @@
 //      the service's timeoutMs is 504, a failed connection 502;
 //   3. on 101 the client is accepted with the backend's choice of subprotocol and compression, and
 //      the two are joined by a Tunnel (tunnel.ts) until either side closes.
+// Before the dial the upgrade takes a tunnel place (tunnel-limits.ts: the service's maxTunnels,
+// MAX_WEBSOCKET_TUNNELS) or is refused with 503; the HTTP concurrency slots it came with are given
+// back as soon as the 101 is written, so an idle tunnel never holds one.
 // Node emits 'upgrade' only for requests its shouldUpgradeCallback accepts: here, WebSocket ones,
 // so `Connection: upgrade` with any other protocol stays an ordinary request.
 import { ServerResponse, type IncomingMessage } from 'node:http'
@@ -16,7 +19,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import promClient from '@platformatic/prom-client'
 import { WebSocket, WebSocketServer } from 'ws'
-import { BadGateway, BadRequest, GatewayTimeout } from '../../src/errors.js'
+import { BadGateway, BadRequest, GatewayTimeout, TunnelsFull } from '../../src/errors.js'
 import { redactUrl } from '../access-log.js'
 import type { BreakerPermit } from '../circuit-breakers.js'
 import { routeLabel } from '../request-end.js'
@@ -24,14 +27,19 @@ import { clientHeaders, upstreamHeaders } from '../proxy/headers.js'
 import type { ServiceRoute } from '../proxy/service-table.js'
 import { backendHeaders, handshakeProblem, isWebSocketUpgrade, offeredProtocols, offersDeflate, switchingHeaderLines } from './handshake.js'
 import { Tunnel, type TunnelEnd } from './tunnel.js'
+import { TunnelLimits } from './tunnel-limits.js'
 
 /** How an upgrade ended: the label set of gateway_websocket_upgrades_total. */
-export const UPGRADE_OUTCOMES = ['accepted', 'rejected', 'backend_refused', 'backend_failed', 'client_gone'] as const
+export const UPGRADE_OUTCOMES = ['accepted', 'rejected', 'shed', 'backend_refused', 'backend_failed', 'client_gone'] as const
 type Outcome = typeof UPGRADE_OUTCOMES[number]
 
 export interface WebSocketTunnels {
-  /** Tunnels the (admitted) upgrade request to one of the route's backends; settles `permit`. */
-  open (request: FastifyRequest, reply: FastifyReply, route: ServiceRoute, permit: BreakerPermit, path: string): void
+  /**
+   * Tunnels the (admitted) upgrade request to one of the route's backends; settles `permit`. Calls
+   * `handshakeDone` once the client's 101 is written (the HTTP concurrency slots end there; an
+   * answer other than 101 is an ordinary response and ends them when it closes).
+   */
+  open (request: FastifyRequest, reply: FastifyReply, route: ServiceRoute, permit: BreakerPermit, path: string, handshakeDone: () => void): void
   /** Tunnels open now. */
   readonly size: number
 }
@@ -68,6 +76,7 @@ async function websocket (app: FastifyInstance): Promise<void> {
   const registers = [gatewayMetrics.registry]
   // The open tunnels, each with the service it belongs to (for the gauge and the drain).
   const tunnels = new Map<Tunnel, string>()
+  const limits = new TunnelLimits(config.shedding.maxWebsocketTunnels)
   // Both series follow the live service table, read at every scrape: a WebSocket service added at
   // run time appears at 0, a removed one disappears, and a tunnel or an upgrade that ends after its
   // service was removed cannot bring the series back.
@@ -167,7 +176,7 @@ async function websocket (app: FastifyInstance): Promise<void> {
     upgrades.inc({ service, outcome })
   }
 
-  function open (request: FastifyRequest, reply: FastifyReply, route: ServiceRoute, permit: BreakerPermit, path: string): void {
+  function open (request: FastifyRequest, reply: FastifyReply, route: ServiceRoute, permit: BreakerPermit, path: string, handshakeDone: () => void): void {
     const raw = request.raw as UpgradeRequest
     const socket = raw[kSocket]
     const problem = handshakeProblem(raw)
@@ -182,6 +191,16 @@ async function websocket (app: FastifyInstance): Promise<void> {
       return
     }
     const service = route.service
+    // Refused before the backend is dialled; otherwise every path below gives the place back
+    // (`leave`) or hands it to the tunnel.
+    const leave = limits.take(route.name, service.maxTunnels)
+    if (leave === null) {
+      permit.release()
+      raw[kOutcome] = 'shed'
+      reply.header('retry-after', '1').header('x-gateway-overload', 'tunnels')
+      reply.send(new TunnelsFull())
+      return
+    }
     const index = route.balancer.pick(route.usable)
     const target = route.backends[index]
     const url = (target.origin.startsWith('https:') ? 'wss:' : 'ws:') + target.origin.slice(target.origin.indexOf('//')) + path
@@ -196,6 +215,7 @@ async function websocket (app: FastifyInstance): Promise<void> {
       })
     } catch (err) {
       // ws validates the URL and options synchronously; the request passed every check already.
+      leave()
       permit.release()
       request.log.warn({ err, event: 'websocket_dial_failed', service: route.name }, 'could not start the backend upgrade')
       reply.send(new BadGateway())
@@ -210,6 +230,7 @@ async function websocket (app: FastifyInstance): Promise<void> {
     }
     const clientLeft = (): void => {
       if (!settle()) return
+      leave()
       permit.release()
       backend.terminate()
       aborted(request, route)
@@ -219,6 +240,7 @@ async function websocket (app: FastifyInstance): Promise<void> {
 
     backend.once('unexpected-response', (backendReq, res) => {
       if (!settle()) return
+      leave()
       const status = res.statusCode ?? 502
       if (status >= 500) {
         gatewayMetrics.backendError(route.name)
@@ -237,6 +259,7 @@ async function websocket (app: FastifyInstance): Promise<void> {
     // Not once: ws may report a second error (a handshake timer) while a refusal is relayed.
     backend.on('error', (err: Error & { code?: string }) => {
       if (!settle()) return
+      leave()
       gatewayMetrics.backendError(route.name)
       permit.failure()
       raw[kOutcome] = 'backend_failed'
@@ -256,10 +279,13 @@ async function websocket (app: FastifyInstance): Promise<void> {
         accepted = true
         count(route.name, 'accepted')
         app.requestEnds.upgraded(request)
-        start(request, route, client, backend)
+        start(request, route, client, backend, leave)
       })
+      // The handshake is over either way (handleUpgrade writes the 101 synchronously).
+      handshakeDone()
       // ws refuses a socket that is no longer open (the client left as the backend answered).
       if (!accepted) {
+        leave()
         backend.close(1001, 'client went away')
         aborted(request, route)
       }
@@ -272,9 +298,10 @@ async function websocket (app: FastifyInstance): Promise<void> {
     app.requestEnds.clientGone(request)
   }
 
-  function start (request: FastifyRequest, route: ServiceRoute, client: WebSocket, backend: WebSocket): void {
+  function start (request: FastifyRequest, route: ServiceRoute, client: WebSocket, backend: WebSocket, leave: () => void): void {
     const tunnel = new Tunnel(client, backend, route.service.wsIdleTimeoutMs, (end: TunnelEnd) => {
       tunnels.delete(tunnel)
+      leave()
       request.log.info({
         method: request.method,
         route: routeLabel(request),

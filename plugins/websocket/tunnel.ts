@@ -35,7 +35,10 @@ const ERROR_CODES: Record<string, number> = {
 export class Tunnel {
   readonly client: WebSocket
   readonly backend: WebSocket
-  /** Bytes of message payload client → backend, and backend → client. */
+  /**
+   * Bytes of message payload relayed client → backend, and backend → client: counted once written
+   * to the peer's socket, so a message dropped because the peer is closing is not counted.
+   */
   bytesIn = 0
   bytesOut = 0
   readonly #startedAt = performance.now()
@@ -59,8 +62,8 @@ export class Tunnel {
     this.#idleMs = idleMs
     this.#onEnd = onEnd
     this.done = new Promise((resolve) => { this.#resolveDone = resolve })
-    relay(client, backend, (n) => { this.bytesIn += n; this.#clientSeen = Date.now() })
-    relay(backend, client, (n) => { this.bytesOut += n; this.#backendSeen = Date.now() })
+    relay(client, backend, () => { this.#clientSeen = Date.now() }, (n) => { this.bytesIn += n })
+    relay(backend, client, () => { this.#backendSeen = Date.now() }, (n) => { this.bytesOut += n })
     const seenClient = (): void => { this.#clientSeen = Date.now() }
     const seenBackend = (): void => { this.#backendSeen = Date.now() }
     client.on('pong', seenClient).on('ping', seenClient)
@@ -138,10 +141,13 @@ export class Tunnel {
   }
 }
 
-/** Messages from `from` are sent on `to`; `from` is paused while `to` has too much queued. */
-function relay (from: WebSocket, to: WebSocket, count: (bytes: number) => void): void {
+/**
+ * Messages from `from` are sent on `to`; `from` is paused while `to` has too much queued. `seen`
+ * is told of every message that arrives, `relayed` of the bytes of each one written to `to`.
+ */
+function relay (from: WebSocket, to: WebSocket, seen: () => void, relayed: (bytes: number) => void): void {
   let paused = false
-  const sent = (): void => {
+  const drained = (): void => {
     if (paused && to.bufferedAmount <= LOW_WATER) {
       paused = false
       from.resume()
@@ -149,9 +155,13 @@ function relay (from: WebSocket, to: WebSocket, count: (bytes: number) => void):
   }
   from.on('message', (data: RawData, isBinary: boolean) => {
     const payload = data as Buffer
-    count(payload.length)
+    seen()
     if (to.readyState !== to.OPEN) return
-    to.send(payload, { binary: isBinary }, sent)
+    // ws calls back with an error for a message it could not write (the peer's socket closed).
+    to.send(payload, { binary: isBinary }, (err) => {
+      if (err == null) relayed(payload.length)
+      drained()
+    })
     if (!paused && to.bufferedAmount > HIGH_WATER) {
       paused = true
       from.pause()

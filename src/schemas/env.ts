@@ -62,6 +62,7 @@ export const EnvSchema = z.object({
   KEEP_ALIVE_TIMEOUT_MS: env(int(100, 600_000).default(5000)),
   MAX_CONNECTIONS: env(int(1, 1_000_000).default(10_000)),
   MAX_CONCURRENT_REQUESTS: env(int(1, 1_000_000).optional()),
+  MAX_WEBSOCKET_TUNNELS: env(int(1, 1_000_000).optional()),
   ADMIN_HOST: env(z.string().trim().optional()),
   ADMIN_PORT: env(int(0, 65535).optional())
 })

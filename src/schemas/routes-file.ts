@@ -14,7 +14,9 @@ const WS_DEFAULTS = { websocket: false, wsMaxMessageBytes: 1024 * 1024, wsIdleTi
 const WebSocketFields = {
   websocket: z.boolean().default(false),
   wsMaxMessageBytes: z.number().int().min(1).max(1024 ** 3).default(WS_DEFAULTS.wsMaxMessageBytes),
-  wsIdleTimeoutMs: z.number().int().min(100).max(86_400_000).default(WS_DEFAULTS.wsIdleTimeoutMs)
+  wsIdleTimeoutMs: z.number().int().min(100).max(86_400_000).default(WS_DEFAULTS.wsIdleTimeoutMs),
+  /** Tunnels open (or opening) at once; absent: no bound but MAX_WEBSOCKET_TUNNELS. */
+  maxTunnels: z.number().int().min(1).max(1_000_000).optional()
 }
 
 const RetryOverride = z.strictObject({

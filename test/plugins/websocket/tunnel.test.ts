@@ -1,10 +1,12 @@
 // WebSocket tunnels (SPEC §15) over real sockets: an in-process gateway listening on a port, a real
 // ws backend, real ws clients.
 import { connect } from 'node:net'
+import { Writable } from 'node:stream'
 import t from 'tap'
 import WebSocket from 'ws'
 import type { FastifyInstance } from 'fastify'
-import { listen, routesFile } from '../../support/app.js'
+import { buildApp } from '../../../src/app.js'
+import { listen, routesFile, testConfig } from '../../support/app.js'
 import { type Teardownable, until } from '../../support/basics.js'
 import { metricValue, parseMetrics } from '../../support/http.js'
 import { service } from '../../support/suite.js'
@@ -290,6 +292,39 @@ t.test('16 MiB of frames to a slow reader: the backend is paused, nothing is los
   t.ok(await until(() => received.length === TOTAL / FRAME, 15000), 'every frame arrives once the client reads')
   t.ok(received.every((frame, i) => frame.length === FRAME && frame[0] === i % 251 && frame[FRAME - 1] === i % 251), 'in order, intact')
   client.close()
+})
+
+// The close line's bytes_out once counted every message read from the backend, those dropped after
+// the client's close frame included (26 MB logged for 3.9 MB delivered).
+t.test('FT-18 bytes_out counts what reached the client, not the flood dropped after it closed', async (t) => {
+  const FRAME = 64 * 1024
+  const b = await backend(t, {
+    deflate: false,
+    onConnection (ws) {
+      ws.once('message', () => { for (let i = 0; i < 400; i++) ws.send(Buffer.alloc(FRAME, i % 251)) })
+    }
+  })
+  const logged: string[] = []
+  const app = await buildApp(testConfig(t, { ROUTES_FILE: routesFile(t, [wsService(b.url)]) }), {
+    logger: { level: 'info', stream: new Writable({ write (chunk, _enc, cb) { logged.push(chunk.toString()); cb() } }) }
+  })
+  t.teardown(() => app.close())
+  const url = await app.listen({ host: '127.0.0.1', port: 0 })
+  const client = await dial(`${url.replace('http:', 'ws:')}/chat`)
+  let received = 0
+  client.on('message', (data: Buffer) => {
+    received += data.length
+    if (received >= 16 * FRAME && client.readyState === WebSocket.OPEN) client.close(1000, 'enough')
+  })
+  const end = closed(client)
+  client.send('go')
+  t.equal((await end).code, 1000)
+  const line = async (): Promise<Record<string, number> | undefined> => logged.map((l) => JSON.parse(l)).find((l) => l.msg === 'websocket closed')
+  t.ok(await until(async () => await line() !== undefined, 10000), 'the tunnel\'s close line is written')
+  const { bytes_out: out, bytes_in: into } = await line() as Record<string, number>
+  t.equal(into, 2, 'bytes_in: the 2 bytes of "go"')
+  t.ok(out <= received + 2 * FRAME, `bytes_out ${out} is at most what the client received (${received}) plus two frames in flight`)
+  t.ok(out >= 16 * FRAME, `and at least what the client read before closing (${out})`)
 })
 
 t.test('a tunnel outlives the HTTP request and keep-alive timeouts', async (t) => {
