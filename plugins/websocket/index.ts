@@ -197,6 +197,7 @@ async function websocket (app: FastifyInstance): Promise<void> {
     if (leave === null) {
       permit.release()
       raw[kOutcome] = 'shed'
+      app.requestEnds.mark(request, 'shed')
       reply.header('retry-after', '1').header('x-gateway-overload', 'tunnels')
       reply.send(new TunnelsFull())
       return
