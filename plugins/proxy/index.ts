@@ -13,7 +13,6 @@ import { BoundedBody } from '../../src/bounded-body.js'
 import { BadRequest, CircuitOpen, NotFound, Overloaded, PayloadTooLarge } from '../../src/errors.js'
 import { isIdempotent } from '../../src/retry-policy.js'
 import { UNMATCHED_PATH } from '../request-end.js'
-import { isUpgrade, upgradeMatched } from '../websocket/index.js'
 import { acquireAll, type ConcurrencyLimit } from './concurrency.js'
 import { Exchange, type ExchangeContext } from './exchange.js'
 import { upstreamHeaders } from './headers.js'
@@ -49,6 +48,8 @@ export default fp(async function proxy (app) {
 
   // The table is the services plugin's: swapped whole when services change (SPEC §17).
   const tables = app.serviceTables
+  // Upgrades are the websocket plugin's, reached only through its decorator.
+  const tunnels = app.websocketTunnels
   app.decorateRequest('proxyRoute', null)
   app.decorateRequest('proxyPath', '')
   app.decorateRequest('proxyRetries', 0)
@@ -70,8 +71,8 @@ export default fp(async function proxy (app) {
     if (!isSafePath(path)) return done(new BadRequest('The path may not contain . or .. segments or backslashes'))
     request.proxyRoute = route
     request.proxyPath = path
-    if (isUpgrade(request)) {
-      upgradeMatched(request, route)
+    if (tunnels.isUpgrade(request)) {
+      tunnels.matched(request, route)
       // Never a half-open socket: an upgrade the service does not take is answered, then closed.
       if (!route.service.websocket) return done(new BadRequest('This service does not accept WebSocket upgrades'))
     }
@@ -126,8 +127,8 @@ export default fp(async function proxy (app) {
       reply.send(new CircuitOpen())
       return
     }
-    if (isUpgrade(request)) {
-      app.websocketTunnels.open(request, reply, route, permit, target(request, route), slots)
+    if (tunnels.isUpgrade(request)) {
+      tunnels.open(request, reply, route, permit, target(request, route), slots)
       return
     }
     // From here on the permit is settled on every path: by the Exchange, or released below.

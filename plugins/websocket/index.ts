@@ -40,6 +40,10 @@ export interface WebSocketTunnels {
    * answer other than 101 is an ordinary response and ends them when it closes).
    */
   open (request: FastifyRequest, reply: FastifyReply, route: ServiceRoute, permit: BreakerPermit, path: string, handshakeDone: () => void): void
+  /** Whether a request came in as an upgrade (so it must be tunnelled or answered, never proxied). */
+  isUpgrade (request: FastifyRequest): boolean
+  /** Records the service an upgrade matched, so its answer is counted under that service. */
+  matched (request: FastifyRequest, route: ServiceRoute): void
   /** Tunnels open now. */
   readonly size: number
 }
@@ -322,7 +326,7 @@ async function websocket (app: FastifyInstance): Promise<void> {
     if (draining) goAway(tunnel)
   }
 
-  app.decorate('websocketTunnels', { open, get size () { return tunnels.size } })
+  app.decorate('websocketTunnels', { open, isUpgrade, matched, get size () { return tunnels.size } })
 
   // The drain starts (app.close()): every tunnel is told the gateway is going away (1001) and is
   // cut if still open at SHUTDOWN_TIMEOUT_MS.
@@ -339,13 +343,11 @@ async function websocket (app: FastifyInstance): Promise<void> {
   })
 }
 
-/** Whether a request came in as an upgrade (and so must be tunnelled or answered, never proxied). */
-export function isUpgrade (request: FastifyRequest): boolean {
+function isUpgrade (request: FastifyRequest): boolean {
   return (request.raw as Partial<UpgradeRequest>)[kSocket] !== undefined
 }
 
-/** Records the service an upgrade matched, so its answer is counted under that service. */
-export function upgradeMatched (request: FastifyRequest, route: ServiceRoute): void {
+function matched (request: FastifyRequest, route: ServiceRoute): void {
   (request.raw as UpgradeRequest)[kRoute] = route
 }
 
