@@ -4,7 +4,7 @@
 import type { FastifyBaseLogger, FastifyReply, FastifyRequest, onRequestAbortHookHandler, onResponseHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
 import { API_KEY_PREFIX } from '../src/api-key-format.js'
-import { CLIENT_CLOSED_STATUS, routeLabel, startedAt } from './gateway-metrics.js'
+import { CLIENT_CLOSED_STATUS, routeLabel, startedAt, unfinishedStatus } from './gateway-metrics.js'
 
 export const REDACTED = '[REDACTED]'
 /** Query parameters whose value is a credential (compared case-insensitively, after decoding). */
@@ -134,7 +134,11 @@ export default fp(async (fastify) => {
       (request as Tracked)[kLogged] = 1
       const started = startedAt(request)
       const ms = started === undefined ? 0 : performance.now() - started
-      request.log.info(line(request, CLIENT_CLOSED_STATUS, ms, true), 'request aborted')
+      // A request the client error handler answered (408 for a slow upload) is logged with that
+      // status; only a client that went away is `aborted`.
+      const status = unfinishedStatus(request)
+      const gone = status === CLIENT_CLOSED_STATUS
+      request.log.info(line(request, status, ms, gone), gone ? 'request aborted' : 'request rejected by the HTTP parser')
     }
   }
   const onRequestAbort: onRequestAbortHookHandler = (request, done) => {

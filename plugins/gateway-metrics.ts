@@ -2,6 +2,7 @@
 // (two gateways in one process never share a series), the seed's metric names plus a histogram,
 // retries, store errors and fail-open counters. Labels are bounded: `path` is the route template
 // or the service prefix, never the raw URL.
+import type { Socket } from 'node:net'
 import type { FastifyRequest, onRequestAbortHookHandler, onRequestHookHandler, onResponseHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
 import fastifyMetrics from 'fastify-metrics'
@@ -99,6 +100,24 @@ export function startedAt (request: FastifyRequest): number | undefined {
 
 /** Status recorded for a request whose client closed the connection before the response finished. */
 export const CLIENT_CLOSED_STATUS = 499
+
+// The status of the answer Node's parser errors got on a socket (plugins/error-handler.ts): the
+// request in flight there ended with it, not with its own response.
+const kParserAnswer = Symbol('gateway-metrics.parserAnswer')
+type MarkedSocket = Socket & { [kParserAnswer]?: number }
+
+/** Records that the request in flight on `socket` was answered `status` by the client error handler. */
+export function answeredByParser (socket: Socket, status: number): void {
+  (socket as MarkedSocket)[kParserAnswer] = status
+}
+
+/**
+ * The status of a request whose response never finished: the parser's answer when one ended it (a
+ * slow upload's 408 at REQUEST_TIMEOUT_MS), else 499, the client went away.
+ */
+export function unfinishedStatus (request: FastifyRequest): number {
+  return (request.raw.socket as MarkedSocket | null)?.[kParserAnswer] ?? CLIENT_CLOSED_STATUS
+}
 
 export default fp(async (fastify) => {
   const registry = new promClient.Registry()
@@ -303,7 +322,7 @@ export default fp(async (fastify) => {
   // A client that disconnects first never gets `onResponse` (no 'finish'); without this the
   // in-flight gauge would only grow and aborted requests would vanish from the counters.
   function onAbort (r: Tracked): void {
-    if (!r[kRecorded]) record(r, CLIENT_CLOSED_STATUS, r[kStart] > 0 ? performance.now() - r[kStart] : 0)
+    if (!r[kRecorded]) record(r, unfinishedStatus(r), r[kStart] > 0 ? performance.now() - r[kStart] : 0)
   }
   const onRequestAbort: onRequestAbortHookHandler = (request, done) => {
     onAbort(request as Tracked)
