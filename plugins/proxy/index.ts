@@ -57,6 +57,7 @@ export default fp(async function proxy (app) {
     dispatcher,
     metrics,
     idleTimeoutMs: config.upstreamIdleTimeoutMs,
+    sendTimeoutMs: config.clientSendTimeoutMs,
     clientClosed (request) {
       metrics.requestAborted(request)
       app.accessLog.requestAborted(request)

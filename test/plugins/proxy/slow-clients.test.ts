@@ -149,3 +149,67 @@ t.test('BI-27 an upgrade answered without 101 closes its connection and gives ba
   const next = await http(port, '/api/ws/plain')
   t.equal(next.status, 200, 'the next request to the service gets the slot')
 })
+
+t.test('BI-28 a client that stops reading is cut after CLIENT_SEND_TIMEOUT_MS and its slot is free', async (t) => {
+  const TOTAL = 50 * 1024 * 1024
+  const piece = Buffer.alloc(64 * 1024, 97)
+  const up = await recordingUpstream(t, (_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': TOTAL })
+    let sent = 0
+    const pump = (): void => {
+      while (sent < TOTAL && !res.destroyed) {
+        sent += piece.length
+        if (!res.write(piece)) { res.once('drain', pump); return }
+      }
+      if (!res.destroyed) res.end()
+    }
+    pump()
+  })
+  const { port, accepted, logs, access } = await gateway(t, [service('big', '/api/big', up.url, { maxConcurrent: 1 })], { CLIENT_SEND_TIMEOUT_MS: '500' })
+  const client = await holder(t, port, 'GET /api/big/file HTTP/1.1\r\nHost: g\r\n\r\n')
+  t.ok(await until(() => text(client).startsWith('HTTP/1.1 200 '), 5000), 'the client got the head')
+  client.socket.pause()
+
+  t.ok(await until(() => up.requests.length === 1 && up.requests[0].aborted, 15_000), 'the upstream response was aborted')
+  t.ok(await until(() => accepted[0].destroyed, 5000), 'the gateway closed the client connection')
+  const next = await http(port, '/api/big/small', { method: 'HEAD' })
+  t.equal(next.status, 200, 'the next request to the service gets its slot')
+
+  const m = await scrape(port)
+  t.equal(metricValue(m, 'gateway_http_requests_total', { path: '/api/big', method: 'GET', status: '499' }), 1, 'counted once as a client abort (499)')
+  t.equal(metricValue(m, 'gateway_http_requests_total', { path: '/api/big', method: 'GET', status: '200' }), 0, 'and not as a 200')
+  t.equal(metricValue(m, 'gateway_backend_errors_total', { service: 'big' }), 0, 'not a backend failure')
+  t.equal(metricValue(m, 'gateway_circuit_breaker_state', { service: 'big' }), 1, 'the breaker stayed closed')
+  const lines = access('/api/big/file')
+  t.same(lines.map((l) => [l.status, l.aborted]), [[499, true]], 'one access-log line: 499, aborted')
+  t.equal(logs.filter((l) => l.event === 'client_send_timeout').length, 1, 'and one line saying why')
+
+  // Reading again, the client gets what was buffered and then the end: the body is cut short.
+  client.socket.resume()
+  t.ok(await until(() => client.ended, 15_000), 'the client sees the connection end')
+  const all = Buffer.concat(client.data)
+  const received = all.length - all.indexOf('\r\n\r\n') - 4
+  t.ok(received < TOTAL, `the body was cut short (${received} of ${TOTAL} bytes)`)
+})
+
+t.test('BI-28 a client reading slowly but steadily is not cut', async (t) => {
+  const TOTAL = 16 * 1024 * 1024
+  const up = await recordingUpstream(t, (_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': TOTAL })
+    res.end(Buffer.alloc(TOTAL, 98))
+  })
+  const { port } = await gateway(t, [service('steady', '/api/steady', up.url)], { CLIENT_SEND_TIMEOUT_MS: '1000' })
+  const client = await holder(t, port, 'GET /api/steady/file HTTP/1.1\r\nHost: g\r\nConnection: close\r\n\r\n')
+  // Paused for less than the send timeout each time, many times over.
+  const reader = setInterval(() => {
+    client.socket.pause()
+    setTimeout(() => client.socket.resume(), 300)
+  }, 400)
+  t.teardown(() => clearInterval(reader))
+  t.ok(await until(() => client.ended, 60_000), 'the response ends')
+  clearInterval(reader)
+  const body = Buffer.concat(client.data)
+  const headEnd = body.indexOf('\r\n\r\n')
+  t.equal(body.length - headEnd - 4, TOTAL, 'the whole body arrived')
+  t.equal(up.requests[0].aborted, false)
+})
