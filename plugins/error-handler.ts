@@ -2,6 +2,7 @@
 // {"status":"error","error":"<reason>","message":"<what to do>"}. Low-level messages (addresses,
 // errnos, stacks) are logged, never sent.
 import type { Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { envelope, REASONS } from '../src/errors.js'
@@ -83,15 +84,37 @@ export function clientErrorHandler (this: FastifyInstance, err: NodeJS.ErrnoExce
     socket.destroy()
     return
   }
+  // A request in flight (a slow upload's 408) ends with this answer: its metrics and log line say so.
+  if (inFlight != null) this.requestEnds.answeredOnSocket(socket, status)
   const body = JSON.stringify(envelope(status, message))
-  socket.end(`HTTP/1.1 ${status} ${REASONS[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+  endAndClose(socket, `HTTP/1.1 ${status} ${REASONS[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
     `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
 }
+
+/** How long a last answer may take to reach the kernel before its connection is cut anyway. */
+export const ANSWER_FLUSH_MS = 1000
+
+/**
+ * Writes a connection's last bytes and closes it once they are flushed (Node's `destroySoon`), or
+ * after ANSWER_FLUSH_MS when the peer does not read. `end()` alone only half-closes: a client that
+ * keeps its side open would keep the socket, and whatever is tied to the socket's close (a request's
+ * concurrency slots, breaker permit and upstream request) with it (docs/reliability.md, BI-27).
+ */
+export function endAndClose (socket: Duplex, data?: string): void {
+  const timer = setTimeout(destroy, ANSWER_FLUSH_MS, socket)
+  timer.unref()
+  socket.end(data, () => {
+    clearTimeout(timer)
+    socket.destroy()
+  })
+}
+
+function destroy (socket: Duplex): void { socket.destroy() }
 
 /** CONNECT is never proxied: answer 405 instead of Node's silent close (docs/reliability.md, BI-26). */
 export function refuseConnect (socket: Socket): void {
   const body = JSON.stringify(envelope(405, 'CONNECT is not supported'))
-  socket.end('HTTP/1.1 405 Method Not Allowed\r\nContent-Type: application/json; charset=utf-8\r\n' +
+  endAndClose(socket, 'HTTP/1.1 405 Method Not Allowed\r\nContent-Type: application/json; charset=utf-8\r\n' +
     `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
 }
 

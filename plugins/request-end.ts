@@ -8,7 +8,10 @@
 //   clientGone(request)            the client left later (the proxy and the tunnel handshake see it)
 //   upgraded(request)              a WebSocket tunnel took the socket over with 101
 //   refusedByRouter(request, ...)  Fastify's router refused the URL before any hook ran
+//   answeredOnSocket(socket, ...)  Node's parser answered the request in flight itself (a slow
+//                                  upload's 408): when its socket closes, that is its status
 // See docs/architecture.md (the request path) for where each is called.
+import type { Socket } from 'node:net'
 import type { FastifyReply, FastifyRequest, onRequestAbortHookHandler, onRequestHookHandler, onResponseHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
 
@@ -37,6 +40,11 @@ export interface RequestEnds {
   clientGone (request: FastifyRequest): void
   /** A WebSocket tunnel took the socket over with 101. Idempotent. */
   upgraded (request: FastifyRequest): void
+  /**
+   * The client error handler answered straight on `socket` (a slow upload's 408 at
+   * REQUEST_TIMEOUT_MS): the request in flight there ends with that status, not as a client that left.
+   */
+  answeredOnSocket (socket: Socket, status: number): void
   /** Fastify's router refused the request before any hook ran; it ends when the answer is sent. */
   refusedByRouter (request: FastifyRequest, reply: FastifyReply, status: number): void
   /** Requests started and not yet ended (shutdown logs, the in-flight gauge). */
@@ -77,6 +85,8 @@ const kStart = Symbol('request-end.start')
 const kEnded = Symbol('request-end.ended')
 const kMark = Symbol('request-end.mark')
 type Tracked = FastifyRequest & { [kStart]: number, [kEnded]: boolean, [kMark]: Outcome | null }
+const kParserAnswer = Symbol('request-end.parserAnswer')
+type MarkedSocket = Socket & { [kParserAnswer]?: number }
 
 export default fp(async function requestEnd (fastify) {
   const listeners: EndListener[] = []
@@ -112,14 +122,21 @@ export default fp(async function requestEnd (fastify) {
   }
   // A client that disconnects first gets no onResponse (no 'finish').
   const onRequestAbort: onRequestAbortHookHandler = (request, done) => {
-    end(request as Tracked, CLIENT_CLOSED_STATUS, 0, 'client_gone')
+    unfinished(request as Tracked)
     done()
+  }
+  // The response never finished: the client left (499), unless the parser's answer ended it.
+  function unfinished (request: Tracked): void {
+    const answered = (request.raw.socket as MarkedSocket | null)?.[kParserAnswer]
+    if (answered === undefined) end(request, CLIENT_CLOSED_STATUS, 0, 'client_gone')
+    else end(request, answered, 0, 'answered')
   }
 
   const ends: RequestEnds = {
     subscribe (listener) { listeners.push(listener) },
     mark (request, outcome) { (request as Tracked)[kMark] = outcome },
-    clientGone (request) { end(request as Tracked, CLIENT_CLOSED_STATUS, 0, 'client_gone') },
+    clientGone (request) { unfinished(request as Tracked) },
+    answeredOnSocket (socket, status) { (socket as MarkedSocket)[kParserAnswer] = status },
     upgraded (request) { end(request as Tracked, 101, 0, 'upgraded') },
     refusedByRouter (request, reply, status) {
       reply.raw.once('finish', () => { end(request as Tracked, status, reply.elapsedTime, 'answered') })

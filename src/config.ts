@@ -76,6 +76,8 @@ export interface Config {
   upstreamTimeoutMs: number
   /** Longest silence allowed inside a streamed response body (SSE, long polls). */
   upstreamIdleTimeoutMs: number
+  /** Longest a relayed response may wait for the client to take more bytes before both sides are cut. */
+  clientSendTimeoutMs: number
   healthCheck: { intervalMs: number, timeoutMs: number }
   shutdownTimeoutMs: number
   /** After SIGTERM, keep accepting (with /health 503) this long before draining. */
@@ -205,6 +207,7 @@ export function loadConfig (source: NodeJS.ProcessEnv = process.env, options: Lo
     apiKeyRequired: e.API_KEY_REQUIRED,
     upstreamTimeoutMs: e.UPSTREAM_TIMEOUT_MS,
     upstreamIdleTimeoutMs: e.UPSTREAM_IDLE_TIMEOUT_MS,
+    clientSendTimeoutMs: e.CLIENT_SEND_TIMEOUT_MS,
     healthCheck: {
       intervalMs: Math.round(e.HEALTH_CHECK_INTERVAL_SECONDS * 1000),
       timeoutMs: Math.round(e.HEALTH_CHECK_TIMEOUT_SECONDS * 1000)

@@ -23,6 +23,8 @@ export interface ExchangeContext {
   readonly idleTimeoutMs: number
   /** Where the request's end is reported (a client that left, a relayed response). */
   readonly ends: RequestEnds
+  /** Longest a relayed response may wait for the client to take more bytes (CLIENT_SEND_TIMEOUT_MS). */
+  readonly sendTimeoutMs: number
 }
 
 /** Errors where the request never reached a backend's application: safe to retry. */
@@ -66,11 +68,7 @@ class Attempt implements Dispatcher.DispatchHandler {
 
   onResponseData (controller: Dispatcher.DispatchController, chunk: Buffer): void {
     if (!this.relaying) return
-    const res = this.exchange.reply.raw
-    if (!res.write(chunk)) {
-      controller.pause()
-      res.once('drain', () => controller.resume())
-    }
+    if (!this.exchange.reply.raw.write(chunk)) this.exchange.stalled(controller)
   }
 
   onResponseEnd (): void {
@@ -96,6 +94,10 @@ function onAttemptTimeout (attempt: Attempt): void {
   attempt.abort(ATTEMPT_TIMEOUT)
 }
 
+function onSendTimeout (exchange: Exchange): void {
+  exchange.sendTimedOut()
+}
+
 export class Exchange {
   readonly #ctx: ExchangeContext
   readonly request: FastifyRequest
@@ -111,6 +113,8 @@ export class Exchange {
   #nextPermit: BreakerPermit | null = null
   #retryTimer: NodeJS.Timeout | null = null
   #retries = 0
+  /** Armed while the client is not taking the relayed body (between a full write and 'drain'). */
+  #sendTimer: NodeJS.Timeout | null = null
   #clientGone = false
   #settled = false
 
@@ -207,6 +211,36 @@ export class Exchange {
     this.reply.raw.writeHead(status, head)
   }
 
+  /**
+   * The client's socket took no more of the relayed body: the backend is paused until it drains. A
+   * client that does not drain within sendTimeoutMs (nginx's send_timeout: the longest wait between
+   * two successful writes) is cut, which ends the exchange as a client abort. One timer per stall,
+   * none while writes succeed.
+   */
+  stalled (controller: Dispatcher.DispatchController): void {
+    controller.pause()
+    if (this.#sendTimer !== null) return // already waiting for this drain
+    this.#sendTimer = setTimeout(onSendTimeout, this.#ctx.sendTimeoutMs, this)
+    this.reply.raw.once('drain', () => {
+      this.#clearSendTimer()
+      controller.resume()
+    })
+  }
+
+  sendTimedOut (): void {
+    this.#sendTimer = null
+    this.#log.info({ event: 'client_send_timeout', service: this.#route.name, timeout_ms: this.#ctx.sendTimeoutMs }, 'client stopped reading the response')
+    // Closing the socket ends the exchange the way any client that left does (#onClientClose).
+    this.reply.raw.destroy()
+  }
+
+  #clearSendTimer (): void {
+    if (this.#sendTimer !== null) {
+      clearTimeout(this.#sendTimer)
+      this.#sendTimer = null
+    }
+  }
+
   onAttemptError (attempt: Attempt, err: ErrorWithCode): void {
     const route = this.#route
     const metrics = this.#ctx.metrics
@@ -283,6 +317,7 @@ export class Exchange {
 
   /** The response's socket closed: the client left unless the response had finished. */
   #onClientClose (): void {
+    this.#clearSendTimer()
     const res = this.reply.raw
     if (res.writableFinished) return
     this.#clientGone = true

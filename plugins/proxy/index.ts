@@ -58,6 +58,7 @@ export default fp(async function proxy (app) {
     dispatcher,
     metrics,
     idleTimeoutMs: config.upstreamIdleTimeoutMs,
+    sendTimeoutMs: config.clientSendTimeoutMs,
     ends: app.requestEnds
   }
 

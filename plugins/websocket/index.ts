@@ -21,6 +21,7 @@ import promClient from '@platformatic/prom-client'
 import { WebSocket, WebSocketServer } from 'ws'
 import { BadGateway, BadRequest, GatewayTimeout, TunnelsFull } from '../../src/errors.js'
 import { redactUrl } from '../access-log.js'
+import { endAndClose } from '../error-handler.js'
 import type { BreakerPermit } from '../circuit-breakers.js'
 import { routeLabel } from '../request-end.js'
 import { clientHeaders, upstreamHeaders } from '../proxy/headers.js'
@@ -151,9 +152,11 @@ async function websocket (app: FastifyInstance): Promise<void> {
     r[kRoute] = undefined
     // Until ws takes the socket over, a reset must not crash the process; 'close' follows it.
     socket.on('error', noop)
-    // An answer other than 101 goes out on this response; the connection carries nothing after it.
-    // Such an answer (401, 429, 503, 400, a relayed refusal) is counted here, when it is written,
-    // so ordinary HTTP requests carry no WebSocket hook at all.
+    // An answer other than 101 goes out on this response; the connection carries nothing after it,
+    // and is closed, not half-closed: the response's 'close' (which gives back the request's
+    // concurrency slots) comes only with the socket's. Such an answer (401, 429, 503, 400, a
+    // relayed refusal) is counted here, when it is written, so ordinary HTTP requests carry no
+    // WebSocket hook at all.
     const res = new ServerResponse(req)
     res.shouldKeepAlive = false
     res.assignSocket(socket as never)
@@ -166,7 +169,7 @@ async function websocket (app: FastifyInstance): Promise<void> {
     }
     res.once('finish', () => {
       countAnswer()
-      socket.end()
+      endAndClose(socket)
     })
     res.once('error', countAnswer)
     app.routing(req, res)

@@ -10,6 +10,8 @@ const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
 const num = (min: number, max = Number.MAX_SAFE_INTEGER) =>
   z.string().trim().regex(/^\d+(\.\d+)?$/, 'must be a number').transform(Number).pipe(z.number().min(min).max(max))
 const bool = () => z.stringbool({ truthy: ['true', '1', 'yes', 'on'], falsy: ['false', '0', 'no', 'off'] })
+/** The longest delay Node's timers accept (2^31-1 ms, about 24.8 days); longer ones fire at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1
 const hostPort = z.string().trim().regex(/^[^\s:]+:\d{1,5}$/, 'must be host:port')
 
 export const EnvSchema = z.object({
@@ -60,6 +62,8 @@ export const EnvSchema = z.object({
   HEADERS_TIMEOUT_MS: env(int(100, 600_000).default(10_000)),
   REQUEST_TIMEOUT_MS: env(int(100, 3_600_000).default(300_000)),
   KEEP_ALIVE_TIMEOUT_MS: env(int(100, 600_000).default(5000)),
+  // Longest wait for a client to take more of a relayed response; a timer holds at most 2^31-1 ms.
+  CLIENT_SEND_TIMEOUT_MS: env(int(1, MAX_TIMER_MS).default(60_000)),
   MAX_CONNECTIONS: env(int(1, 1_000_000).default(10_000)),
   MAX_CONCURRENT_REQUESTS: env(int(1, 1_000_000).optional()),
   MAX_WEBSOCKET_TUNNELS: env(int(1, 1_000_000).optional()),

@@ -162,3 +162,12 @@ t.test('a backend URL must be an origin, not a path', async (t) => {
   t.match(problems(() => load({ USER_SERVICE_URL: 'http://users:8080/v1' })).join(), /USER_SERVICE_URL: must be an origin/)
   t.equal(load({ USER_SERVICE_URL: 'http://users:8080/' }).services[1].backends[0].url, 'http://users:8080')
 })
+
+t.test('CLIENT_SEND_TIMEOUT_MS is a positive whole number of ms a timer can hold, 60 s by default', async (t) => {
+  t.equal(load({}).clientSendTimeoutMs, 60_000)
+  t.equal(load({ CLIENT_SEND_TIMEOUT_MS: '500' }).clientSendTimeoutMs, 500)
+  t.equal(load({ CLIENT_SEND_TIMEOUT_MS: String(2 ** 31 - 1) }).clientSendTimeoutMs, 2 ** 31 - 1)
+  for (const bad of ['0', '-1', '1.5', 'abc', String(2 ** 31)]) {
+    t.match(problems(() => load({ CLIENT_SEND_TIMEOUT_MS: bad })), [/^CLIENT_SEND_TIMEOUT_MS: /], `${bad} is refused, naming the variable`)
+  }
+})
