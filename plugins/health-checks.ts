@@ -3,6 +3,7 @@
 import fp from 'fastify-plugin'
 import { Agent, request as undiciRequest } from 'undici'
 import type { ServiceConfig } from '../src/config.js'
+import { noop } from '../src/noop.js'
 
 export type BackendStatus = 'healthy' | 'unhealthy' | 'unknown'
 
@@ -131,8 +132,6 @@ export default fp(async function healthChecks (fastify) {
 }, { name: 'health-checks', dependencies: ['config'] })
 
 const TLS_ERRORS = new Set(['DEPTH_ZERO_SELF_SIGNED_CERT', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'SELF_SIGNED_CERT_IN_CHAIN', 'CERT_HAS_EXPIRED'])
-
-function noop (): void {}
 
 /** A short, address-free description of a failed check, for operators. */
 function describe (err: unknown): string {

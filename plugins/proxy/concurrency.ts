@@ -5,6 +5,7 @@
 //
 // A freed slot is handed straight to the oldest waiter, so a burst of new arrivals cannot overtake
 // the queue. Plain callbacks, no promises: with no cap configured the proxy never gets here.
+import { noop } from '../../src/noop.js'
 
 /** Why a request was not given a slot. */
 export type Refusal = 'full' | 'timeout'
@@ -131,5 +132,3 @@ export function acquireAll (
     giveBack()
   }
 }
-
-function noop (): void {}

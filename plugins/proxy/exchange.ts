@@ -9,6 +9,7 @@ import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify'
 import type { Dispatcher } from 'undici'
 import { BadGateway, GatewayTimeout, PayloadTooLarge } from '../../src/errors.js'
 import { isIdempotent, isRetryableStatus, retryDelay } from '../../src/retry-policy.js'
+import { CONNECT_FAILURES, CONNECTION_ERRORS } from '../../src/upstream-errors.js'
 import type { BreakerPermit } from '../circuit-breakers.js'
 import type { GatewayMetrics } from '../gateway-metrics.js'
 import type { RequestEnds } from '../request-end.js'
@@ -26,11 +27,6 @@ export interface ExchangeContext {
   /** Longest a relayed response may wait for the client to take more bytes (CLIENT_SEND_TIMEOUT_MS). */
   readonly sendTimeoutMs: number
 }
-
-/** Errors where the request never reached a backend's application: safe to retry. */
-const CONNECTION_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_CLOSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH'])
-/** The backend itself could not be reached: passive health marks it down. */
-const CONNECT_FAILURES = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH'])
 
 const ATTEMPT_TIMEOUT = Object.assign(new Error('upstream attempt timed out'), { code: 'GW_ATTEMPT_TIMEOUT' })
 const CLIENT_GONE = Object.assign(new Error('client went away'), { code: 'GW_CLIENT_GONE' })

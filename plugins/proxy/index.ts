@@ -11,6 +11,8 @@ import fp from 'fastify-plugin'
 import { Agent } from 'undici'
 import { BoundedBody } from '../../src/bounded-body.js'
 import { BadRequest, CircuitOpen, NotFound, Overloaded, PayloadTooLarge } from '../../src/errors.js'
+import { ROUTED_METHODS } from '../../src/http-methods.js'
+import { noop } from '../../src/noop.js'
 import { isIdempotent } from '../../src/retry-policy.js'
 import { UNMATCHED_PATH } from '../request-end.js'
 import { acquireAll, type ConcurrencyLimit } from './concurrency.js'
@@ -21,7 +23,6 @@ import type { ServiceRoute } from './service-table.js'
 
 /** Largest request body kept in memory so an idempotent request can be replayed on retry. */
 export const REPLAY_LIMIT = 64 * 1024
-const METHODS = ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS']
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -170,7 +171,7 @@ export default fp(async function proxy (app) {
     scope.removeAllContentTypeParsers()
     scope.addContentTypeParser('*', function passThrough (_request, payload, done) { done(null, payload) })
     scope.route({
-      method: METHODS,
+      method: ROUTED_METHODS as string[],
       url: '/*',
       exposeHeadRoute: false,
       config: { metricPath: UNMATCHED_PATH },
@@ -202,5 +203,3 @@ function readBody (stream: Readable): Promise<Buffer> {
     stream.once('error', reject)
   })
 }
-
-function noop (): void {}

@@ -20,6 +20,8 @@ import fp from 'fastify-plugin'
 import promClient from '@platformatic/prom-client'
 import { WebSocket, WebSocketServer } from 'ws'
 import { BadGateway, BadRequest, GatewayTimeout, TunnelsFull } from '../../src/errors.js'
+import { noop } from '../../src/noop.js'
+import { CONNECT_FAILURES } from '../../src/upstream-errors.js'
 import { redactUrl } from '../access-log.js'
 import { endAndClose } from '../error-handler.js'
 import type { BreakerPermit } from '../circuit-breakers.js'
@@ -72,9 +74,6 @@ interface UpgradeRequest extends IncomingMessage {
   /** The service the upgrade matched (set by the proxy's admit), for the outcome counter. */
   [kRoute]: ServiceRoute | undefined
 }
-
-// Failures of the backend connection that say the backend is not there (not merely slow).
-const CONNECT_FAILURES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN'])
 
 async function websocket (app: FastifyInstance): Promise<void> {
   const { config, gatewayMetrics } = app
@@ -353,8 +352,6 @@ function isUpgrade (request: FastifyRequest): boolean {
 function matched (request: FastifyRequest, route: ServiceRoute): void {
   (request.raw as UpgradeRequest)[kRoute] = route
 }
-
-function noop (): void {}
 
 export default fp(websocket, {
   name: 'websocket',

@@ -9,6 +9,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { AdminMethodNotAllowed, AdminPathNotFound } from '../../src/errors.js'
+import { ROUTED_METHODS } from '../../src/http-methods.js'
 
 interface PathMethods { pattern: RegExp, methods: Set<string> }
 
@@ -44,7 +45,7 @@ async function methodNotAllowed (fastify: FastifyInstance): Promise<void> {
   })
 
   fastify.route({
-    method: ['DELETE', 'GET', 'HEAD', 'OPTIONS', 'PATCH', 'POST', 'PUT'],
+    method: ROUTED_METHODS as string[],
     url: '/*',
     schema: { hide: true },
     exposeHeadRoute: false,
