@@ -23,12 +23,12 @@ export const adminThrottleKey = (ip: string): string => `admin-auth:${ip}`
 
 const sha256 = (s: string) => createHash('sha256').update(s, 'utf8').digest()
 
-/** What validate() rejects with: carries the user name for the log line (never the password). */
+/** What validate() rejects with: whether the user name was the admin's, for the log line. */
 class BadCredentials extends Error {
-  readonly user: string
-  constructor (user: string) {
+  readonly userKnown: boolean
+  constructor (userKnown: boolean) {
     super('bad admin credentials')
-    this.user = user.slice(0, 64)
+    this.userKnown = userKnown
   }
 }
 
@@ -53,7 +53,7 @@ async function adminAuth (fastify: FastifyInstance): Promise<void> {
       // Both sides hashed to 32 bytes and both compared, so timing reveals neither length nor match.
       const userOk = timingSafeEqual(sha256(username), userHash)
       const passwordOk = timingSafeEqual(sha256(password), passwordHash)
-      if (!(userOk && passwordOk)) throw new BadCredentials(username)
+      if (!(userOk && passwordOk)) throw new BadCredentials(userOk)
     }
   })
 
@@ -78,9 +78,23 @@ async function adminAuth (fastify: FastifyInstance): Promise<void> {
     fastify.log.warn({ err, event: 'admin_auth_store_unavailable' }, 'failed-login counter unavailable; counting in process')
   }
 
+  /**
+   * The user name as a log line may carry it: only the configured one. Anything else typed there
+   * may be a password in the wrong field (`pw-Secret-123`), so it is never logged, only that it
+   * was not the admin user.
+   */
+  function userFields (known: boolean | undefined): { user: string } | { user_known: false } | undefined {
+    if (known === undefined) return undefined
+    return known ? { user: admin.username } : { user_known: false }
+  }
+
+  function isAdminUser (user: string | undefined): boolean | undefined {
+    return user === undefined ? undefined : timingSafeEqual(sha256(user), userHash)
+  }
+
   function throttled (request: FastifyRequest, reply: FastifyReply, resetMs: number): FastifyError {
     reply.header('retry-after', String(Math.max(1, Math.ceil(resetMs / 1000))))
-    request.log.warn({ event: 'admin_auth_throttled', ip: request.ip, user: basicUser(request.headers.authorization) },
+    request.log.warn({ event: 'admin_auth_throttled', ip: request.ip, ...userFields(isAdminUser(basicUser(request.headers.authorization))) },
       'admin login throttled: too many failures from this address')
     return new AdminThrottled()
   }
@@ -110,8 +124,8 @@ async function adminAuth (fastify: FastifyInstance): Promise<void> {
       return
     }
 
-    const user = err instanceof BadCredentials ? err.user : undefined
-    request.log.warn({ event: 'admin_auth_failed', ip, user, reason: err instanceof BadCredentials ? 'bad credentials' : 'missing or malformed Authorization header' },
+    const known = err instanceof BadCredentials ? err.userKnown : undefined
+    request.log.warn({ event: 'admin_auth_failed', ip, ...userFields(known), reason: err instanceof BadCredentials ? 'bad credentials' : 'missing or malformed Authorization header' },
       'admin authentication failed')
     reply.header('www-authenticate', ADMIN_CHALLENGE)
     throw new AdminUnauthorized()
@@ -124,7 +138,7 @@ function basicUser (header: string | undefined): string | undefined {
   if (m === null) return undefined
   const decoded = Buffer.from(m[1], 'base64').toString('utf8')
   const colon = decoded.indexOf(':')
-  return colon === -1 ? undefined : decoded.slice(0, Math.min(colon, 64))
+  return colon === -1 ? undefined : decoded.slice(0, colon)
 }
 
 export default fp(adminAuth, { name: 'admin-auth', dependencies: ['config', 'store', 'gateway-metrics'] })

@@ -62,13 +62,18 @@ export interface ApiKeysOptions {
   maxEntries?: number
   /** Bound of one store lookup. */
   lookupTimeoutMs?: number
-  /** Invalid keys per client IP per minute before further lookups answer 429 (docs/reliability.md, SC-08). */
+  /**
+   * Unknown keys (no record in the store) per client IP per minute before further unknown keys
+   * answer 429 instead of 401 (docs/reliability.md, SC-08). Known keys are never throttled.
+   */
   maxInvalidPerMinute?: number
 }
 
 interface Entry {
   /** null: the key exists but is revoked or expired, or does not exist. */
   consumer: Consumer | null
+  /** The store has a record of this key (false: an unknown key, the only kind a guess produces). */
+  known: boolean
   /** Key expiry in epoch ms (Infinity when none). */
   expiresAtMs: number
   verifiedAt: number
@@ -128,7 +133,7 @@ async function apiKeysPlugin (fastify: FastifyInstance, opts: ApiKeysOptions): P
   const unknown = new LruMap<number>(maxEntries) // by hash: when the store said "no such key"
   const inflight = new Map<string, Promise<Entry>>()
   const touchedAt = new LruMap<number>(maxEntries) // by key id
-  const invalidByIp = new LruMap<{ count: number, resetAt: number }>(maxEntries)
+  const unknownByIp = new LruMap<{ count: number, resetAt: number }>(maxEntries)
   let invalidations = 0
   let lastStoreLog = 0
 
@@ -144,10 +149,10 @@ async function apiKeysPlugin (fastify: FastifyInstance, opts: ApiKeysOptions): P
   })
 
   function entryFor (key: StoredApiKey | null, now: number): Entry {
-    if (key === null) return { consumer: null, expiresAtMs: Infinity, verifiedAt: now, ttl: negativeTtlMs, refreshing: false }
+    if (key === null) return { consumer: null, known: false, expiresAtMs: Infinity, verifiedAt: now, ttl: negativeTtlMs, refreshing: false }
     const expiresAtMs = key.expires_at === null ? Infinity : Date.parse(key.expires_at)
     const usable = key.active && !(expiresAtMs <= now)
-    return { consumer: usable ? toConsumer(key) : null, expiresAtMs, verifiedAt: now, ttl: ttlMs, refreshing: false }
+    return { consumer: usable ? toConsumer(key) : null, known: true, expiresAtMs, verifiedAt: now, ttl: ttlMs, refreshing: false }
   }
 
   /** One store lookup per hash at a time; the result is cached unless an invalidation raced it. */
@@ -192,30 +197,42 @@ async function apiKeysPlugin (fastify: FastifyInstance, opts: ApiKeysOptions): P
     })
   }
 
-  function invalidThrottled (ip: string, now: number): number {
-    const w = invalidByIp.get(ip)
-    return w !== undefined && w.resetAt > now && w.count >= maxInvalid ? w.resetAt - now : 0
-  }
-
-  function countInvalid (ip: string, now: number): void {
-    let w = invalidByIp.get(ip)
+  /** Counts one unknown key from `ip`; returns the ms left in its window once over the limit, else 0. */
+  function countUnknown (ip: string, now: number): number {
+    let w = unknownByIp.get(ip)
     if (w === undefined || w.resetAt <= now) {
       w = { count: 0, resetAt: now + INVALID_WINDOW_MS }
-      invalidByIp.set(ip, w)
+      unknownByIp.set(ip, w)
     }
     w.count++
+    return w.count > maxInvalid ? w.resetAt - now : 0
   }
 
-  function invalid (request: FastifyRequest, reply: FastifyReply): FastifyError {
-    countInvalid(request.ip, Date.now())
+  /** Revoked, expired, malformed or ambiguous: 401, and not a guess, so not counted. */
+  function invalid (reply: FastifyReply): FastifyError {
     reply.header('www-authenticate', KEY_CHALLENGE)
     return new InvalidApiKey()
+  }
+
+  /**
+   * A well-formed key the store has no record of: what guessing produces (docs/reliability.md,
+   * SC-08). Past `maxInvalid` of them from one address in a minute they get 429 instead of 401.
+   * Only this answer is throttled: every key is still looked up, so a valid key sent from the same
+   * address (a shared NAT) is served — it cannot be guessed, and refusing it would let one client
+   * lock every other one behind that address out.
+   */
+  function unknownKey (request: FastifyRequest, reply: FastifyReply, now: number): FastifyError {
+    const throttledMs = countUnknown(request.ip, now)
+    if (throttledMs === 0) return invalid(reply)
+    reply.header('retry-after', String(Math.ceil(throttledMs / 1000)))
+    return new RateLimited()
   }
 
   /** Decides a request from a verified entry: the consumer, or the error to answer with. */
   function decide (entry: Entry, service: ServiceConfig, request: FastifyRequest, reply: FastifyReply, now: number): FastifyError | null {
     const consumer = entry.consumer
-    if (consumer === null || entry.expiresAtMs <= now) return invalid(request, reply)
+    if (consumer === null && !entry.known) return unknownKey(request, reply, now)
+    if (consumer === null || entry.expiresAtMs <= now) return invalid(reply)
     if (consumer.services !== null && !consumer.services.includes(service.name)) return new ServiceForbidden()
     request.consumer = consumer
     touch(consumer, now)
@@ -231,7 +248,6 @@ async function apiKeysPlugin (fastify: FastifyInstance, opts: ApiKeysOptions): P
       if (skip) return done()
       const credential = findCredential(request.headers, request.raw.rawHeaders)
       if (credential.kind === 'ambiguous') {
-        countInvalid(request.ip, Date.now())
         reply.header('www-authenticate', KEY_CHALLENGE)
         return done(new AmbiguousCredentials())
       }
@@ -243,7 +259,7 @@ async function apiKeysPlugin (fastify: FastifyInstance, opts: ApiKeysOptions): P
 
       const raw = credential.raw
       const parsed = parseApiKey(raw)
-      if (!parsed.ok) return done(invalid(request, reply))
+      if (!parsed.ok) return done(invalid(reply))
       const hash = parsed.hash
       const now = Date.now()
 
@@ -258,13 +274,7 @@ async function apiKeysPlugin (fastify: FastifyInstance, opts: ApiKeysOptions): P
         return err === null ? done() : done(err)
       }
       const missAt = unknown.get(hash)
-      if (missAt !== undefined && now - missAt < negativeTtlMs) return done(invalid(request, reply))
-
-      const throttledMs = invalidThrottled(request.ip, now)
-      if (throttledMs > 0) {
-        reply.header('retry-after', String(Math.ceil(throttledMs / 1000)))
-        return done(new RateLimited())
-      }
+      if (missAt !== undefined && now - missAt < negativeTtlMs) return done(unknownKey(request, reply, now))
 
       lookup(hash).then((entry) => {
         const err = decide(entry, service, request, reply, Date.now())

@@ -6,7 +6,7 @@ import type { IncomingMessage } from 'node:http'
 import { isIP } from 'node:net'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import { BadRequest, ExpectationFailed, HeadersTooLarge } from '../src/errors.js'
+import { BadRequest, ExpectationFailed, HeadersTooLarge, PayloadTooLarge } from '../src/errors.js'
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/
 /** Envoy's default; Node's own limit (2000) truncates silently instead of rejecting. */
@@ -83,9 +83,17 @@ export default fp(async function requestContext (fastify) {
 
   // After authentication and rate limiting (onRequest) and before the body is read: only a
   // request that will be served is told to send its body. A rejected one gets its final status
-  // without a 100 and the connection is closed, since the body was never read.
+  // without a 100 and the connection is closed, since the body was never read. A declared length
+  // over the route's body limit (BODY_LIMIT_BYTES, the admin scope's 64 KiB) is such a final
+  // status, known from the headers alone (RFC 9110 §10.1.1): 413 instead of inviting the upload.
   fastify.addHook('preParsing', function sendContinue (request, reply, payload, done) {
     if (request.expectsContinue) {
+      const limit = request.routeOptions.bodyLimit
+      const declared = request.headers['content-length']
+      if (declared !== undefined && limit !== undefined && Number(declared) > limit) {
+        done(new PayloadTooLarge(String(limit)))
+        return
+      }
       request.expectsContinue = false
       reply.raw.writeContinue()
     }

@@ -43,6 +43,14 @@ export function parseApiKey (raw: string): ParsedApiKey {
   return { ok: true, hash: hashKey(raw) }
 }
 
+// A key anywhere in a longer text: the prefix and as many base64url characters as a key has.
+const KEY_IN_TEXT = new RegExp(`${API_KEY_PREFIX}[A-Za-z0-9_-]{${BODY_LENGTH + CHECKSUM_LENGTH}}`)
+
+/** Whether `text` holds something shaped like a raw key (checksum not checked: a typo is still secret). */
+export function holdsApiKey (text: string): boolean {
+  return text.length >= API_KEY_LENGTH && KEY_IN_TEXT.test(text)
+}
+
 /** A short, URL-safe, random record id (72 bits: collisions are not a practical concern). */
 export function newKeyId (): string {
   return randomBytes(9).toString('base64url')

@@ -1,5 +1,5 @@
 // The request target on its way to a backend (SPEC §4): pure functions, no Fastify.
-import { API_KEY_PREFIX } from '../../src/api-key-format.js'
+import { API_KEY_LENGTH, API_KEY_PREFIX, holdsApiKey } from '../../src/api-key-format.js'
 
 const UNRESERVED = /^[A-Za-z0-9\-._~]$/
 
@@ -49,31 +49,31 @@ export function stripPrefix (path: string, prefix: string): string {
 }
 
 /**
- * The query string without parameters whose value is a gateway key (SPEC §4: a key put in a URL
- * must not reach the backend). `query` excludes the `?`; the result too ('' when nothing is left).
+ * The query string without any part that holds a gateway key: as a value, a name or a bare
+ * parameter (`?k=gw_…`, `?gw_…=`, `?gw_…`), percent-encoded or not (`%67%77%5F…`, `gw%5F…`, even
+ * `%2567…` for a backend that decodes twice), alone or inside a longer value. A key put in a URL
+ * must not reach the backend (docs/architecture.md). Every other part is kept byte for byte, in
+ * order. `query` excludes the `?`; the result too ('' when nothing is left).
  */
 export function withoutKeyParams (query: string): string {
-  if (!mayHoldKey(query)) return query
-  const kept: string[] = []
-  for (const part of query.split('&')) {
-    const eq = part.indexOf('=')
-    const value = eq === -1 ? '' : decodeLoosely(part.slice(eq + 1))
-    if (!value.startsWith(API_KEY_PREFIX)) kept.push(part)
-  }
-  return kept.join('&')
+  if (query.length < API_KEY_LENGTH || !(query.includes('%') || query.includes(API_KEY_PREFIX))) return query
+  const parts = query.split('&')
+  const kept = parts.filter((part) => !holdsApiKey(decodeEscapes(part)))
+  return kept.length === parts.length ? query : kept.join('&')
 }
 
-/** Cheap pre-check: `gw_`, or its encoded forms `gw%5F`, anywhere in the text. */
-function mayHoldKey (text: string): boolean {
-  const lower = text.toLowerCase()
-  return lower.includes(API_KEY_PREFIX) || lower.includes('gw%5f')
-}
+const ESCAPE = /%([0-9A-Fa-f]{2})/g
 
-function decodeLoosely (value: string): string {
-  if (!value.includes('%')) return value
-  try {
-    return decodeURIComponent(value.replace(/\+/g, ' '))
-  } catch {
-    return value.replace(/%5f/gi, '_')
+/**
+ * A few rounds of percent-decoding, each decoding only well-formed escapes (so a malformed one
+ * never throws), byte by byte: a key is ASCII, so no multi-byte character can hide one.
+ */
+function decodeEscapes (text: string): string {
+  let decoded = text
+  for (let round = 0; round < 3 && decoded.includes('%'); round++) {
+    const next = decoded.replace(ESCAPE, (_m, hex: string) => String.fromCharCode(parseInt(hex, 16)))
+    if (next === decoded) break
+    decoded = next
   }
+  return decoded
 }

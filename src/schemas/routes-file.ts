@@ -7,6 +7,14 @@ import { backendUrl } from './url.js'
 const prefixSchema = z.string().regex(/^\/[A-Za-z0-9._~\-/]*$/, 'must start with / and use only URL path characters')
   .refine((p) => !p.includes('//') && !/(^|\/)\.\.?(\/|$)/.test(p), 'must not contain empty, . or .. segments')
 
+// Every duration ends in a setTimeout, which turns anything over 2^31-1 ms into 1 ms (every
+// request a 504): each is bounded well below that, like its environment variable
+// (src/schemas/env.ts). queueTimeoutMs and wsIdleTimeoutMs carry their own bounds below.
+const MAX_TIMEOUT_MS = 3_600_000
+const MAX_RETRY_DELAY_MS = 600_000
+const ms = (min: number, max: number, what: string) =>
+  z.number().int().min(min).max(max, `must be at most ${max} ms (${what})`)
+
 /** WebSocket settings of a service that sets none: no tunnels, 1 MiB messages, 60 s of silence. */
 const WS_DEFAULTS = { websocket: false, wsMaxMessageBytes: 1024 * 1024, wsIdleTimeoutMs: 60_000 } as const
 
@@ -21,8 +29,8 @@ const WebSocketFields = {
 
 const RetryOverride = z.strictObject({
   maxRetries: z.number().int().min(0).max(20),
-  initialDelayMs: z.number().int().min(0),
-  maxDelayMs: z.number().int().min(0),
+  initialDelayMs: ms(0, MAX_RETRY_DELAY_MS, '10 minutes'),
+  maxDelayMs: ms(0, MAX_RETRY_DELAY_MS, '10 minutes'),
   multiplier: z.number().min(1),
   jitterFactor: z.number().min(0).max(1)
 }).partial()
@@ -37,7 +45,7 @@ export const ServiceFileEntry = z.strictObject({
   })).min(1),
   strategy: z.enum(['round-robin', 'weighted', 'random']).default('round-robin'),
   stripPrefix: z.boolean().default(false),
-  timeoutMs: z.number().int().min(1).optional(),
+  timeoutMs: ms(1, MAX_TIMEOUT_MS, '1 hour').optional(),
   auth: z.enum(['optional', 'required', 'none']).default('optional'),
   rateLimit: z.union([z.literal(false), z.strictObject({ rpm: z.number().int().min(1), burst: z.number().int().min(1) })]).optional(),
   retry: RetryOverride.optional(),

@@ -226,3 +226,24 @@ t.test('redacts a key behind percent-escapes and leaves other escapes as sent', 
   t.equal(redactUrl(`/a?q=gw%5F${CANARY.slice(3)}&r=%zz`), '/a?q=gw_[REDACTED]&r=%zz')
   t.equal(redactUrl('/a%2Fb?c=%E2%82%AC&d=%'), '/a%2Fb?c=%E2%82%AC&d=%', 'nothing key-like: unchanged')
 })
+
+t.test('redacts a key in the query string in every form the proxy removes it from', async (t) => {
+  const pct = (s: string) => [...s].map((c) => '%' + c.charCodeAt(0).toString(16).padStart(2, '0')).join('')
+  const body = CANARY.slice(3)
+  const urls = [
+    `/p?x=${pct(CANARY)}&y=1`,
+    `/p?x=%67%77%5F${body}`,
+    `/p?x=%67w_${body}`,
+    `/p?${CANARY}`,
+    `/p?a=1&${CANARY}`,
+    `/p?${CANARY}=`,
+    `/p?${CANARY}=1&b=2`,
+    `/p?x=${pct(pct(CANARY))}`,
+    `/p?auth=Bearer%20${CANARY}`
+  ]
+  for (const url of urls) {
+    const out = redactUrl(url)
+    t.notOk(out.includes(body.slice(0, 16)) || out.includes(pct(body).slice(0, 24)), `${url.slice(0, 24)}…: the key is redacted (${out})`)
+    t.match(out, /\[REDACTED\]/)
+  }
+})

@@ -141,6 +141,28 @@ t.test('failures are logged at warn with the client address and never the passwo
   }
 })
 
+t.test('a password typed into the user field is never logged; the configured user still is', async (t) => {
+  const log = logCapture()
+  const app = await adminApp(t, { LOG_LEVEL: 'debug' }, log.stream)
+  const typedAsUser = 'pw-Secret-Canary-4e5f6a'
+  // 12 attempts: the 11th and 12th are throttled, whose log line names the user too.
+  for (let i = 0; i < 12; i++) await app.inject({ url: '/admin/apikeys', remoteAddress: '10.8.8.8', headers: { authorization: basic(typedAsUser, '') } })
+  await app.inject({ url: '/admin/apikeys', remoteAddress: '10.8.8.7', headers: { authorization: basic('admin', 'wrong-password') } })
+  await app.inject({ url: '/admin/apikeys', remoteAddress: '10.8.8.6', headers: { authorization: basic(`${typedAsUser}:x`, '') } })
+  const text = log.text()
+  const b64 = (s: string) => Buffer.from(s).toString('base64')
+  for (const form of [typedAsUser, typedAsUser.slice(0, 12), b64(typedAsUser), b64(`${typedAsUser}:`), b64(`${typedAsUser}:x:`)]) {
+    t.notOk(text.includes(form), `no log line holds the typed user name (${form.slice(0, 8)}…)`)
+  }
+  const entries = log.lines.map((l) => JSON.parse(l))
+  const fromSecret = entries.filter((e) => e.ip === '10.8.8.8' && typeof e.event === 'string' && e.event.startsWith('admin_auth_'))
+  t.ok(fromSecret.some((e) => e.event === 'admin_auth_failed') && fromSecret.some((e) => e.event === 'admin_auth_throttled'), 'failures and the throttle are still logged')
+  t.ok(fromSecret.every((e) => e.user === undefined && e.user_known === false), 'as user_known: false, without the user')
+  const wrongPassword = entries.find((e) => e.event === 'admin_auth_failed' && e.ip === '10.8.8.7')
+  t.match(wrongPassword, { user: 'admin', reason: 'bad credentials' }, 'the configured user is logged on a wrong password')
+  t.notOk(text.includes('wrong-password'), 'and the password never')
+})
+
 t.test('ADMIN_AUTH_ENABLED=false opens the admin API and warns loudly at start', async (t) => {
   const log = logCapture()
   const app = await adminApp(t, { ADMIN_AUTH_ENABLED: 'false', ADMIN_PASSWORD: '' }, log.stream)

@@ -3,9 +3,11 @@ import t from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { connect } from 'node:net'
 import { startBackend, type Backend } from '../support/backends.js'
-import { startRedis } from '../support/redis-server.js'
+import { rawCommand, startRedis } from '../support/redis-server.js'
 import { REDIS_URL, build as buildApp, cleanRedis, uniquePrefix } from '../support/app.js'
-import { sleep, tempDir } from '../support/basics.js'
+import { sleep, tempDir, until } from '../support/basics.js'
+import { http, nextIp } from '../support/http.js'
+import { generateApiKey } from '../../src/api-key-format.js'
 
 const AUTH = { authorization: 'Basic ' + Buffer.from('admin:test-password').toString('base64') }
 type Teardownable = Parameters<typeof buildApp>[0]
@@ -188,4 +190,97 @@ t.test('with Redis down, an unverified key gets 503 and anonymous traffic still 
   const create = await app.inject({ method: 'POST', url: '/admin/apikeys', headers: AUTH, payload: { name: 'during-outage' } })
   t.equal(create.statusCode, 503)
   t.notMatch(create.body, /gw_/)
+})
+
+// The unknown-key throttle (docs/reliability.md, SC-08) counts only keys the store has no record
+// of. Over real sockets, one client address per case, on both stores.
+const FLOOD = 101 // one more than the default 100 unknown keys per address per minute
+
+async function serve (t: Teardownable, env: Record<string, string>): Promise<{ app: FastifyInstance, port: number }> {
+  const app = await build(t, env)
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  return { app, port: (app.server.address() as { port: number }).port }
+}
+
+/** `n` requests from `localAddress`, 10 at a time, each with the key `keyFor(i)`; their statuses. */
+async function flood (port: number, localAddress: string, n: number, keyFor: (i: number) => string): Promise<number[]> {
+  const statuses: number[] = []
+  for (let i = 0; i < n; i += 10) {
+    const batch = Array.from({ length: Math.min(10, n - i) }, async (_, j) =>
+      (await http(port, `/api/users/flood/${i + j}`, { localAddress, headers: { 'x-api-key': keyFor(i + j) } })).status)
+    statuses.push(...await Promise.all(batch))
+  }
+  return statuses
+}
+
+const counts = (statuses: number[]) => statuses.reduce<Record<number, number>>((c, s) => ({ ...c, [s]: (c[s] ?? 0) + 1 }), {})
+
+for (const storage of ['embedded', 'redis'] as const) {
+  const storeEnv: Record<string, string> = storage === 'redis' ? { STORAGE: 'redis', REDIS_URL } : {}
+
+  t.test(`SC-08 ${storage}: a flood of a revoked or an expired key does not lock a valid key out of the address`, async (t) => {
+    const b = await backend(t)
+    const { app, port } = await serve(t, { USER_SERVICE_URL: b.url, ...storeEnv })
+    const revoked = await createKey(app, { name: 'revoked' })
+    await app.apiKeys.revoke(revoked.id)
+    const expired = await app.apiKeys.create({ name: 'expired', expires_at: new Date(Date.now() - 60_000).toISOString() })
+    for (const [label, raw] of [['revoked', revoked.raw], ['expired', expired.rawKey]]) {
+      const ip = nextIp()
+      const statuses = await flood(port, ip, FLOOD, () => raw)
+      t.same(counts(statuses), { 401: FLOOD }, `${FLOOD} ${label}-key requests: every one a 401, never throttled`)
+      const fresh = await createKey(app, { name: `fresh-after-${label}` })
+      const res = await http(port, '/api/users/me', { localAddress: ip, headers: { 'x-api-key': fresh.raw } })
+      t.equal(res.status, 200, `a valid, never-used key from the same address is served after the ${label}-key flood`)
+    }
+    t.equal(b.hits, 2, 'only the two valid requests reached the backend')
+  })
+
+  t.test(`SC-08 ${storage}: random well-formed keys are throttled; a valid key from the same address still passes`, async (t) => {
+    const b = await backend(t)
+    const { app, port } = await serve(t, { USER_SERVICE_URL: b.url, ...storeEnv })
+    const used = await createKey(app, { name: 'used' })
+    const ip = nextIp()
+    t.equal((await http(port, '/api/users/me', { localAddress: ip, headers: { 'x-api-key': used.raw } })).status, 200)
+    const statuses = await flood(port, ip, FLOOD + 20, () => generateApiKey().raw)
+    t.same(statuses.filter((s) => s !== 401 && s !== 429), [], 'only 401 or 429')
+    t.equal(statuses.filter((s) => s === 401).length, FLOOD - 1, 'the first 100 unknown keys get 401')
+    t.equal(statuses.filter((s) => s === 429).length, 21, 'every unknown key after them gets 429')
+    const more = await http(port, '/api/users/me', { localAddress: ip, headers: { 'x-api-key': generateApiKey().raw } })
+    t.equal(more.status, 429, 'another unknown key: still 429')
+    t.ok(Number(more.headers['retry-after']) >= 1, 'with Retry-After')
+    // A key cannot be guessed (256 random bits), so the throttle never refuses one that verifies:
+    // a shared NAT address with a guessing client on it does not lock the other clients out.
+    const fresh = await createKey(app, { name: 'fresh' })
+    t.equal((await http(port, '/api/users/me', { localAddress: ip, headers: { 'x-api-key': fresh.raw } })).status, 200, 'a never-used valid key from the throttled address is served')
+    t.equal((await http(port, '/api/users/me', { localAddress: ip, headers: { 'x-api-key': used.raw } })).status, 200, 'and a cached one too')
+    const other = await http(port, '/api/users/me', { localAddress: nextIp(), headers: { 'x-api-key': generateApiKey().raw } })
+    t.equal(other.status, 401, 'another address is unaffected')
+    t.equal(b.hits, 3, 'no unknown key reached the backend')
+  })
+}
+
+t.test('SC-08 after a Redis restart empties the key caches, a revoked-key flood still locks no valid key out', async (t) => {
+  const b = await backend(t)
+  const redis = await startRedis({ appendOnly: true })
+  t.teardown(() => redis.stop())
+  const { app, port } = await serve(t, { USER_SERVICE_URL: b.url, STORAGE: 'redis', REDIS_URL: redis.url, REDIS_KEY_PREFIX: uniquePrefix() })
+  const a = await createKey(app, { name: 'a' })
+  const c = await createKey(app, { name: 'c' })
+  const revoked = await createKey(app, { name: 'revoked' })
+  await app.apiKeys.revoke(revoked.id)
+  const ip = nextIp()
+  t.equal((await http(port, '/api/users/me', { localAddress: ip, headers: { 'x-api-key': a.raw } })).status, 200, 'a is verified and cached')
+  t.same(counts(await flood(port, ip, FLOOD, () => revoked.raw)), { 401: FLOOD })
+  await redis.restart()
+  // The subscriber's reconnect tells the key cache to forget everything ('*').
+  t.ok(await until(async () => /id=/.test(await rawCommand(redis.port, 'CLIENT LIST TYPE pubsub') ?? ''), 10_000), 'the subscriber reconnected')
+  await sleep(200)
+  for (const [label, k] of [['a (cached before the restart)', a], ['c (never used)', c]] as const) {
+    let status = 503
+    for (let waited = 0; status === 503 && waited < 10_000; waited += 50) {
+      status = (await http(port, '/api/users/me', { localAddress: ip, headers: { 'x-api-key': k.raw } })).status
+      if (status === 503) await sleep(50)
+    }
+    t.equal(status, 200, `${label}: served from the flooded address`)
+  }
 })

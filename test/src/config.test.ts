@@ -147,6 +147,32 @@ t.test('ROUTES_FILE problems name the file, the entry and the field', async (t) 
   t.match(problems(() => load({ ROUTES_FILE: join(dir, 'missing.json') })).join(), /cannot read/)
 })
 
+t.test('a duration a timer cannot hold (over 2^31-1 ms becomes 1 ms) is a config error naming the field', async (t) => {
+  const dir = tempDir(t)
+  const file = join(dir, 'routes.json')
+  const huge = 2 ** 31
+  writeFileSync(file, JSON.stringify([
+    { name: 'a', prefix: '/a', timeoutMs: huge, backends: [{ url: 'http://127.0.0.1:1' }] },
+    { name: 'b', prefix: '/b', retry: { initialDelayMs: huge, maxDelayMs: huge }, backends: [{ url: 'http://127.0.0.1:1' }] },
+    { name: 'c', prefix: '/c', queueTimeoutMs: huge, wsIdleTimeoutMs: huge, backends: [{ url: 'http://127.0.0.1:1' }] }
+  ]))
+  const lines = problems(() => load({ ROUTES_FILE: file })).join('\n')
+  t.match(lines, /^ROUTES_FILE: 0\.timeoutMs: must be at most 3600000 ms/m)
+  t.match(lines, /^ROUTES_FILE: 1\.retry\.initialDelayMs: must be at most 600000 ms/m)
+  t.match(lines, /^ROUTES_FILE: 1\.retry\.maxDelayMs: must be at most 600000 ms/m)
+  t.match(lines, /^ROUTES_FILE: 2\.queueTimeoutMs: /m)
+  t.match(lines, /^ROUTES_FILE: 2\.wsIdleTimeoutMs: /m)
+  writeFileSync(file, JSON.stringify([{ name: 'a', prefix: '/a', timeoutMs: 3_600_000, retry: { initialDelayMs: 600_000, maxDelayMs: 600_000 }, backends: [{ url: 'http://127.0.0.1:1' }] }]))
+  t.equal(load({ ROUTES_FILE: file }).services[0].timeoutMs, 3_600_000, 'the bounds themselves are accepted')
+  for (const name of ['UPSTREAM_TIMEOUT_MS', 'UPSTREAM_IDLE_TIMEOUT_MS', 'RETRY_INITIAL_DELAY_MS', 'RETRY_MAX_DELAY_MS', 'SHUTDOWN_TIMEOUT_MS',
+    'SHUTDOWN_DELAY_MS', 'RATE_LIMIT_STORE_TIMEOUT_MS', 'HEADERS_TIMEOUT_MS', 'REQUEST_TIMEOUT_MS', 'KEEP_ALIVE_TIMEOUT_MS']) {
+    t.match(problems(() => load({ [name]: String(huge) })).join('\n'), new RegExp(`^${name}: `, 'm'), name)
+  }
+  for (const name of ['HEALTH_CHECK_INTERVAL_SECONDS', 'HEALTH_CHECK_TIMEOUT_SECONDS', 'CB_RESET_TIMEOUT_SECONDS']) {
+    t.match(problems(() => load({ [name]: String(huge / 1000) })).join('\n'), new RegExp(`^${name}: `, 'm'), name)
+  }
+})
+
 t.test('KNOWN_VARIABLES lists every variable of the spec', async (t) => {
   for (const v of ['HOST', 'PORT', 'REDIS_HOST', 'REDIS_PORT', 'REDIS_PASSWORD', 'REDIS_DB', 'RATE_LIMIT_RPM', 'RATE_LIMIT_BURST',
     'CB_MAX_FAILURES', 'CB_RESET_TIMEOUT_SECONDS', 'CB_HALF_OPEN_MAX_REQUESTS', 'CB_SUCCESS_THRESHOLD', 'RETRY_MAX_RETRIES',

@@ -2,10 +2,10 @@
 // client address), BI-18 (spoofed identity), BI-19/BI-20 (hop-by-hop, both directions), BI-21
 // (Expect).
 import t from 'tap'
-import { startGateway } from '../../support/gateway-process.js'
+import { adminAuth, startGateway } from '../../support/gateway-process.js'
 import { createKey, http, nextIp } from '../../support/http.js'
 import { httpMessage, RawConnection } from '../../support/raw-client.js'
-import { send, service } from '../../support/suite.js'
+import { isEnvelope, send, service } from '../../support/suite.js'
 import { echoUpstream, headerValues, hopByHopUpstream } from '../../support/upstreams.js'
 import { sleep } from '../../support/basics.js'
 
@@ -196,4 +196,34 @@ t.test('BI-21 Expect: 100-continue is answered only for requests that will be se
     t.same(headerValues(echo.requests[before]?.rawHeaders ?? [], 'expect'), [], '(d) the upstream does not receive Expect')
   }
   await sleep(0)
+})
+
+t.test('BI-21 Expect: 100-continue with a declared length over the body limit gets 413 first, never a 100', async (t) => {
+  const cases: Array<[string, string]> = [
+    ['a proxied route (BODY_LIMIT_BYTES, 1 MiB)', `POST /api/echo/big HTTP/1.1\r\nHost: g\r\nContent-Type: application/octet-stream\r\nContent-Length: ${1024 * 1024 + 1}\r\nExpect: 100-continue\r\n\r\n`],
+    ['a keyed request to an auth-required service', `PUT /api/secure/big HTTP/1.1\r\nHost: g\r\nX-API-Key: ${c1.raw}\r\nContent-Type: text/plain\r\nContent-Length: 5000000\r\nExpect: 100-continue\r\n\r\n`],
+    ['the admin API (64 KiB)', `POST /admin/apikeys HTTP/1.1\r\nHost: g\r\nAuthorization: ${adminAuth()}\r\nContent-Type: application/json\r\nContent-Length: ${64 * 1024 + 1}\r\nExpect: 100-continue\r\n\r\n`]
+  ]
+  for (const [label, head] of cases) {
+    const before = echo.requests.length
+    const conn = await RawConnection.open(gw.port, { localAddress: nextIp() })
+    t.teardown(() => conn.destroy())
+    // Headers only: a client that waits for 100 Continue never sends the body unless invited.
+    await conn.write(head)
+    await conn.waitForResponses(1, 3000)
+    const r = conn.result()
+    t.same(r.statuses, [413], `${label}: the first and only response is 413, no 100 Continue before it`)
+    t.ok(isEnvelope(r.responses[0]?.body.toString() ?? ''), `${label}: the JSON error envelope`)
+    t.ok(await conn.waitForClose(1000), `${label}: the connection is closed, since the body was never read`)
+    t.equal(echo.requests.length, before, `${label}: nothing forwarded`)
+  }
+  // At the limit the upload is still invited.
+  const conn = await RawConnection.open(gw.port, { localAddress: nextIp() })
+  t.teardown(() => conn.destroy())
+  await conn.write(`POST /admin/apikeys HTTP/1.1\r\nHost: g\r\nAuthorization: ${adminAuth()}\r\nContent-Type: application/json\r\nContent-Length: 13\r\nExpect: 100-continue\r\n\r\n`)
+  await conn.waitForData(3000)
+  t.same(conn.result().statuses, [100], 'a body within the limit: 100 Continue')
+  await conn.writeRaw('{"name":"ok"}')
+  await conn.waitForResponses(1, 3000)
+  t.same(conn.result().statuses, [100, 201], 'then the request is served')
 })

@@ -1,12 +1,15 @@
 // Bad input (docs/reliability.md), paths, methods and injected header values: BI-14, BI-15, BI-16,
-// BI-26. Two services: `echo` at /api/echo and `other` at /api/other (each its own recording
-// upstream), so a request that escapes its prefix or changes upstream is visible.
+// BI-26, and keys in the query string (SC-05). Two services: `echo` at /api/echo and `other` at
+// /api/other (each its own recording upstream), so a request that escapes its prefix or changes
+// upstream is visible.
 import { posix } from 'node:path'
 import t from 'tap'
 import { startGateway } from '../../support/gateway-process.js'
 import { http, nextIp } from '../../support/http.js'
 import { send, service } from '../../support/suite.js'
 import { echoUpstream, headerValues, rawUpstream, type Recorded } from '../../support/upstreams.js'
+import { withoutKeyParams } from '../../../plugins/proxy/paths.js'
+import { generateApiKey } from '../../../src/api-key-format.js'
 
 const echo = await echoUpstream(t)
 const other = await echoUpstream(t)
@@ -142,4 +145,68 @@ t.test('BI-26 unneeded methods and target forms are refused and not forwarded', 
     t.notMatch(res.raw, /secret-token/, `${label}: request headers are never echoed`)
   }
   t.equal(echo.requests.length, before, 'nothing was forwarded')
+})
+
+// A gateway key in the query string, in every form a client might send it (docs/architecture.md,
+// step 10): removed before forwarding, everything else kept byte for byte and in order.
+const KEY = generateApiKey().raw
+const pct = (s: string) => [...s].map((c) => '%' + c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')).join('')
+const KEY_FORMS: Array<[string, string]> = [
+  ['raw value', `k=${KEY}`],
+  ['every character percent-encoded', `x=${pct(KEY)}`],
+  ['prefix percent-encoded', `x=${pct('gw_')}${KEY.slice(3)}`],
+  ['only the g encoded, lower-case escapes', `x=%67w_${KEY.slice(3)}`],
+  ['underscore encoded in lower case', `x=gw%5f${KEY.slice(3)}`],
+  ['double-encoded', `x=${pct(pct(KEY))}`],
+  ['bare parameter', KEY],
+  ['bare parameter, encoded', pct(KEY)],
+  ['as the name', `${KEY}=`],
+  ['as the name with a value', `${KEY}=1`],
+  ['encoded name', `${pct('gw_')}${KEY.slice(3)}=x`],
+  ['inside a longer value', `auth=Bearer%20${KEY}`],
+  ['after an encoded separator', `x=a%26b%3D${KEY}`],
+  ['after a semicolon', `x=1;k=${KEY}`],
+  ['followed by more characters', `x=${KEY}AAAA`]
+]
+
+t.test('withoutKeyParams removes a gateway key as a value, name or bare parameter, encoded or not', async (t) => {
+  for (const [label, part] of KEY_FORMS) {
+    t.equal(withoutKeyParams(part), '', `${label}: alone`)
+    t.equal(withoutKeyParams(`a=1&${part}&b=%20x&a=2`), 'a=1&b=%20x&a=2', `${label}: the others kept byte for byte, in order`)
+    t.equal(withoutKeyParams(`${part}&${part}`), '', `${label}: twice`)
+  }
+})
+
+t.test('withoutKeyParams keeps every part that holds no key, exactly as sent', async (t) => {
+  const kept = [
+    'a=1&b=2&a=3',
+    'q=gw&key=value',
+    'gw_id=5&gw_region=eu', // names that merely start with gw_
+    `x=${KEY.slice(0, 30)}`, // far shorter than a key
+    `x=GW_${KEY.slice(3)}`, // the prefix is lower case
+    'c=%E2%82%AC&d=%&e=%zz&f=a+b',
+    `long=${'A'.repeat(200)}`,
+    ''
+  ]
+  for (const q of kept) t.equal(withoutKeyParams(q), q, q.slice(0, 40))
+})
+
+t.test('SC-05 a gateway key in the query string never reaches the backend, in any form', async (t) => {
+  const since = gw.logs.length
+  for (const [label, part] of KEY_FORMS) {
+    const before = echo.requests.length
+    const res = await http(gw.port, `/api/echo/q?a=1&${part}&b=%20x&a=2`, { localAddress: nextIp() })
+    t.equal(res.status, 200, `${label}: served`)
+    const rec = echo.requests[before]
+    t.equal(rec?.url, '/api/echo/q?a=1&b=%20x&a=2', `${label}: removed, the rest intact and in order`)
+  }
+  const res = await http(gw.port, `/api/echo/q?${KEY}`, { localAddress: nextIp() })
+  t.equal(res.status, 200)
+  t.equal(echo.requests.at(-1)?.url, '/api/echo/q', 'a query of nothing but a key leaves no `?`')
+  const seen = echo.requests.map((r) => r.url).join('\n')
+  const secret = KEY.slice(3)
+  t.notOk(seen.includes(secret) || seen.includes(pct(secret).slice(0, 30)), 'no form of the key reached the backend')
+  await gw.logsSettled()
+  const logged = JSON.stringify(gw.logs.slice(since))
+  t.notOk(logged.includes(secret) || logged.includes(pct(secret).slice(0, 30)), 'nor the log')
 })

@@ -154,7 +154,11 @@ t.test('bad bodies are 400 naming the field; prefix collisions are 409; nothing 
     ['unknown field', { ...def(a.url), colour: 'red' }, /colour/],
     ['bad strategy', def(a.url, { strategy: 'fastest' }), /^strategy: /],
     ['name differs from the URL', def(a.url, { name: 'other' }), /^name: /],
-    ['retry delays', def(a.url, { retry: { initialDelayMs: 500, maxDelayMs: 10 } }), /^retry\.maxDelayMs: /]
+    ['retry delays', def(a.url, { retry: { initialDelayMs: 500, maxDelayMs: 10 } }), /^retry\.maxDelayMs: /],
+    // Over 2^31-1 ms a timer fires after 1 ms: every request would be a 504.
+    ['timeoutMs a timer cannot hold', def(a.url, { timeoutMs: 2 ** 31 }), /^timeoutMs: must be at most 3600000 ms/],
+    ['initialDelayMs a timer cannot hold', def(a.url, { retry: { initialDelayMs: 2 ** 31, maxDelayMs: 2 ** 31 } }), /^retry\.initialDelayMs: must be at most 600000 ms/],
+    ['maxDelayMs a timer cannot hold', def(a.url, { retry: { maxDelayMs: 2 ** 32 } }), /^retry\.maxDelayMs: must be at most 600000 ms/]
   ]
   for (const [label, body, message] of cases) {
     const res = await admin(app, 'PUT', '/admin/services/orders', body)
@@ -176,6 +180,9 @@ t.test('bad bodies are 400 naming the field; prefix collisions are 409; nothing 
   const badPatch = await admin(app, 'PATCH', '/admin/services/orders', { backends: null })
   t.equal(badPatch.statusCode, 400, 'a patch whose result is invalid')
   t.match(badPatch.json().message, /^backends: /)
+  const hugePatch = await admin(app, 'PATCH', '/admin/services/orders', { timeoutMs: 2 ** 31 })
+  t.equal(hugePatch.statusCode, 400, 'a patch with a timeout a timer cannot hold')
+  t.match(hugePatch.json().message, /^timeoutMs: /)
   t.equal(app.services.get('orders')?.definition.backends[0].url, a.url, 'the service is unchanged')
 })
 
