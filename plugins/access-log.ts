@@ -4,6 +4,7 @@
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { API_KEY_PREFIX } from '../src/api-key-format.js'
+import { decodeEscapes } from '../src/percent-decode.js'
 import { routeLabel, type RequestEnd } from './request-end.js'
 
 export const REDACTED = '[REDACTED]'
@@ -39,7 +40,6 @@ export function redactUrl (url: string): string {
 
 // Path segments and query names/values, each checked on its own; the delimiters are kept.
 const URL_DELIMITERS = /([/?&=;#,])/
-const ESCAPE = /%([0-9A-Fa-f]{2})/g
 
 /**
  * A key can hide behind percent-escapes (`gw%5F…`, `%67%77_…`, even `gw%255F…` for a backend that
@@ -47,13 +47,7 @@ const ESCAPE = /%([0-9A-Fa-f]{2})/g
  * any other piece is logged as sent.
  */
 function redactEncoded (piece: string): string {
-  let decoded = piece
-  // A few rounds, each decoding only well-formed escapes, so a malformed one never throws.
-  for (let round = 0; round < 3 && decoded.includes('%'); round++) {
-    const next = decoded.replace(ESCAPE, (_m, hex: string) => String.fromCharCode(parseInt(hex, 16)))
-    if (next === decoded) break
-    decoded = next
-  }
+  const decoded = decodeEscapes(piece)
   if (!decoded.includes(API_KEY_PREFIX)) return piece
   const redacted = decoded.replace(KEY_SHAPE, API_KEY_PREFIX + REDACTED)
   return redacted === decoded ? piece : redacted

@@ -1,5 +1,6 @@
 // The request target on its way to a backend (SPEC §4): pure functions, no Fastify.
 import { API_KEY_LENGTH, API_KEY_PREFIX, holdsApiKey } from '../../src/api-key-format.js'
+import { decodeEscapes } from '../../src/percent-decode.js'
 
 const UNRESERVED = /^[A-Za-z0-9\-._~]$/
 
@@ -60,20 +61,4 @@ export function withoutKeyParams (query: string): string {
   const parts = query.split('&')
   const kept = parts.filter((part) => !holdsApiKey(decodeEscapes(part)))
   return kept.length === parts.length ? query : kept.join('&')
-}
-
-const ESCAPE = /%([0-9A-Fa-f]{2})/g
-
-/**
- * A few rounds of percent-decoding, each decoding only well-formed escapes (so a malformed one
- * never throws), byte by byte: a key is ASCII, so no multi-byte character can hide one.
- */
-function decodeEscapes (text: string): string {
-  let decoded = text
-  for (let round = 0; round < 3 && decoded.includes('%'); round++) {
-    const next = decoded.replace(ESCAPE, (_m, hex: string) => String.fromCharCode(parseInt(hex, 16)))
-    if (next === decoded) break
-    decoded = next
-  }
-  return decoded
 }
