@@ -115,6 +115,7 @@ export default fp(async function services (app) {
       if (names.has(name)) continue
       app.breakers.remove(name)
       app.backendHealth.remove(name)
+      serviceLimits.delete(name)
       metrics.removeService(name)
       live.delete(name)
     }
@@ -128,6 +129,24 @@ export default fp(async function services (app) {
 
   // MAX_CONCURRENT_REQUESTS: one cap shared by every service, whatever the table.
   const globalLimit = config.shedding.maxConcurrentRequests === null ? null : new ConcurrencyLimit(config.shedding.maxConcurrentRequests)
+  // Each service's `maxConcurrent` count, by name: it follows the service across rebuilds (any
+  // change makes a new route), so requests in flight on the old route still count against the cap.
+  // A removed cap keeps the count (its requests still give their slots back to it); requests
+  // admitted while the service had no cap are not counted if the cap comes back. Deleting the
+  // service drops it.
+  const serviceLimits = new Map<string, ConcurrencyLimit>()
+  function serviceLimit (s: ServiceConfig): ConcurrencyLimit | null {
+    const max = s.concurrency.max
+    if (max === null) return null
+    const limit = serviceLimits.get(s.name)
+    if (limit === undefined) {
+      const fresh = new ConcurrencyLimit(max)
+      serviceLimits.set(s.name, fresh)
+      return fresh
+    }
+    if (limit.max !== max) limit.resize(max)
+    return limit
+  }
 
   /** The route for `service`: the previous one when nothing changed; its breaker kept unless its backends changed. */
   function routeFor (service: ServiceConfig, prev: ServiceRoute | undefined): ServiceRoute {
@@ -142,7 +161,8 @@ export default fp(async function services (app) {
       health: (s) => sameBackends && prev.service.healthPath === s.healthPath ? prev.health : app.backendHealth.add(s),
       authenticate: (s) => app.apiKeys.hookFor(s),
       limit: (s) => app.rateLimit.hookFor(s),
-      globalLimit
+      globalLimit,
+      serviceLimit
     })
   }
 
