@@ -240,6 +240,13 @@ export function loadConfig (source: NodeJS.ProcessEnv = process.env, options: Lo
   })
 }
 
+/**
+ * The default services (no ROUTES_FILE) and the variable each one's backend comes from. With
+ * SERVICES_SOURCE=store they are seeded into the store, and a later start with a changed variable
+ * updates a default service nobody changed through the admin API (plugins/services.ts).
+ */
+export const DEFAULT_SERVICE_VARIABLES: Readonly<Record<string, string>> = { 'auth-service': 'AUTH_SERVICE_URL', 'user-service': 'USER_SERVICE_URL' }
+
 function defaultServices (authUrl: string, userUrl: string, retry: RetryConfig, timeoutMs: number): ServiceConfig[] {
   const entry = (name: string, prefix: string, url: string) => ServiceFileEntry.parse({ name, prefix, backends: [{ url }] })
   return [
