@@ -74,12 +74,30 @@ t.test('only the gateway is published on every interface; Prometheus and Grafana
   t.same(gateway.ports, ['8081:8081'])
 })
 
+t.test('the admin listener has its own port, published nowhere, and Prometheus scrapes /metrics there', async (t) => {
+  const env = environment(gateway)
+  const adminPort = env.ADMIN_PORT
+  t.ok(adminPort !== undefined && adminPort !== env.PORT, `ADMIN_PORT is set and differs from PORT (${adminPort})`)
+  t.equal(env.ADMIN_HOST, '0.0.0.0', 'on the container\'s interfaces, so Prometheus reaches it over the compose network')
+  for (const [name, svc] of Object.entries(compose.services)) {
+    for (const port of svc.ports ?? []) {
+      const parts = String(port).split(':')
+      t.not(parts[parts.length - 1].split('/')[0], adminPort, `${name} does not publish the admin port (${port})`)
+    }
+  }
+  t.notOk('expose' in gateway, 'nor exposes it beyond the compose network')
+  const prom = parseYaml(read('prometheus.yml')) as { scrape_configs: Array<{ metrics_path?: string, static_configs: Array<{ targets: string[] }> }> }
+  const targets = prom.scrape_configs.flatMap((s) => s.static_configs.flatMap((c) => c.targets))
+  t.same(targets, [`gateway:${adminPort}`], 'Prometheus scrapes the admin listener only')
+})
+
 t.test('the gateway environment of the compose file is a valid configuration', async (t) => {
   const env = Object.fromEntries(Object.entries(environment(gateway)).map(([k, v]) => [k, interpolate(v, { ADMIN_PASSWORD: 'x' })]))
   const config = loadConfig(env, { dotenv: false })
   t.equal(config.storage, 'redis')
   t.equal(config.redis.host, 'redis')
   t.equal(config.port, 8081)
+  t.same(config.adminListener, { host: '0.0.0.0', port: 8001 }, 'the admin API and /metrics on their own listener')
   const backends = config.services.flatMap((s) => s.backends.map((b) => new URL(b.url)))
   for (const url of backends) {
     const svc = compose.services[url.hostname]
@@ -133,8 +151,8 @@ t.test('Prometheus scrapes the gateway and loads the rules, Grafana gets the dat
     rule_files: string[]
     scrape_configs: Array<{ job_name: string, metrics_path?: string, static_configs: Array<{ targets: string[] }> }>
   }
-  const job = prom.scrape_configs.find((s) => s.static_configs.some((c) => c.targets.includes('gateway:8081')))
-  t.ok(job, 'a job scrapes gateway:8081')
+  const job = prom.scrape_configs.find((s) => s.static_configs.some((c) => c.targets.includes(`gateway:${environment(gateway).ADMIN_PORT}`)))
+  t.ok(job, 'a job scrapes the gateway\'s admin listener')
   t.equal(job?.metrics_path ?? '/metrics', '/metrics')
   const mounts = (compose.services.prometheus.volumes ?? []).map((v) => v.split(':'))
   for (const file of prom.rule_files) t.ok(mounts.some(([, target]) => target === file), `${file} is mounted`)
