@@ -115,16 +115,30 @@ export function logCompleted (request: FastifyRequest, status: number, durationM
   request.log.info(line(request, status, durationMs, false), 'request completed')
 }
 
+/** Routes that load balancers probe and Prometheus scrapes every few seconds: logged at debug. */
+export const PROBE_ROUTES: ReadonlySet<string> = new Set(['/health', '/ready', '/metrics'])
+
 export default fp(async (fastify) => {
   fastify.decorateRequest(kLogged as unknown as string, 0)
 
   // The level is fixed for the app's lifetime (LOG_LEVEL), so it is read once.
-  const infoEnabled = (fastify.log as FastifyBaseLogger & { isLevelEnabled?: (l: string) => boolean }).isLevelEnabled?.('info') ?? true
+  const enabled = (level: string): boolean => (fastify.log as FastifyBaseLogger & { isLevelEnabled?: (l: string) => boolean }).isLevelEnabled?.(level) ?? true
+  const infoEnabled = enabled('info')
+  // LOG_PROBES=true logs probes and scrapes like any request; otherwise only at LOG_LEVEL=debug.
+  const logProbes = fastify.config.logProbes
+  const probesEnabled = logProbes ? infoEnabled : enabled('debug')
   const onResponse: onResponseHookHandler = (request: FastifyRequest, reply: FastifyReply, done) => {
     if ((request as Tracked)[kLogged] === 0) {
       (request as Tracked)[kLogged] = 1
-      // Building the line (URL redaction, an object) is skipped when `info` would drop it.
-      if (infoEnabled) request.log.info(line(request, reply.statusCode, reply.elapsedTime, false), 'request completed')
+      // Building the line (URL redaction, an object) is skipped when its level would drop it.
+      const probe = PROBE_ROUTES.has(request.routeOptions.url as string)
+      if (!probe) {
+        if (infoEnabled) request.log.info(line(request, reply.statusCode, reply.elapsedTime, false), 'request completed')
+      } else if (probesEnabled) {
+        const entry = line(request, reply.statusCode, reply.elapsedTime, false)
+        if (logProbes) request.log.info(entry, 'request completed')
+        else request.log.debug(entry, 'request completed')
+      }
     }
     done()
   }
@@ -144,4 +158,4 @@ export default fp(async (fastify) => {
   fastify.decorate('accessLog', { requestAborted: aborted })
   fastify.addHook('onResponse', onResponse)
   fastify.addHook('onRequestAbort', onRequestAbort)
-}, { name: 'access-log', fastify: '5.x', dependencies: ['gateway-metrics'] })
+}, { name: 'access-log', fastify: '5.x', dependencies: ['config', 'gateway-metrics'] })

@@ -93,6 +93,8 @@ export interface Config {
   /** The ROUTES_FILE path, absolute, for SIGHUP re-reads; null when unset. */
   routesFile: string | null
   logLevel: string
+  /** Access lines of /health, /ready and /metrics at info (true) or at debug (false, the default). */
+  logProbes: boolean
   workers: number
   bodyLimit: number
   server: { headersTimeoutMs: number, requestTimeoutMs: number, keepAliveTimeoutMs: number }
@@ -228,6 +230,7 @@ export function loadConfig (source: NodeJS.ProcessEnv = process.env, options: Lo
     servicesSource: e.SERVICES_SOURCE ?? (e.ROUTES_FILE !== undefined ? 'file' : 'store'),
     routesFile: e.ROUTES_FILE !== undefined ? resolve(cwd, e.ROUTES_FILE) : null,
     logLevel: e.LOG_LEVEL,
+    logProbes: e.LOG_PROBES,
     workers: e.WORKERS,
     bodyLimit: e.BODY_LIMIT_BYTES,
     server: {
