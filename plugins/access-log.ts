@@ -90,14 +90,27 @@ function line (request: FastifyRequest, end: RequestEnd) {
   return entry
 }
 
+/** Routes that load balancers probe and Prometheus scrapes every few seconds: logged at debug. */
+export const PROBE_ROUTES: ReadonlySet<string> = new Set(['/health', '/ready', '/metrics'])
+
 export default fp(async function accessLog (fastify) {
-  // The level is fixed for the app's lifetime (LOG_LEVEL), so it is read once; building the line
-  // (URL redaction, an object) is skipped when `info` would drop it.
-  const infoEnabled = (fastify.log as FastifyBaseLogger & { isLevelEnabled?: (l: string) => boolean }).isLevelEnabled?.('info') ?? true
-  if (!infoEnabled) return
-  // A tunnel's own line comes when it closes (plugins/websocket/): its upgrade is not logged twice.
+  // Levels are fixed for the app's lifetime (LOG_LEVEL), so they are read once; building a line
+  // (URL redaction, an object) is skipped when its level would drop it.
+  const enabled = (level: string): boolean => (fastify.log as FastifyBaseLogger & { isLevelEnabled?: (l: string) => boolean }).isLevelEnabled?.(level) ?? true
+  const infoEnabled = enabled('info')
+  // LOG_PROBES=true logs probes and scrapes like any request; otherwise only at LOG_LEVEL=debug.
+  const logProbes = fastify.config.logProbes
+  const probesEnabled = logProbes ? infoEnabled : enabled('debug')
+  if (!infoEnabled && !probesEnabled) return
   fastify.requestEnds.subscribe(function logEnd (request, end) {
+    // A tunnel's own line comes when it closes (plugins/websocket/): its upgrade is not logged twice.
     if (end.outcome === 'upgraded') return
-    request.log.info(line(request, end), end.outcome === 'client_gone' ? 'request aborted' : 'request completed')
+    const msg = end.outcome === 'client_gone' ? 'request aborted' : 'request completed'
+    if (!PROBE_ROUTES.has(request.routeOptions?.url as string)) {
+      if (infoEnabled) request.log.info(line(request, end), msg)
+    } else if (probesEnabled) {
+      if (logProbes) request.log.info(line(request, end), msg)
+      else request.log.debug(line(request, end), msg)
+    }
   })
-}, { name: 'access-log', fastify: '5.x', dependencies: ['request-end'] })
+}, { name: 'access-log', fastify: '5.x', dependencies: ['config', 'request-end'] })

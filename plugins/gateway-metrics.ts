@@ -55,6 +55,17 @@ interface RequestSeries {
   histogram: { observe (v: number): void }
 }
 
+/**
+ * The 5xx statuses a proxied service's request series start at 0 with: the ones the gateway itself
+ * answers for a service (502 unreachable or a bad response, 503 breaker open or shed, 504 attempt
+ * timed out, 500 an error of its own) and the backend's own 500/503 relayed. rate() cannot see the
+ * first increments of a series that appears with its first error: a burst of 502s from a fresh
+ * series would read as 0 on the dashboard and in the 5xx alert.
+ */
+export const SERVICE_5XX = [500, 502, 503, 504] as const
+/** The method every live service's 5xx series exist for before its first request. */
+const FIRST_METHOD = 'GET'
+
 export default fp(async (fastify) => {
   const registry = new promClient.Registry()
   // fastify-metrics reads `client.register` for its own metrics; handing it a client whose
@@ -86,11 +97,37 @@ export default fp(async (fastify) => {
     collect () { this.set(ends.inFlight) }
   })
   const rateLimited = new C.Counter({ name: 'gateway_rate_limited_total', help: 'Requests rejected by the rate limiter', registers })
+  // Which service prefixes have their 5xx series at 0, for which methods: every live prefix for
+  // GET (read from the live service table at each scrape, as the WebSocket series are), and each
+  // other method from the first request a service gets with it.
+  const zeroed = new Map<string, Set<string>>()
+  function zero5xx (method: string, path: string): void {
+    let methods = zeroed.get(path)
+    if (methods === undefined) zeroed.set(path, methods = new Set())
+    if (methods.has(method)) return
+    methods.add(method)
+    for (const status of SERVICE_5XX) requests.inc({ method, path, status: String(status) }, 0)
+  }
   const requests = new C.Counter({
     name: 'gateway_http_requests_total',
     help: 'HTTP requests by method, path (route or service prefix) and status',
     labelNames: ['method', 'path', 'status'],
-    registers
+    registers,
+    collect () {
+      if (!fastify.hasDecorator('serviceTables')) return
+      const live = new Set(fastify.serviceTables.current.routes.map((r) => r.prefix))
+      for (const prefix of live) zero5xx(FIRST_METHOD, prefix)
+      // A prefix no longer served drops the series nothing has counted on.
+      for (const [prefix, methods] of zeroed) {
+        if (live.has(prefix)) continue
+        zeroed.delete(prefix)
+        for (const method of methods) {
+          for (const status of SERVICE_5XX) {
+            if (series.get(prefix)?.get(method)?.[status] === undefined) this.remove({ method, path: prefix, status: String(status) })
+          }
+        }
+      }
+    }
   })
   const durationMs = new C.Summary({
     name: 'gateway_http_request_duration_ms',
@@ -206,11 +243,14 @@ export default fp(async (fastify) => {
   // fixed set of methods, paths are route templates or prefixes, statuses are 100-599).
   // Looked up by path, then method, then status as an array index: no string building per request.
   const series = new Map<string, Map<string, RequestSeries[]>>()
-  const seriesFor = (method: string, path: string, status: number): RequestSeries => {
+  const seriesFor = (method: string, path: string, status: number, proxied: boolean): RequestSeries => {
     let byMethod = series.get(path)
     if (byMethod === undefined) series.set(path, byMethod = new Map())
     let byStatus = byMethod.get(method)
-    if (byStatus === undefined) byMethod.set(method, byStatus = [])
+    if (byStatus === undefined) {
+      byMethod.set(method, byStatus = [])
+      if (proxied) zero5xx(method, path)
+    }
     let s = byStatus[status]
     if (s === undefined) {
       s = byStatus[status] = {
@@ -222,9 +262,10 @@ export default fp(async (fastify) => {
     return s
   }
 
-  // One series update per request, at its one end (plugins/request-end.ts).
+  // One series update per request, at its one end (plugins/request-end.ts). `metricPath` is set by
+  // the proxy (the service prefix) once a request matched a service.
   ends.subscribe(function observe (request, end) {
-    const s = seriesFor(request.method, routeLabel(request), end.status)
+    const s = seriesFor(request.method, routeLabel(request), end.status, request.metricPath != null)
     const ms = end.durationMs
     s.count.inc()
     s.summary.observe(ms)

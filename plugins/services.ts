@@ -11,13 +11,13 @@
 // the table they started with. One bad definition is skipped (and logged), never applied, and a
 // set with no valid definition never replaces the running table.
 import fp from 'fastify-plugin'
-import { definitionProblems, reloadRoutesFile, serviceFromDefinition, type ServiceConfig } from '../src/config.js'
+import { DEFAULT_SERVICE_VARIABLES, definitionProblems, reloadRoutesFile, serviceFromDefinition, type ServiceConfig } from '../src/config.js'
 import { ServiceFileEntry, type ServiceDefinition } from '../src/schemas/routes-file.js'
 import { ServiceConflict, ServicesReadOnly, ServiceStoreUnavailable, ValidationFailed } from '../src/errors.js'
 import { diffDefinitions, type Diff } from '../src/service-changes.js'
 import { ConcurrencyLimit } from './proxy/concurrency.js'
 import { buildRoute, ServiceTable, ServiceTables, type ServiceRoute } from './proxy/service-table.js'
-import type { StoredService } from './store/types.js'
+import type { ServiceSnapshot, StoredService } from './store/types.js'
 
 export interface ServiceEntry {
   name: string
@@ -73,6 +73,8 @@ export default fp(async function services (app) {
   const live = new Set(config.services.map((s) => s.name))
   let queue: Promise<unknown> = Promise.resolve()
   let seeded = source === 'file'
+  /** Whether the default services were compared with the environment (once, at the first load). */
+  let followed = source === 'file' || config.routesFile !== null
 
   /** Runs `fn` after every earlier change or sync: one table decision at a time. */
   function exclusive<T> (fn: () => Promise<T> | T): Promise<T> {
@@ -115,6 +117,7 @@ export default fp(async function services (app) {
       if (names.has(name)) continue
       app.breakers.remove(name)
       app.backendHealth.remove(name)
+      serviceLimits.delete(name)
       metrics.removeService(name)
       live.delete(name)
     }
@@ -128,6 +131,24 @@ export default fp(async function services (app) {
 
   // MAX_CONCURRENT_REQUESTS: one cap shared by every service, whatever the table.
   const globalLimit = config.shedding.maxConcurrentRequests === null ? null : new ConcurrencyLimit(config.shedding.maxConcurrentRequests)
+  // Each service's `maxConcurrent` count, by name: it follows the service across rebuilds (any
+  // change makes a new route), so requests in flight on the old route still count against the cap.
+  // A removed cap keeps the count (its requests still give their slots back to it); requests
+  // admitted while the service had no cap are not counted if the cap comes back. Deleting the
+  // service drops it.
+  const serviceLimits = new Map<string, ConcurrencyLimit>()
+  function serviceLimit (s: ServiceConfig): ConcurrencyLimit | null {
+    const max = s.concurrency.max
+    if (max === null) return null
+    const limit = serviceLimits.get(s.name)
+    if (limit === undefined) {
+      const fresh = new ConcurrencyLimit(max)
+      serviceLimits.set(s.name, fresh)
+      return fresh
+    }
+    if (limit.max !== max) limit.resize(max)
+    return limit
+  }
 
   /** The route for `service`: the previous one when nothing changed; its breaker kept unless its backends changed. */
   function routeFor (service: ServiceConfig, prev: ServiceRoute | undefined): ServiceRoute {
@@ -142,7 +163,8 @@ export default fp(async function services (app) {
       health: (s) => sameBackends && prev.service.healthPath === s.healthPath ? prev.health : app.backendHealth.add(s),
       authenticate: (s) => app.apiKeys.hookFor(s),
       limit: (s) => app.rateLimit.hookFor(s),
-      globalLimit
+      globalLimit,
+      serviceLimit
     })
   }
 
@@ -156,11 +178,59 @@ export default fp(async function services (app) {
       seeded = true
       if (did) app.log.info({ event: 'services_seeded', services: config.services.map((s) => s.name) }, `service store was empty: imported ${config.services.length} services from ${config.routesFile ?? 'the default services'}`)
     }
-    const snap = await store.services.snapshot()
+    let snap = await store.services.snapshot()
+    if (!followed) {
+      snap = await followEnvironment(snap)
+      followed = true
+    }
     if (snap.version !== version || stored.length === 0) {
       const before = applied
       if (apply(snap.services, snap.version)) logRemote(before)
     }
+  }
+
+  /**
+   * The default services keep following AUTH_SERVICE_URL / USER_SERVICE_URL after they were seeded:
+   * one the gateway wrote from the environment and nobody changed through the admin API is updated
+   * to what the environment says now. One changed through the admin API is never overwritten; its
+   * variable is ignored, and start-up says so.
+   */
+  async function followEnvironment (snap: ServiceSnapshot): Promise<ServiceSnapshot> {
+    for (const service of config.services) {
+      const variable = DEFAULT_SERVICE_VARIABLES[service.name]
+      if (variable === undefined) continue
+      const url = service.definition.backends[0].url
+      for (let attempt = 1; ; attempt++) {
+        const current = snap.services.find((s) => s.name === service.name)
+        if (current === undefined) {
+          app.log.info({ event: 'service_variable_ignored', service: service.name, variable },
+            `${variable} is ignored: ${service.name} was deleted through the admin API`)
+          break
+        }
+        const diff = diffDefinitions(current.definition, service.definition)
+        if (Object.keys(diff).length === 0) break
+        // Definitions stored before the mark existed: only the seed writes version 1.
+        const fromEnvironment = current.seeded ?? current.version === 1
+        if (!fromEnvironment) {
+          if (diff.backends !== undefined) {
+            app.log.warn({ event: 'service_variable_ignored', service: service.name, variable, value: url },
+              `${variable}=${url} is ignored: ${service.name} was changed through the admin API, which keeps its backends; ` +
+              `change them there (PATCH /admin/services/${service.name})`)
+          }
+          break
+        }
+        const written = await store.services.put(service.name, service.definition as Record<string, unknown>, new Date().toISOString(), snap.version, true)
+        snap = await store.services.snapshot()
+        if (written !== null) {
+          app.log.info({ event: 'service_follows_environment', service: service.name, variable, diff, version: written },
+            `${service.name} updated from ${variable}=${url} (it was seeded from the environment and not changed through the admin API)`)
+          break
+        }
+        // Another instance wrote first: decide again on what it wrote.
+        if (attempt >= MAX_WRITE_ATTEMPTS) break
+      }
+    }
+    return snap
   }
 
   /** Logs what a change made elsewhere (another instance, the file) did to this table. */

@@ -97,6 +97,8 @@ export interface Config {
   /** The ROUTES_FILE path, absolute, for SIGHUP re-reads; null when unset. */
   routesFile: string | null
   logLevel: string
+  /** Access lines of /health, /ready and /metrics at info (true) or at debug (false, the default). */
+  logProbes: boolean
   workers: number
   bodyLimit: number
   server: { headersTimeoutMs: number, requestTimeoutMs: number, keepAliveTimeoutMs: number }
@@ -236,6 +238,7 @@ export function loadConfig (source: NodeJS.ProcessEnv = process.env, options: Lo
     servicesSource: e.SERVICES_SOURCE ?? (e.ROUTES_FILE !== undefined ? 'file' : 'store'),
     routesFile: e.ROUTES_FILE !== undefined ? resolve(cwd, e.ROUTES_FILE) : null,
     logLevel: e.LOG_LEVEL,
+    logProbes: e.LOG_PROBES,
     workers: e.WORKERS,
     bodyLimit: e.BODY_LIMIT_BYTES,
     server: {
@@ -251,6 +254,13 @@ export function loadConfig (source: NodeJS.ProcessEnv = process.env, options: Lo
     adminListener: e.ADMIN_PORT === undefined ? null : { host: e.ADMIN_HOST ?? '127.0.0.1', port: e.ADMIN_PORT }
   })
 }
+
+/**
+ * The default services (no ROUTES_FILE) and the variable each one's backend comes from. With
+ * SERVICES_SOURCE=store they are seeded into the store, and a later start with a changed variable
+ * updates a default service nobody changed through the admin API (plugins/services.ts).
+ */
+export const DEFAULT_SERVICE_VARIABLES: Readonly<Record<string, string>> = { 'auth-service': 'AUTH_SERVICE_URL', 'user-service': 'USER_SERVICE_URL' }
 
 function defaultServices (authUrl: string, userUrl: string, retry: RetryConfig, timeoutMs: number): ServiceConfig[] {
   const entry = (name: string, prefix: string, url: string) => ServiceFileEntry.parse({ name, prefix, backends: [{ url }] })

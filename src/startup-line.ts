@@ -1,7 +1,7 @@
 // The one start-up line (SPEC §12): where the gateway listens, which store, how many services and
 // backends, whether admin auth is on. Never a password: a Redis URL is printed without its
 // credentials, and the admin password is not part of the line at all.
-import type { AddressInfo } from 'node:net'
+import { isIPv4, type AddressInfo } from 'node:net'
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
 import type { LogFn } from 'pino'
 import type { Config, ServiceConfig } from './config.js'
@@ -53,6 +53,22 @@ export function startupLine (config: Config, address: string, adminAddress: stri
   }
 }
 
+/** A host only this machine can reach: `localhost`, 127.0.0.0/8 or ::1. */
+export function isLoopbackHost (host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase()
+  return h === 'localhost' || h === '::1' || (isIPv4(h) && h.startsWith('127.')) || h.startsWith('::ffff:127.')
+}
+
+/**
+ * The one warning for an admin API anyone who reaches the public listener can try passwords on:
+ * HOST is not loopback, ADMIN_PORT is unset and admin auth is on (with it off, plugins/admin-auth.ts
+ * already warns louder). null when there is nothing to say.
+ */
+export function adminExposureWarning (config: Config, address: string): string | null {
+  if (config.adminListener !== null || !config.admin.authEnabled || isLoopbackHost(config.host)) return null
+  return `the admin API is served on the public listener ${address}; set ADMIN_PORT (and ADMIN_HOST) to serve /admin and /metrics on their own listener`
+}
+
 const LISTEN_MARKER = '\u0000gateway-listen-text'
 
 /**
@@ -81,6 +97,8 @@ export async function listenWithStartupLine (app: FastifyInstance, config: Confi
   // The table in use: with SERVICES_SOURCE=store it is what the store holds, not the routes file.
   const { facts, msg } = startupLine(config, address, adminAddress, app.serviceTables.current.routes.map((r) => r.service))
   app.log.info(facts, msg)
+  const exposed = adminExposureWarning(config, address)
+  if (exposed !== null) app.log.warn({ event: 'admin_on_public_listener', address }, exposed)
   return address
 }
 

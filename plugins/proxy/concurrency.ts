@@ -18,23 +18,24 @@ interface Waiter {
 }
 
 export class ConcurrencyLimit {
-  readonly max: number
+  #max: number
   /** Most requests that may wait for a slot; more are refused at once. */
-  readonly queueLimit: number
+  queueLimit: number
   #active = 0
   readonly #queue: Waiter[] = []
 
   constructor (max: number, queueLimit = max) {
-    this.max = max
+    this.#max = max
     this.queueLimit = queueLimit
   }
 
+  get max (): number { return this.#max }
   get active (): number { return this.#active }
   get waiting (): number { return this.#queue.length }
 
   /** Takes a slot if one is free now. */
   tryAcquire (): boolean {
-    if (this.#active >= this.max) return false
+    if (this.#active >= this.#max) return false
     this.#active++
     return true
   }
@@ -60,9 +61,27 @@ export class ConcurrencyLimit {
     return () => { this.#leave(waiter) }
   }
 
+  /**
+   * A new cap on the same count (a service's `maxConcurrent` changed): requests holding slots keep
+   * them. A higher cap hands the new slots to waiters at once; under a lower one, slots given back
+   * go to the pool until the count is under the new cap.
+   */
+  resize (max: number, queueLimit = max): void {
+    this.#max = max
+    this.queueLimit = queueLimit
+    while (this.#active < this.#max && this.#queue.length > 0) {
+      this.#active++
+      const next = this.#queue.shift() as Waiter
+      next.done = true
+      if (next.timer !== null) clearTimeout(next.timer)
+      // Not from inside resize(): the caller is swapping a service table.
+      process.nextTick(next.granted)
+    }
+  }
+
   /** Gives a slot back: to the oldest waiter if there is one, else to the pool. */
   release (): void {
-    const next = this.#queue.shift()
+    const next = this.#active > this.#max ? undefined : this.#queue.shift()
     if (next === undefined) {
       this.#active--
       return

@@ -46,6 +46,11 @@ export interface RouteParts {
   limit (service: ServiceConfig): onRequestHookHandler
   /** MAX_CONCURRENT_REQUESTS, shared by every service; null when unset. */
   readonly globalLimit?: ConcurrencyLimit | null
+  /**
+   * The service's own cap (`maxConcurrent`), or null for none. Without it every route gets a new
+   * count; the services plugin hands the same one to every rebuild of a service.
+   */
+  serviceLimit? (service: ServiceConfig): ConcurrencyLimit | null
 }
 
 export function buildRoute (service: ServiceConfig, parts: RouteParts): ServiceRoute {
@@ -65,13 +70,17 @@ export function buildRoute (service: ServiceConfig, parts: RouteParts): ServiceR
     budget: new RetryBudget(),
     authenticate: parts.authenticate(service),
     limit: service.unlimited ? null : parts.limit(service),
-    limits: limitsFor(service, parts.globalLimit ?? null)
+    limits: limitsFor(service, parts)
   }
 }
 
-function limitsFor (service: ServiceConfig, global: ConcurrencyLimit | null): ConcurrencyLimit[] | null {
+function limitsFor (service: ServiceConfig, parts: RouteParts): ConcurrencyLimit[] | null {
   const limits: ConcurrencyLimit[] = []
-  if (service.concurrency.max !== null) limits.push(new ConcurrencyLimit(service.concurrency.max))
+  const own = parts.serviceLimit !== undefined
+    ? parts.serviceLimit(service)
+    : service.concurrency.max === null ? null : new ConcurrencyLimit(service.concurrency.max)
+  if (own !== null) limits.push(own)
+  const global = parts.globalLimit ?? null
   if (global !== null) limits.push(global)
   return limits.length === 0 ? null : limits
 }

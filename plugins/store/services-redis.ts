@@ -1,6 +1,6 @@
 // Service definitions in Redis (SPEC §17). Layout, under KEY_PREFIX and hash-tagged `{services}`
 // so every script touches one Cluster slot:
-//   <p>{services}:defs      hash: name -> JSON {"version","updated_at","definition"}
+//   <p>{services}:defs      hash: name -> JSON {"version","updated_at","seeded","definition"}
 //   <p>{services}:version   integer: the table version, bumped by every write (0/absent: never written)
 // Writes are Lua scripts that check the version the caller decided on, write, bump and PUBLISH the
 // new version on <p>services; every instance hears it on its subscriber connection. A message
@@ -12,12 +12,12 @@ import type { ServiceSnapshot, ServiceStore, StoredService } from './types.js'
 
 type Client = Redis | Cluster
 
-// ARGV: name, definition JSON, updated_at, expected version, channel
+// ARGV: name, definition JSON, updated_at, expected version, channel, seeded (true/false)
 const PUT = `
 local v = tonumber(redis.call('GET', KEYS[2]) or '0')
 if v ~= tonumber(ARGV[4]) then return -1 end
 v = redis.call('INCR', KEYS[2])
-redis.call('HSET', KEYS[1], ARGV[1], '{"version":' .. v .. ',"updated_at":"' .. ARGV[3] .. '","definition":' .. ARGV[2] .. '}')
+redis.call('HSET', KEYS[1], ARGV[1], '{"version":' .. v .. ',"updated_at":"' .. ARGV[3] .. '","seeded":' .. ARGV[6] .. ',"definition":' .. ARGV[2] .. '}')
 redis.call('PUBLISH', ARGV[5], v)
 return v`
 
@@ -34,7 +34,7 @@ return v`
 const SEED = `
 if tonumber(redis.call('GET', KEYS[2]) or '0') ~= 0 then return 0 end
 for i = 3, #ARGV, 2 do
-  redis.call('HSET', KEYS[1], ARGV[i], '{"version":1,"updated_at":"' .. ARGV[1] .. '","definition":' .. ARGV[i + 1] .. '}')
+  redis.call('HSET', KEYS[1], ARGV[i], '{"version":1,"updated_at":"' .. ARGV[1] .. '","seeded":true,"definition":' .. ARGV[i + 1] .. '}')
 end
 redis.call('SET', KEYS[2], 1)
 redis.call('PUBLISH', ARGV[2], 1)
@@ -90,7 +90,9 @@ export class RedisServiceStore implements ServiceStore {
     const services: StoredService[] = []
     for (let i = 0; i < flat.length; i += 2) {
       const entry = JSON.parse(flat[i + 1]) as Omit<StoredService, 'name'>
-      services.push({ name: flat[i], definition: entry.definition, version: entry.version, updated_at: entry.updated_at })
+      const stored: StoredService = { name: flat[i], definition: entry.definition, version: entry.version, updated_at: entry.updated_at }
+      if (entry.seeded !== undefined) stored.seeded = entry.seeded
+      services.push(stored)
     }
     services.sort((a, b) => a.version - b.version || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
     return { version: Number(version), services }
@@ -100,8 +102,8 @@ export class RedisServiceStore implements ServiceStore {
     return Number(await this.#client.get(this.#keys[1]) ?? 0)
   }
 
-  async put (name: string, definition: Record<string, unknown>, at: string, expected: number): Promise<number | null> {
-    const v = Number(await scripts.put.run(this.#client, this.#keys, [name, JSON.stringify(definition), at, expected, this.#channel]))
+  async put (name: string, definition: Record<string, unknown>, at: string, expected: number, seeded = false): Promise<number | null> {
+    const v = Number(await scripts.put.run(this.#client, this.#keys, [name, JSON.stringify(definition), at, expected, this.#channel, String(seeded)]))
     return v < 0 ? null : v
   }
 

@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { DatabaseSync, type StatementSync } from 'node:sqlite'
 import type { ServiceSnapshot, ServiceStore, StoredService } from './types.js'
 
-interface Row { name: string, definition: string, version: number, updated_at: string }
+interface Row { name: string, definition: string, version: number, updated_at: string, seeded: number | null }
 
 export class SqliteServiceStore implements ServiceStore {
   readonly #db: DatabaseSync
@@ -28,13 +28,18 @@ export class SqliteServiceStore implements ServiceStore {
       version INTEGER NOT NULL,
       updated_at TEXT NOT NULL
     ) STRICT`)
+    // `seeded` (1: written from the configuration, 0: by the admin API, NULL: written before the
+    // column existed) is added to a table an earlier version created.
+    const columns = this.#db.prepare('SELECT name FROM pragma_table_info(\'services\')').all() as Array<{ name: string }>
+    if (!columns.some((c) => c.name === 'seeded')) this.#db.exec('ALTER TABLE services ADD COLUMN seeded INTEGER')
     this.#db.exec('CREATE TABLE IF NOT EXISTS services_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL) STRICT')
-    this.#all = this.#db.prepare('SELECT name, definition, version, updated_at FROM services ORDER BY version, name')
+    this.#all = this.#db.prepare('SELECT name, definition, version, updated_at, seeded FROM services ORDER BY version, name')
     this.#version = this.#db.prepare('SELECT version FROM services_version WHERE id = 1')
     this.#bump = this.#db.prepare(`INSERT INTO services_version (id, version) VALUES (1, 1)
       ON CONFLICT (id) DO UPDATE SET version = version + 1 RETURNING version`)
-    this.#upsert = this.#db.prepare(`INSERT INTO services (name, definition, version, updated_at) VALUES (?, ?, ?, ?)
-      ON CONFLICT (name) DO UPDATE SET definition = excluded.definition, version = excluded.version, updated_at = excluded.updated_at`)
+    this.#upsert = this.#db.prepare(`INSERT INTO services (name, definition, version, updated_at, seeded) VALUES (?, ?, ?, ?, ?)
+      ON CONFLICT (name) DO UPDATE SET definition = excluded.definition, version = excluded.version, updated_at = excluded.updated_at,
+        seeded = excluded.seeded`)
     this.#delete = this.#db.prepare('DELETE FROM services WHERE name = ?')
   }
 
@@ -46,11 +51,11 @@ export class SqliteServiceStore implements ServiceStore {
     return this.#current()
   }
 
-  async put (name: string, definition: Record<string, unknown>, at: string, expected: number): Promise<number | null> {
+  async put (name: string, definition: Record<string, unknown>, at: string, expected: number, seeded = false): Promise<number | null> {
     const version = this.#transaction('BEGIN IMMEDIATE', () => {
       if (this.#current() !== expected) return null
       const v = (this.#bump.get() as { version: number }).version
-      this.#upsert.run(name, JSON.stringify(definition), v, at)
+      this.#upsert.run(name, JSON.stringify(definition), v, at, seeded ? 1 : 0)
       return v
     })
     if (version !== null) this.#notify(version)
@@ -71,7 +76,7 @@ export class SqliteServiceStore implements ServiceStore {
     const seeded = this.#transaction('BEGIN IMMEDIATE', () => {
       if (this.#current() !== 0) return false
       const v = (this.#bump.get() as { version: number }).version
-      for (const s of services) this.#upsert.run(s.name, JSON.stringify(s.definition), v, at)
+      for (const s of services) this.#upsert.run(s.name, JSON.stringify(s.definition), v, at, 1)
       return true
     })
     if (seeded) this.#notify(1)
@@ -110,5 +115,7 @@ export class SqliteServiceStore implements ServiceStore {
 }
 
 function toStored (row: Row): StoredService {
-  return { name: row.name, definition: JSON.parse(row.definition), version: row.version, updated_at: row.updated_at }
+  const stored: StoredService = { name: row.name, definition: JSON.parse(row.definition), version: row.version, updated_at: row.updated_at }
+  if (row.seeded !== null) stored.seeded = row.seeded === 1
+  return stored
 }

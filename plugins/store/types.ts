@@ -94,6 +94,12 @@ export interface StoredService {
   /** The table version this definition was written at. */
   version: number
   updated_at: string
+  /**
+   * True when the gateway wrote it from its own configuration (the default services of the
+   * environment, at seeding or a later start), false when the admin API wrote it; absent for a
+   * definition stored before the store recorded this.
+   */
+  seeded?: boolean
 }
 
 /** Every definition and the table version they make up, read together. */
@@ -111,11 +117,14 @@ export interface ServiceStore {
   snapshot (): Promise<ServiceSnapshot>
   /** The table version alone (0: never written). */
   version (): Promise<number>
-  /** Creates or replaces `name`: the new table version, or null when the version was not `expected`. */
-  put (name: string, definition: Record<string, unknown>, at: string, expected: number): Promise<number | null>
+  /**
+   * Creates or replaces `name`: the new table version, or null when the version was not `expected`.
+   * `seeded` marks a write from the gateway's configuration rather than the admin API.
+   */
+  put (name: string, definition: Record<string, unknown>, at: string, expected: number, seeded?: boolean): Promise<number | null>
   /** Removes `name`: the new version; 0 when unknown; null when the version was not `expected`. */
   delete (name: string, expected: number): Promise<number | null>
-  /** Writes these definitions only when the table was never written; true when it did. */
+  /** Writes these definitions (marked seeded) only when the table was never written; true when it did. */
   seed (services: Array<{ name: string, definition: Record<string, unknown> }>, at: string): Promise<boolean>
   /**
    * Called with the table version after a change by any instance; with -1 when changes may have

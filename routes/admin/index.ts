@@ -1,6 +1,7 @@
 // The admin scope, registered by the app with `{ prefix: '/admin' }`. Everything in it runs Basic
 // auth first (plugins/admin-auth.ts, this scope only), gets `Cache-Control: no-store`, and accepts
-// bodies of at most 64 KiB (SPEC §5: 413 above). zod validates and serialises every admin route;
+// bodies of at most 64 KiB (SPEC §5: 413 above); an empty JSON body is no body
+// (routes/admin/json-body.ts). zod validates and serialises every admin route;
 // GET /admin/openapi.json is generated from the same schemas (routes/admin/openapi.ts). A wrong
 // method on an existing path is 405 with `Allow` (routes/admin/method-not-allowed.ts).
 import type { FastifyPluginAsync } from 'fastify'
@@ -8,11 +9,11 @@ import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod
 import adminAuth from '../../plugins/admin-auth.js'
 import apiKeyRoutes, { formatSchemaErrors } from './api-keys.js'
 import circuitBreakerRoutes from './circuit-breakers.js'
+import { jsonOrNothing } from './json-body.js'
 import methodNotAllowed from './method-not-allowed.js'
 import openApi from './openapi.js'
 import serviceRoutes from './services.js'
 
-export { ADMIN_API_VERSION } from './openapi.js'
 export const ADMIN_BODY_LIMIT = 64 * 1024
 
 const adminRoutes: FastifyPluginAsync = async (fastify) => {
@@ -22,6 +23,8 @@ const adminRoutes: FastifyPluginAsync = async (fastify) => {
   fastify.addHook('onRoute', (route) => {
     route.bodyLimit = Math.min(route.bodyLimit ?? ADMIN_BODY_LIMIT, ADMIN_BODY_LIMIT)
   })
+  fastify.removeContentTypeParser('application/json')
+  fastify.addContentTypeParser('application/json', { parseAs: 'string' }, jsonOrNothing(fastify))
 
   // Before auth, so a 401 is not cached either.
   fastify.addHook('onRequest', async (_request, reply) => {

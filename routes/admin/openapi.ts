@@ -6,7 +6,8 @@
 // the error statuses the admin scope itself produces (SPEC §5, §9):
 //   400  params, query or body failed validation (the message names the field)
 //   413  a body over 64 KiB;  415  a body that is not application/json (any POST, PUT, PATCH or
-//        DELETE: Fastify reads a body sent with those even where the route expects none)
+//        DELETE: Fastify reads a body sent with those even where the route expects none), or not
+//        one of the media types the route lists in `consumes` (PATCH: also merge-patch+json)
 //   401  missing or wrong Basic credentials;  429  too many failed logins from this address
 // Statuses a route produces itself (404 unknown id, 503 store down, 409 …) it declares in its own
 // `response` with ErrorEnvelope.
@@ -16,9 +17,7 @@ import fp from 'fastify-plugin'
 import { jsonSchemaTransform } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import { ErrorEnvelope } from '../../src/schemas/api-keys.js'
-
-/** Version of the admin API contract (not of the gateway build). */
-export const ADMIN_API_VERSION = '1.0.0'
+import { VERSION } from '../../src/version.js'
 
 const errorResponse = (description: string) => ErrorEnvelope.meta({ description })
 const RETRY_AFTER = { 'retry-after': { type: 'integer', description: 'Seconds to wait before retrying' } }
@@ -58,7 +57,8 @@ function documentRoute (route: RouteOptions, authEnabled: boolean): void {
   if (takesBody || [schema.params, schema.querystring].some(isZod)) response[400] ??= COMMON.invalid
   if (takesBody) {
     response[413] ??= COMMON.tooLarge
-    response[415] ??= COMMON.mediaType
+    const consumes = schema.consumes as string[] | undefined
+    response[415] ??= consumes === undefined ? COMMON.mediaType : errorResponse(`Body is not ${consumes.join(' or ')}`)
   }
   if (authEnabled) {
     response[401] ??= COMMON.unauthorized
@@ -71,7 +71,10 @@ async function adminOpenApi (fastify: FastifyInstance): Promise<void> {
   await fastify.register(swagger, {
     openapi: {
       openapi: '3.1.0',
-      info: { title: 'API gateway admin API', version: ADMIN_API_VERSION },
+      // The gateway's version: the admin API changes with it.
+      info: { title: 'API gateway admin API', version: VERSION },
+      // Relative: the gateway (its admin listener when ADMIN_PORT is set) that serves this document.
+      servers: [{ url: '/', description: 'The gateway serving this document' }],
       components: { securitySchemes: { basicAuth: { type: 'http', scheme: 'basic' } } },
       ...(authEnabled ? { security: [{ basicAuth: [] }] } : {})
     },

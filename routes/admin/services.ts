@@ -13,6 +13,7 @@ import { mergePatch } from '../../src/service-changes.js'
 import { storeDownResponse } from './openapi.js'
 import type { ServiceChange, ServiceEntry } from '../../plugins/services.js'
 import { formatSchemaErrors } from './api-keys.js'
+import { jsonOrNothing } from './json-body.js'
 
 /** Statuses these routes produce themselves (the admin scope documents 400/401/413/415/429). */
 const UNKNOWN_NAME = ErrorEnvelope.meta({ description: 'No service has this name' })
@@ -24,6 +25,8 @@ const CREATED = ServiceChangeResponse.meta({
   description: 'Created (with dry_run=true: 200, nothing applied)',
   headers: { location: { type: 'string', description: 'The new service: /admin/services/{name}' } }
 })
+
+const MERGE_PATCH = 'application/merge-patch+json'
 
 const record = (e: ServiceEntry) => ({ ...e.definition, version: e.version, updated_at: e.updated_at })
 
@@ -91,23 +94,29 @@ const serviceRoutes: FastifyPluginAsync = async (fastify) => {
     return answer(change, request, name)
   })
 
-  app.patch('/services/:name', {
-    schema: {
-      operationId: 'patchService',
-      summary: 'Change a service (JSON merge patch: absent keeps, null removes)',
-      params: ServiceNameParams,
-      querystring: DryRunQuery,
-      body: PatchServiceBody,
-      response: { 200: ServiceChangeResponse, 404: UNKNOWN_NAME, 409: CONFLICT, 503: STORE_DOWN }
-    }
-  }, async (request) => {
-    const { name } = request.params
-    nameMatches(name, request.body)
-    const current = services.get(name)
-    if (current === null) throw new ServiceNotFound(name)
-    const merged = mergePatch(current.definition, request.body)
-    const change = await services.put(name, definition(name, merged), { user, dryRun: request.query.dry_run === 'true' })
-    return answer(change, request, name)
+  // A JSON merge patch (RFC 7396) may say so: its own scope takes application/merge-patch+json,
+  // which the other routes refuse (415).
+  await fastify.register(async (patchScope) => {
+    patchScope.addContentTypeParser(MERGE_PATCH, { parseAs: 'string' }, jsonOrNothing(patchScope))
+    patchScope.withTypeProvider<ZodTypeProvider>().patch('/services/:name', {
+      schema: {
+        operationId: 'patchService',
+        summary: 'Change a service (JSON merge patch: absent keeps, null removes)',
+        consumes: ['application/json', MERGE_PATCH],
+        params: ServiceNameParams,
+        querystring: DryRunQuery,
+        body: PatchServiceBody,
+        response: { 200: ServiceChangeResponse, 404: UNKNOWN_NAME, 409: CONFLICT, 503: STORE_DOWN }
+      }
+    }, async (request) => {
+      const { name } = request.params
+      nameMatches(name, request.body)
+      const current = services.get(name)
+      if (current === null) throw new ServiceNotFound(name)
+      const merged = mergePatch(current.definition, request.body)
+      const change = await services.put(name, definition(name, merged), { user, dryRun: request.query.dry_run === 'true' })
+      return answer(change, request, name)
+    })
   })
 
   app.delete('/services/:name', {

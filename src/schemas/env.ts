@@ -57,6 +57,7 @@ export const EnvSchema = z.object({
   AUTH_SERVICE_URL: env(backendUrl().default('http://localhost:8080')),
   USER_SERVICE_URL: env(backendUrl().default('http://localhost:8082')),
   LOG_LEVEL: env(z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info')),
+  LOG_PROBES: env(bool().default(false)),
   WORKERS: env(int(1, 64).default(1)),
   BODY_LIMIT_BYTES: env(int(1, 1024 ** 3).default(1024 * 1024)),
   HEADERS_TIMEOUT_MS: env(int(100, 600_000).default(10_000)),

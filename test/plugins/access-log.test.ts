@@ -8,6 +8,8 @@ import requestEnd from '../../plugins/request-end.js'
 import accessLog, { redactUrl, requestSerializer } from '../../plugins/access-log.js'
 import { loadConfig } from '../../src/config.js'
 import configPlugin from '../../plugins/config.js'
+import { buildApp } from '../../src/app.js'
+import { testConfig } from '../support/app.js'
 
 type Line = Record<string, unknown>
 
@@ -246,4 +248,33 @@ t.test('redacts a key in the query string in every form the proxy removes it fro
     t.notOk(out.includes(body.slice(0, 16)) || out.includes(pct(body).slice(0, 24)), `${url.slice(0, 24)}…: the key is redacted (${out})`)
     t.match(out, /\[REDACTED\]/)
   }
+})
+
+/** The whole gateway, logging at `level` into memory. */
+async function gateway (t: Test, level: string, env: Record<string, string> = {}): Promise<{ app: FastifyInstance, lines: () => Line[] }> {
+  const raw: string[] = []
+  const app = await buildApp(testConfig(t, env), { logger: { level, stream: { write: (line: string) => { raw.push(line) } } } })
+  t.teardown(() => app.close())
+  await app.ready()
+  return { app, lines: () => raw.map((l) => JSON.parse(l) as Line) }
+}
+
+const PROBES = ['/health', '/ready', '/metrics']
+const routesLogged = (lines: Line[]) => accessLines(lines).map((l) => l.route)
+
+t.test('probes and scrapes (/health, /ready, /metrics) are logged at debug, other requests at info', async (t) => {
+  const info = await gateway(t, 'info')
+  for (const path of [...PROBES, '/info', '/health?x=1']) await info.app.inject(path)
+  t.same(routesLogged(info.lines()), ['/info'], 'at LOG_LEVEL=info only /info has an access line')
+
+  const debug = await gateway(t, 'debug')
+  for (const path of [...PROBES, '/info']) await debug.app.inject(path)
+  const lines = accessLines(debug.lines())
+  t.same(lines.map((l) => [l.route, l.level]), [['/health', 20], ['/ready', 20], ['/metrics', 20], ['/info', 30]], 'at debug they are there, at level debug')
+})
+
+t.test('LOG_PROBES=true logs probes and scrapes at info like any request', async (t) => {
+  const { app, lines } = await gateway(t, 'info', { LOG_PROBES: 'true' })
+  for (const path of PROBES) await app.inject(path)
+  t.same(accessLines(lines()).map((l) => [l.route, l.level]), [['/health', 30], ['/ready', 30], ['/metrics', 30]])
 })

@@ -9,6 +9,9 @@ import metricsRoute from '../../routes/metrics.js'
 import { loadConfig } from '../../src/config.js'
 import { build as buildGateway, routesFile } from '../support/app.js'
 import configPlugin from '../../plugins/config.js'
+import { startBackend } from '../support/backends.js'
+import { http } from '../support/http.js'
+import { refusedPort } from '../support/upstreams.js'
 
 interface Sample { name: string, labels: Record<string, string>, value: number }
 interface Exposition { types: Map<string, string>, samples: Sample[] }
@@ -368,4 +371,40 @@ t.test('tracks requests in flight and releases those whose client disconnects', 
   e = await scrape(app)
   t.equal(find(e, 'gateway_http_requests_total', { path: '/slow' }).length, 1, 'not counted again when the handler finishes')
   t.equal(value(e, 'gateway_requests_in_flight'), 1)
+})
+
+t.test('every live service\'s 5xx request series exist at 0 before its first error, and follow the service table', async (t) => {
+  const ok = await startBackend()
+  t.teardown(() => ok.close())
+  const down = await refusedPort()
+  const app = await buildGateway(t, { AUTH_SERVICE_URL: down.url, USER_SERVICE_URL: ok.url, RETRY_MAX_RETRIES: '0', CB_MAX_FAILURES: '1000', RATE_LIMIT_BURST: '1000' })
+  const port = Number(new URL(await app.listen({ host: '127.0.0.1', port: 0 })).port)
+  const statuses = ['500', '502', '503', '504']
+  const fivexx = (e: Exposition, path: string, method = 'GET') =>
+    statuses.map((status) => value(e, 'gateway_http_requests_total', { method, path, status }))
+
+  let e = await scrape(app)
+  for (const path of ['/api/auth', '/api/users']) t.same(fivexx(e, path), [0, 0, 0, 0], `${path}: GET 500/502/503/504 at 0 before any request`)
+  t.same(find(e, 'gateway_http_requests_total', { path: '/health' }), [], 'not for the gateway\'s own routes')
+  t.equal(value(e, 'gateway_http_requests_total', { method: 'POST', path: '/api/users', status: '502' }), undefined, 'other methods: not before their first request')
+
+  t.equal((await http(port, '/api/users/1', { method: 'POST', body: 'x' })).status, 200)
+  e = await scrape(app)
+  t.same(fivexx(e, '/api/users', 'POST'), [0, 0, 0, 0], 'a service\'s first POST starts its POST 5xx series at 0')
+
+  // The burst the dashboard and the 5xx alert must see: counted on a series that already existed.
+  for (let i = 0; i < 3; i++) t.equal((await http(port, '/api/auth/login')).status, 502)
+  e = await scrape(app)
+  t.equal(value(e, 'gateway_http_requests_total', { method: 'GET', path: '/api/auth', status: '502' }), 3)
+
+  const AUTH = 'Basic ' + Buffer.from('admin:test-password').toString('base64')
+  const put = await app.inject({ method: 'PUT', url: '/admin/services/orders', headers: { authorization: AUTH }, payload: { prefix: '/api/orders', backends: [{ url: ok.url }] } })
+  t.equal(put.statusCode, 201)
+  t.same(fivexx(await scrape(app), '/api/orders'), [0, 0, 0, 0], 'a service added at run time appears at 0')
+  await app.inject({ method: 'DELETE', url: '/admin/services/orders', headers: { authorization: AUTH } })
+  t.same(find(await scrape(app), 'gateway_http_requests_total', { path: '/api/orders' }), [], 'and its series nothing counted on go with it')
+  await app.inject({ method: 'DELETE', url: '/admin/services/auth-service', headers: { authorization: AUTH } })
+  e = await scrape(app)
+  t.equal(value(e, 'gateway_http_requests_total', { method: 'GET', path: '/api/auth', status: '502' }), 3, 'a removed service keeps the series it counted on')
+  t.equal(value(e, 'gateway_http_requests_total', { method: 'GET', path: '/api/auth', status: '504' }), undefined)
 })

@@ -2,7 +2,7 @@
 // admin auth on or off, never a password.
 import t from 'tap'
 import { loadConfig } from '../../src/config.js'
-import { describeStore, redactRedisUrl, startupLine } from '../../src/startup-line.js'
+import { adminExposureWarning, describeStore, isLoopbackHost, redactRedisUrl, startupLine } from '../../src/startup-line.js'
 import { ADMIN_PASSWORD, startGateway } from '../support/gateway-process.js'
 
 const config = (env: Record<string, string>) => loadConfig({ ADMIN_PASSWORD: 'pw-never-printed', ...env }, { dotenv: false, cwd: '/srv/gw' })
@@ -43,5 +43,24 @@ t.test('npm start prints one start-up line instead of one "Server listening" lin
     msg: /^gateway listening on http:\/\/0\.0\.0\.0:\d+ \(all interfaces\); store embedded/
   })
   t.equal(gw.logs.filter((l) => /Server listening/.test(String(l.msg))).length, 0)
+  const exposed = gw.logs.filter((l) => l.event === 'admin_on_public_listener')
+  t.equal(exposed.length, 1, 'one warning: the admin API is on the public listener')
+  t.equal(exposed[0]?.level, 40)
+  t.match(exposed[0]?.msg, new RegExp(`^the admin API is served on the public listener http://0\\.0\\.0\\.0:${gw.port}; set ADMIN_PORT \\(and ADMIN_HOST\\)`))
   t.notMatch(gw.output(), new RegExp(`${ADMIN_PASSWORD}|redis-secret-1`))
+})
+
+t.test('the admin API on a public listener is warned about once, naming ADMIN_PORT; loopback, ADMIN_PORT or auth off say nothing', async (t) => {
+  const where = 'http://0.0.0.0:8081'
+  t.match(adminExposureWarning(config({ HOST: '0.0.0.0' }), where), /^the admin API is served on the public listener http:\/\/0\.0\.0\.0:8081; set ADMIN_PORT \(and ADMIN_HOST\) to serve \/admin and \/metrics on their own listener$/)
+  t.match(adminExposureWarning(config({ HOST: '10.1.2.3' }), 'http://10.1.2.3:8081'), /ADMIN_PORT/)
+  t.match(adminExposureWarning(config({}), where), /ADMIN_PORT/, 'the default HOST is every interface')
+  for (const host of ['127.0.0.1', '127.0.0.2', 'localhost', '::1']) {
+    t.equal(adminExposureWarning(config({ HOST: host }), where), null, `HOST=${host}: loopback only`)
+  }
+  t.equal(adminExposureWarning(config({ HOST: '0.0.0.0', ADMIN_PORT: '8001' }), where), null, 'ADMIN_PORT set')
+  t.equal(adminExposureWarning(config({ HOST: '0.0.0.0', ADMIN_AUTH_ENABLED: 'false' }), where), null, 'auth off has its own, louder warning')
+  t.ok(isLoopbackHost('[::1]'))
+  t.notOk(isLoopbackHost('::'))
+  t.notOk(isLoopbackHost('128.0.0.1'))
 })

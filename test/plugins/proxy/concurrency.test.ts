@@ -125,3 +125,33 @@ t.test('withdrawing a pending acquireAll gives back what it held and ignores a l
   await tick()
   t.equal(busy.active, 1)
 })
+
+t.test('a raised cap hands its new slots to the oldest waiters, never from inside resize()', async (t) => {
+  const limit = new ConcurrencyLimit(1, 5)
+  t.ok(limit.tryAcquire())
+  const order: string[] = []
+  for (const name of ['a', 'b', 'c']) limit.wait(1000, () => order.push(name), () => order.push(`${name} refused`))
+  limit.resize(3, 5)
+  t.same(order, [], 'granted later')
+  t.equal(limit.active, 3, 'the two new slots are taken by waiters')
+  t.equal(limit.waiting, 1)
+  await tick()
+  t.same(order, ['a', 'b'])
+  t.notOk(limit.tryAcquire(), 'full at the new cap')
+})
+
+t.test('under a lowered cap, slots given back go to the pool until the count is under it', async (t) => {
+  const limit = new ConcurrencyLimit(3, 5)
+  for (let i = 0; i < 3; i++) limit.tryAcquire()
+  const order: string[] = []
+  limit.wait(1000, () => order.push('a'), () => order.push('a refused'))
+  limit.resize(1, 5)
+  t.equal(limit.active, 3, 'slots held stay held')
+  limit.release()
+  limit.release()
+  t.equal(limit.active, 1)
+  t.same(order, [], 'still at the new cap: the waiter waits')
+  limit.release()
+  t.same(order, ['a'], 'the slot that brings the count under the cap goes to the waiter')
+  t.equal(limit.active, 1)
+})

@@ -206,3 +206,40 @@ t.test('FT-03 a black-holed service holds at most maxConcurrent requests; the re
   t.equal(timedOut.length, 2, 'the 2 admitted end with 504 (or 502)')
   t.equal(await shedCount(port, 'hole'), 6)
 })
+
+t.test('a PATCH of another field keeps the service\'s concurrency count: never more than maxConcurrent at the backend', async (t) => {
+  const gate = await gateUpstream(t)
+  // SERVICES_SOURCE=store (no ROUTES_FILE): the service is managed through the admin API.
+  const { app, url } = await listen(t, { ADMIN_PASSWORD, RATE_LIMIT_BURST: '10000', CB_MAX_FAILURES: '1000' })
+  const port = Number(new URL(url).port)
+  const adminCall = async (method: 'PUT' | 'PATCH', payload: object) => await app.inject({
+    method, url: '/admin/services/held', headers: { authorization: adminAuth() }, payload
+  })
+  t.equal((await adminCall('PUT', { prefix: '/api/held', backends: [{ url: gate.url }], maxConcurrent: 2, rateLimit: false })).statusCode, 201)
+
+  const first = [http(port, '/api/held/1'), http(port, '/api/held/2')]
+  t.ok(await until(() => gate.held.length === 2, 5000), 'two requests in flight')
+  t.equal((await adminCall('PATCH', { timeoutMs: 20_000 })).statusCode, 200, 'another field changed')
+
+  const after = await Promise.all([http(port, '/api/held/3'), http(port, '/api/held/4')])
+  t.ok(after.every(isShed), `both shed: the two in flight still hold the cap (${after.map((r) => r.status).join(',')})`)
+  t.equal(gate.requests.length, 2, 'never more than 2 at the backend')
+
+  // A higher cap applies to the same count: one more slot, not three.
+  t.equal((await adminCall('PATCH', { maxConcurrent: 3 })).statusCode, 200)
+  const third = http(port, '/api/held/5')
+  t.ok(await until(() => gate.held.length === 3, 5000), 'the raised cap admits one more')
+  t.ok(isShed(await http(port, '/api/held/6')), 'and no more than that')
+  t.equal(gate.requests.length, 3)
+
+  // A lower cap: slots held stay held; new requests wait until the count is under the new cap.
+  t.equal((await adminCall('PATCH', { maxConcurrent: 1 })).statusCode, 200)
+  gate.held.splice(0, 1)[0].end('{"ok":true}')
+  t.ok(isShed(await http(port, '/api/held/7')), 'two still in flight: over the new cap of 1')
+  gate.open()
+  for (const res of await Promise.all([...first, third])) t.equal(res.status, 200)
+  const last = http(port, '/api/held/8')
+  t.ok(await until(() => gate.held.length === 1, 5000), 'a slot is free once they are done')
+  gate.open()
+  t.equal((await last).status, 200)
+})

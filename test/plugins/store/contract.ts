@@ -288,8 +288,8 @@ export function storeContract (t: Test, makeStore: () => Promise<StoreUnderTest>
     t.same(await store.services.snapshot(), {
       version: 3,
       services: [
-        { name: 'b', definition: svc('b', '/b'), version: 2, updated_at: '2026-01-01T00:00:01.000Z' },
-        { name: 'a', definition: svc('a', '/a2'), version: 3, updated_at: '2026-01-01T00:00:02.000Z' }
+        { name: 'b', definition: svc('b', '/b'), version: 2, updated_at: '2026-01-01T00:00:01.000Z', seeded: false },
+        { name: 'a', definition: svc('a', '/a2'), version: 3, updated_at: '2026-01-01T00:00:02.000Z', seeded: false }
       ]
     }, 'in write order, each with the version it was written at')
     t.equal(await store.services.delete('b', 3), 4)
@@ -313,6 +313,16 @@ export function storeContract (t: Test, makeStore: () => Promise<StoreUnderTest>
     await store.services.delete('b', 2)
     t.equal(await store.services.seed([{ name: 'c', definition: svc('c', '/c') }], new Date().toISOString()), false)
     t.same(await store.services.snapshot(), { version: 3, services: [] })
+  }))
+
+  t.test('services: seeded definitions are marked until the admin API writes them; a seeded put marks them again', (t) => withStore(t, async (store) => {
+    await store.services.seed([{ name: 'a', definition: svc('a', '/a') }, { name: 'b', definition: svc('b', '/b') }], new Date().toISOString())
+    const seeded = async () => Object.fromEntries((await store.services.snapshot()).services.map((s) => [s.name, s.seeded]))
+    t.same(await seeded(), { a: true, b: true })
+    t.equal(await store.services.put('a', svc('a', '/a2'), new Date().toISOString(), 1), 2)
+    t.same(await seeded(), { a: false, b: true }, 'an ordinary put clears the mark')
+    t.equal(await store.services.put('b', svc('b', '/b2'), new Date().toISOString(), 2, true), 3)
+    t.same(await seeded(), { a: false, b: true }, 'a seeded put keeps it')
   }))
 
   t.test('services: listeners hear the new version of every change, from any instance within 1 s', async (t) => {

@@ -14,6 +14,7 @@ import requestEnd from '../../../plugins/request-end.js'
 import store from '../../../plugins/store/index.js'
 import adminRoutes from '../../../routes/admin/index.js'
 import { ErrorEnvelope } from '../../../src/schemas/api-keys.js'
+import { VERSION } from '../../../src/version.js'
 import { build, testConfig } from '../../support/app.js'
 import { startRedis } from '../../support/redis-server.js'
 
@@ -206,4 +207,20 @@ t.test('a route another plugin adds to the admin scope with zod schemas is docum
   const wrong = await app.inject({ method: 'DELETE', url: '/admin/widgets/a', headers: { authorization: AUTH } })
   t.equal(wrong.statusCode, 405)
   t.equal(wrong.headers.allow, 'PUT')
+})
+
+t.test('the document names its server, carries the gateway\'s version, and documents merge-patch bodies for PATCH', async (t) => {
+  const app = await build(t)
+  const doc = (await app.inject({ url: '/admin/openapi.json', headers: { authorization: AUTH } })).json() as Doc & {
+    servers?: Array<{ url: string }>
+    info: { version: string }
+    paths: Record<string, Record<string, { requestBody?: { content: Record<string, { schema: unknown }> } }>>
+  }
+  t.same(doc.servers?.map((s) => s.url), ['/'], 'one server: the gateway that serves the document (relative, no trailing-slash path)')
+  t.equal(doc.info.version, VERSION, 'info.version is package.json\'s version')
+  const content = doc.paths['/admin/services/{name}'].patch.requestBody?.content ?? {}
+  t.same(Object.keys(content).sort(), ['application/json', 'application/merge-patch+json'])
+  t.same(content['application/merge-patch+json'].schema, content['application/json'].schema, 'the same schema for both')
+  t.same(Object.keys(doc.paths['/admin/services/{name}'].put.requestBody?.content ?? {}), ['application/json'], 'PUT takes JSON only')
+  await t.resolves(SwaggerParser.validate(structuredClone(doc) as never))
 })
