@@ -37,6 +37,12 @@ export interface ConsumerLimits {
   burst: number | null
 }
 
+/** A failure domain the store failed in: served from the fallback until retryAt, then probed. */
+interface Outage {
+  retryAt: number
+  probing: boolean
+}
+
 const StoreTimeout = createError('GW_RATE_LIMIT_STORE_TIMEOUT', 'The rate-limit store did not answer within %s ms', 503)
 
 /**
@@ -92,24 +98,29 @@ export default fp<RateLimitOptions>(async function rateLimit (fastify, opts) {
   // Per-instance buckets for `open` mode while the store is down (bounded like any MemoryBuckets).
   const fallback = new MemoryBuckets()
 
-  // Store health: after a failure, requests go straight to the fallback (or 503) for
-  // storeRetryMs, then one request at a time probes the store. An outage therefore costs one
-  // timeout per probe, not one per request, and a paused Redis does not pile up commands that
-  // would replay stale takes when it wakes (docs/reliability.md, FT-11).
-  let down = false
-  let retryAt = 0
-  let probing = false
+  // Store health, per failure domain (store.buckets.domainOf: a Redis Cluster node; a standalone
+  // Redis is one domain). After a failure, requests whose bucket is in that domain go straight to
+  // the fallback (or 503) for storeRetryMs, then one request at a time probes the store. An outage
+  // therefore costs one timeout per probe, not one per request, a paused Redis does not pile up
+  // commands that would replay stale takes when it wakes (docs/reliability.md, FT-11), and one
+  // failed Cluster master leaves the buckets of the others exact. While no domain is down (the
+  // map is empty) a request costs no domain lookup at all.
+  const outages = new Map<string, Outage>()
+  const domainOf = store.buckets.domainOf?.bind(store.buckets) ?? (() => '')
+  /** A domain no request has tried for this long is forgotten (its slots moved elsewhere). */
+  const forgetAfterMs = 5 * storeRetryMs
   let lastWarn = -Infinity
   let failuresSinceWarn = 0
 
-  function storeFailed (err: unknown): void {
+  function storeFailed (err: unknown, domain: string): void {
     metrics.storeError('rate_limit')
     const now = performance.now()
-    down = true
-    retryAt = now + storeRetryMs
+    const outage = outages.get(domain)
+    if (outage === undefined) outages.set(domain, { retryAt: now + storeRetryMs, probing: false })
+    else outage.retryAt = now + storeRetryMs
     failuresSinceWarn++
     if (now - lastWarn >= warnEveryMs) {
-      fastify.log.warn({ err, failMode, failures: failuresSinceWarn },
+      fastify.log.warn({ err, failMode, failures: failuresSinceWarn, ...(domain === '' ? {} : { node: domain }) },
         failMode === 'open'
           ? 'rate-limit store unavailable: limiting with per-instance buckets'
           : 'rate-limit store unavailable: answering 503')
@@ -118,29 +129,48 @@ export default fp<RateLimitOptions>(async function rateLimit (fastify, opts) {
     }
   }
 
+  function storeAnswered (domain: string): void {
+    if (outages.delete(domain)) fastify.log.info(domain === '' ? {} : { node: domain }, 'rate-limit store reachable again')
+  }
+
+  function forgetIdle (now: number): void {
+    for (const [domain, outage] of outages) {
+      if (!outage.probing && now - outage.retryAt > forgetAfterMs) outages.delete(domain)
+    }
+  }
+
   const takeSync = store.buckets.takeSync?.bind(store.buckets)
 
   /**
    * Asks the store for a take; `answer` gets the result, or undefined when the store is (or just
-   * turned out to be) unavailable. Synchronous for an in-process store.
+   * turned out to be) unavailable for this bucket. Synchronous for an in-process store.
    */
   function fromStore (id: string, burst: number, rpm: number, answer: (r: BucketResult | undefined) => void): void {
     if (takeSync !== undefined) {
       answer(takeSync(id, burst, rpm))
       return
     }
-    const probe = down
-    if (probe && (probing || performance.now() < retryAt)) return answer(undefined)
-    if (probe) probing = true
+    let probing: string | undefined // the domain this take probes, when it is down
+    if (outages.size > 0) {
+      const now = performance.now()
+      forgetIdle(now)
+      const domain = domainOf(id)
+      const outage = outages.get(domain)
+      if (outage !== undefined) {
+        if (outage.probing || now < outage.retryAt) return answer(undefined)
+        outage.probing = true
+        probing = domain
+      }
+    }
     let settled = false
     const settle = (result: BucketResult | undefined, err?: unknown): void => {
       if (settled) return
       settled = true
-      if (probe) probing = false
-      if (result === undefined) storeFailed(err)
-      else if (down) {
-        down = false
-        fastify.log.info('rate-limit store reachable again')
+      if (result === undefined) storeFailed(err, probing ?? domainOf(id))
+      else if (outages.size > 0) storeAnswered(probing ?? domainOf(id))
+      if (probing !== undefined) {
+        const outage = outages.get(probing)
+        if (outage !== undefined) outage.probing = false
       }
       answer(result)
     }

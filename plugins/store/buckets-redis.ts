@@ -24,7 +24,8 @@
 // instances batching on one Redis still admit exactly what one bucket allows; calls pipelined on
 // one connection run in the order sent, each exact on its own. The stored hash is unchanged, so
 // instances still running the one-token script share buckets with these during a rolling deploy.
-import type { Cluster, Redis } from 'ioredis'
+import { Cluster, type Redis } from 'ioredis'
+import { keySlot } from './cluster-slot.js'
 import { remaining, resetMs, retryAfterMs, UNITS_PER_TOKEN, type BucketState } from '../../src/token-bucket.js'
 import type { BucketResult, BucketStore } from './types.js'
 
@@ -103,6 +104,7 @@ export class RedisBuckets implements BucketStore {
   readonly #prefix: string
   readonly #lanes = new Map<string, Lane>()
   readonly #maxWaitMs: number
+  readonly #cluster: Cluster | null
 
   /** The client is the caller's: this class defines its script on it and never closes it. */
   constructor (client: Redis | Cluster, opts: RedisBucketsOptions) {
@@ -111,11 +113,21 @@ export class RedisBuckets implements BucketStore {
     this.#take = command.bind(client)
     this.#prefix = opts.keyPrefix
     this.#maxWaitMs = opts.maxWaitMs ?? 1
+    this.#cluster = client instanceof Cluster ? client : null
   }
 
   /** `<prefix>{rl:<id>}`: the hash tag puts each bucket in one Cluster slot. */
   key (id: string): string {
     return `${this.#prefix}{rl:${id}}`
+  }
+
+  /**
+   * Cluster: the node the client's slot map names for the bucket's slot (after a failover, the
+   * promoted replica), '' while the map is empty. Standalone: '' (one server, one domain).
+   */
+  domainOf (id: string): string {
+    if (this.#cluster === null) return ''
+    return this.#cluster.slots[keySlot(this.key(id))]?.[0] ?? ''
   }
 
   take (id: string, burst: number, rpm: number): Promise<BucketResult> {

@@ -5,10 +5,12 @@
 // would never boot, while SPEC §6 and FT-09 (docs/reliability.md) require it to start, answer
 // /ready 503 and pick Redis up when it returns. The clients are ours, closed in onClose.
 import fp from 'fastify-plugin'
+import { performance } from 'node:perf_hooks'
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis'
 import type { Config } from '../../src/config.js'
 import { MemoryBuckets } from './buckets-memory.js'
 import { RedisBuckets } from './buckets-redis.js'
+import { keySlot } from './cluster-slot.js'
 import { MemoryFailureCounter, SqliteKeyStore } from './embedded.js'
 import { RedisFailureCounter, RedisKeyStore } from './redis-keys.js'
 import { RedisServiceStore } from './services-redis.js'
@@ -33,6 +35,16 @@ type Log = StoreLog
 const silent: Log = { info () {}, warn () {} }
 /** A Redis outage is logged once, then at most this often while it lasts. */
 const LOG_EVERY_MS = 10_000
+/**
+ * The subscriber is pinged this often, and counts as silent when a PING (or, before 'ready', the
+ * connection's handshake) is not answered within HEARTBEAT_DEADLINE_MS. From a node freezing to
+ * the caches being flushed: at most about 200 + 300 ms, one reconnect delay (100 ms) and a
+ * handshake, inside the one second revocations and service changes are promised in.
+ */
+const HEARTBEAT_EVERY_MS = 200
+const HEARTBEAT_DEADLINE_MS = 300
+/** While a Cluster node is down, it is asked this often whether it answers again. */
+const NODE_CHECK_EVERY_MS = 1000
 
 export interface StoreOptions {
   log?: Log
@@ -91,11 +103,15 @@ export class RedisStore implements Store {
   readonly buckets: RedisBuckets
   readonly failures: RedisFailureCounter
   readonly #client: Client
-  readonly #subscriber: Client
+  readonly #subscriber: Redis
   readonly #pingTimeoutMs: number
   readonly #log: Log
   readonly #target: string
+  /** Cluster: the slot of the API key records, which /ready is about. */
+  readonly #keysSlot: number
+  readonly #stopWatching: Array<() => void> = []
   #closed = false
+  #clusterDown = false
   #warnings: readonly string[] = []
 
   constructor (config: Config, log: Log) {
@@ -103,7 +119,8 @@ export class RedisStore implements Store {
     watch(client, 'commands', target, log)
     watch(subscriber, 'subscriber', target, log)
     const closed = () => this.#closed
-    if (client instanceof Cluster) watchNodes(client, 'commands', log, closed)
+    if (client instanceof Cluster) this.#stopWatching.push(watchNodes(client, 'commands', log, closed))
+    this.#stopWatching.push(watchSubscriber(subscriber, log, closed))
     // At start and after every reconnect (SPEC §6).
     client.on('ready', () => { this.#checkEvictionPolicy().catch(() => {}) })
     client.connect().catch(() => {}) // failures reach the 'error' listener; reconnection goes on
@@ -114,6 +131,7 @@ export class RedisStore implements Store {
     this.#log = log
     this.#target = target
     const keyPrefix = config.redis.keyPrefix
+    this.#keysSlot = keySlot(`${keyPrefix}{keys}`)
     this.keys = new RedisKeyStore({ client, subscriber, keyPrefix })
     this.services = new RedisServiceStore({ client, subscriber, keyPrefix })
     this.buckets = new RedisBuckets(client, { keyPrefix })
@@ -140,7 +158,7 @@ export class RedisStore implements Store {
     let timer: NodeJS.Timeout | undefined
     const timeout = new Promise<false>((resolve) => { timer = setTimeout(resolve, this.#pingTimeoutMs, false) })
     try {
-      return await Promise.race([this.keys.probe(), timeout]) === true
+      return await Promise.race([this.#probe(), timeout]) === true
     } catch {
       return false
     } finally {
@@ -148,8 +166,40 @@ export class RedisStore implements Store {
     }
   }
 
+  /**
+   * Standalone: a read of the API keys. Cluster: the same read sent straight to the master serving
+   * the keys' slot. A Cluster client retries `CLUSTERDOWN` until its command times out, and every
+   * node answers it while any master is being failed over (cluster-require-full-coverage, the
+   * default), so through the client /ready would turn 503 during the failover of a master that
+   * holds no key. Asked directly, the keys' own master answering (CLUSTERDOWN included) is what
+   * "the key store is reachable" means; a dead or frozen keys master still fails the probe.
+   */
+  async #probe (): Promise<boolean> {
+    const client = this.#client
+    const owner = client instanceof Cluster ? nodeServing(client, this.#keysSlot) : undefined
+    if (owner !== undefined) {
+      try {
+        const up = await this.keys.probe(owner)
+        this.#clusterDown = false
+        return up
+      } catch (err) {
+        const reply = String((err as Error).message)
+        if (reply.startsWith('CLUSTERDOWN')) {
+          this.#clusterDown = true
+          return true
+        }
+        // A stale slot map (MOVED/ASK): the client follows redirections itself.
+        if (!reply.startsWith('MOVED') && !reply.startsWith('ASK')) throw err
+      }
+    }
+    const up = await this.keys.probe()
+    this.#clusterDown = false
+    return up
+  }
+
   get warnings (): readonly string[] {
-    return this.#warnings
+    if (!this.#clusterDown) return this.#warnings
+    return [...this.#warnings, 'Redis Cluster answers CLUSTERDOWN (a failed master is being replaced): keys this instance has not verified recently get 503 until it ends']
   }
 
   /**
@@ -181,12 +231,13 @@ export class RedisStore implements Store {
   async close (): Promise<void> {
     if (this.#closed) return
     this.#closed = true
+    for (const stop of this.#stopWatching) stop()
     await this.buckets.close()
     await Promise.all([closeClient(this.#subscriber), closeClient(this.#client)])
   }
 }
 
-function buildClients (config: Config): { client: Client, subscriber: Client, target: string } {
+function buildClients (config: Config): { client: Client, subscriber: Redis, target: string } {
   const r = config.redis
   // Fail fast instead of queueing (ioredis's defaults hold a command for seconds while Redis is
   // down): no offline queue, one retry, a command timeout, no replay of unanswered (possibly
@@ -266,7 +317,10 @@ function clusterSubscriber (cluster: Cluster, seeds: Array<{ host: string, port:
     retryStrategy (times) {
       const known = cluster.nodes('master').map((n) => ({ host: n.options.host ?? seeds[0].host, port: n.options.port ?? seeds[0].port }))
       const candidates = known.length > 0 ? known : seeds
-      const node = candidates[++next % candidates.length]
+      // Never straight back to the node just left (it may be the one that froze).
+      const left = `${subscriber.options.host ?? ''}:${subscriber.options.port ?? ''}`
+      let node = candidates[++next % candidates.length]
+      if (candidates.length > 1 && `${node.host}:${node.port}` === left) node = candidates[++next % candidates.length]
       // The connector reads host and port from these options at every connect.
       subscriber.options.host = node.host
       subscriber.options.port = node.port
@@ -300,10 +354,87 @@ function watch (conn: Client, role: string, target: string, log: Log): void {
 }
 
 /**
+ * A subscriber connection whose node froze (SIGSTOP, a half-open TCP path) keeps its socket and
+ * reports nothing: messages stop and nobody notices. So it is pinged every HEARTBEAT_EVERY_MS
+ * (PING is allowed on a subscribed connection); an unanswered PING, or a connection stuck in its
+ * handshake, for HEARTBEAT_DEADLINE_MS counts as silent: logged once (warn), then the connection
+ * is dropped and ioredis reconnects (a Cluster subscriber to another node). Its resubscription
+ * then flushes the key cache and catches the service table up (RedisKeyStore, RedisServiceStore).
+ * A move to another Cluster node is logged too. Returns the function that stops the heartbeat.
+ */
+function watchSubscriber (subscriber: Redis, log: Log, closed: () => boolean): () => void {
+  const nodeOf = () => `${subscriber.options.host ?? '127.0.0.1'}:${subscriber.options.port ?? 6379}`
+  let node = nodeOf() // the node of the current (or last) connection
+  let readyOn: string | null = null
+  let connectedAt = -1
+  let pinging = false
+  let silent = false
+
+  const drop = (reason: string): void => {
+    if (closed()) return
+    if (!silent) {
+      silent = true
+      log.warn({ event: 'redis_subscriber_silent', node, role: 'subscriber', deadline_ms: HEARTBEAT_DEADLINE_MS },
+        `redis subscriber on ${node} silent (${reason}): reconnecting, cached keys and services are refreshed on resubscribe`)
+    }
+    // Not disconnect(): it ends the socket gracefully and waits up to 2 s for a peer that will
+    // never answer. Destroying it makes ioredis reconnect at once, as after any lost connection.
+    subscriber.stream.destroy()
+  }
+
+  subscriber.on('connect', () => {
+    node = nodeOf()
+    connectedAt = performance.now()
+  })
+  subscriber.on('ready', () => {
+    connectedAt = -1
+    if (readyOn !== null && readyOn !== node) {
+      log.info({ event: 'redis_subscriber_moved', from: readyOn, to: node, role: 'subscriber' }, `redis subscriber moved from ${readyOn} to ${node}`)
+    }
+    readyOn = node
+  })
+  subscriber.on('close', () => { connectedAt = -1 })
+
+  const beat = (): void => {
+    if (subscriber.status === 'connect' && connectedAt >= 0 && performance.now() - connectedAt > HEARTBEAT_DEADLINE_MS) {
+      return drop(`no answer to the connection handshake within ${HEARTBEAT_DEADLINE_MS} ms`)
+    }
+    if (subscriber.status !== 'ready' || pinging) return
+    pinging = true
+    let answered = false
+    // Checked after the poll phase: after an event-loop stall, an answer waiting in the socket
+    // must win over the deadline that expired in the same turn.
+    const deadline = setTimeout(() => setImmediate(() => {
+      if (!answered && pinging) drop(`no answer to PING within ${HEARTBEAT_DEADLINE_MS} ms`)
+    }), HEARTBEAT_DEADLINE_MS)
+    subscriber.ping().then(() => { silent = false }, () => {}).finally(() => {
+      answered = true
+      pinging = false
+      clearTimeout(deadline)
+    })
+  }
+  const timer = setInterval(beat, HEARTBEAT_EVERY_MS)
+  timer.unref()
+  return () => { clearInterval(timer) }
+}
+
+/** The master connection serving `slot` in the client's slot map, if the client has one. */
+function nodeServing (cluster: Cluster, slot: number): Redis | undefined {
+  const key = cluster.slots[slot]?.[0]
+  if (key === undefined) return undefined
+  return cluster.nodes('master').find((n) => `${n.options.host ?? ''}:${n.options.port ?? ''}` === key)
+}
+
+/**
  * A Cluster client emits no 'error' when one node fails: it reports `node error` and `-node` for
  * that node, again on every retry and slot refresh. Each node's outage and recovery is logged once.
+ * `-node` also comes when the client merely drops a node from its pool (a replica the slot map
+ * does not list, a stale connection replaced): the node is asked first, and only a node that does
+ * not answer is down. A node the client no longer uses (a failed master that returns as a
+ * replica) never reconnects through the client, so down nodes are asked every
+ * NODE_CHECK_EVERY_MS until they answer. Returns the function that stops the checks.
  */
-function watchNodes (cluster: Cluster, role: string, log: Log, closed: () => boolean): void {
+function watchNodes (cluster: Cluster, role: string, log: Log, closed: () => boolean): () => void {
   const down = new Set<string>()
   const nodeKey = (r: Redis) => `${r.options.host ?? '127.0.0.1'}:${r.options.port ?? 6379}`
   const lost = (node: string, reason: string, code?: string): void => {
@@ -311,14 +442,56 @@ function watchNodes (cluster: Cluster, role: string, log: Log, closed: () => boo
     down.add(node)
     log.warn({ event: 'redis_node_down', node, role, code }, `redis cluster node ${node} unavailable: ${reason}`)
   }
+  const restored = (node: string, as: string): void => {
+    if (!closed() && down.delete(node)) log.info({ event: 'redis_node_restored', node, role, as }, `redis cluster node ${node} restored (${as})`)
+  }
   cluster.on('node error', (err: NodeJS.ErrnoException, node: string) => lost(node, err.message, err.code))
-  cluster.on('-node', (r: Redis) => lost(nodeKey(r), 'connection closed'))
+  cluster.on('-node', (r: Redis) => {
+    const node = nodeKey(r)
+    if (closed() || down.has(node)) return
+    nodeRole(cluster, node).then((as) => { if (as === null) lost(node, 'connection closed') }, () => {})
+  })
   cluster.on('+node', (r: Redis) => {
     const node = nodeKey(r)
-    r.on('ready', () => {
-      if (down.delete(node)) log.info({ event: 'redis_node_restored', node, role }, `redis cluster node ${node} restored`)
-    })
+    r.on('ready', () => restored(node, r.options.readOnly === true ? 'replica' : 'master'))
   })
+  let checking = false
+  const timer = setInterval(() => {
+    if (checking || down.size === 0 || closed()) return
+    checking = true
+    Promise.all([...down].map(async (node) => {
+      const as = await nodeRole(cluster, node)
+      if (as !== null) restored(node, as)
+    })).finally(() => { checking = false })
+  }, NODE_CHECK_EVERY_MS)
+  timer.unref()
+  return () => { clearInterval(timer) }
+}
+
+/** Asks `node` its ROLE on a short-lived connection: 'master', 'replica', or null (no answer). */
+async function nodeRole (cluster: Cluster, node: string): Promise<string | null> {
+  const at = node.lastIndexOf(':')
+  const conn = new Redis({
+    ...cluster.options.redisOptions,
+    host: node.slice(0, at),
+    port: Number(node.slice(at + 1)),
+    lazyConnect: true,
+    enableOfflineQueue: true,
+    enableReadyCheck: false,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+    connectTimeout: NODE_CHECK_EVERY_MS,
+    commandTimeout: NODE_CHECK_EVERY_MS
+  })
+  conn.on('error', () => {})
+  try {
+    const reply = await conn.role() as unknown[]
+    return reply[0] === 'slave' ? 'replica' : String(reply[0])
+  } catch {
+    return null
+  } finally {
+    conn.disconnect()
+  }
 }
 
 async function closeClient (conn: Client): Promise<void> {

@@ -197,9 +197,10 @@ export class RedisKeyStore implements KeyStore {
   /**
    * A bounded read in the API keys' own hash slot ({keys}): what /ready needs to know is whether
    * key records can be read, and in a Cluster any node answers PING while that slot's master is down.
+   * `via`: a connection to the node serving that slot, to ask it directly.
    */
-  async probe (): Promise<boolean> {
-    return typeof await this.#client.exists(this.#all()) === 'number'
+  async probe (via: Client = this.#client): Promise<boolean> {
+    return typeof await via.exists(this.#all()) === 'number'
   }
 
   async #change (script: Script, id: string, withIndex: boolean): Promise<boolean> {

@@ -57,6 +57,11 @@ export interface BucketStore {
   take (id: string, burst: number, rpm: number): Promise<BucketResult>
   /** The same take answered at once, for stores that keep buckets in this process. */
   takeSync? (id: string, burst: number, rpm: number): BucketResult
+  /**
+   * The failure domain of bucket `id`: buckets of one domain become unreachable together (in a
+   * Redis Cluster, the node serving the bucket's slot). Absent: every bucket shares one domain.
+   */
+  domainOf? (id: string): string
   close (): Promise<void>
 }
 

@@ -6,6 +6,7 @@
 //   const port = await freePort(); ...; await startRedis({ port })   // "Redis comes up later"
 //   await redis.kill('SIGKILL'); await redis.restart(); redis.pause(); redis.resume(); await redis.stop()
 //   const cluster = await startCluster(); cluster.nodes -> [{ host, port }]; await cluster.stop()
+//   const ha = await startCluster({ masters: 3, replicas: 1 })  // a killed master fails over
 import { spawn, execFile, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { connect } from 'node:net'
@@ -162,25 +163,45 @@ export interface RedisCluster {
   stop (): Promise<void>
 }
 
-/** Starts `masters` redis-server processes with cluster mode on, joins them, waits for cluster_state:ok. */
-export async function startCluster (opts: { masters?: number } = {}): Promise<RedisCluster> {
+export interface ClusterOptions {
+  /** Default 3. */
+  masters?: number
+  /** Replicas per master (default 0): with 1, a killed master fails over to its replica. */
+  replicas?: number
+  /** Extra redis-server arguments for every node, e.g. ['--cluster-require-full-coverage', 'no']. */
+  args?: string[]
+}
+
+/**
+ * Starts masters × (1 + replicas) redis-server processes with cluster mode on, joins them, and
+ * waits for cluster_state:ok everywhere and every replica's link to its master. Node timeout 2 s.
+ */
+export async function startCluster (opts: ClusterOptions = {}): Promise<RedisCluster> {
   const masters = opts.masters ?? 3
+  const replicas = opts.replicas ?? 0
   const servers: RedisServer[] = []
   try {
-    for (let i = 0; i < masters; i++) {
+    for (let i = 0; i < masters * (1 + replicas); i++) {
       // The cluster bus port defaults to port + 10000, which may be taken or out of range: pick one.
       const busPort = await freePort()
       servers.push(await startRedis({
         args: ['--cluster-enabled', 'yes', '--cluster-port', String(busPort), '--cluster-config-file', 'nodes.conf',
-          '--cluster-node-timeout', '2000']
+          '--cluster-node-timeout', '2000', ...(opts.args ?? [])]
       }))
     }
     await promisify(execFile)('redis-cli', ['--cluster', 'create', ...servers.map((s) => `${HOST}:${s.port}`),
-      '--cluster-replicas', '0', '--cluster-yes'], { timeout: 20_000 })
+      '--cluster-replicas', String(replicas), '--cluster-yes'], { timeout: 20_000 })
     const deadline = Date.now() + 15_000
     for (const s of servers) {
       while ((await rawCommand(s.port, 'CLUSTER INFO'))?.includes('cluster_state:ok') !== true) {
         if (Date.now() > deadline) throw new Error(`cluster node ${s.port} not ok within 15 s`)
+        await sleep(50)
+      }
+      // A replica takes part in a failover only once it has synced with its master.
+      while (true) {
+        const info = await rawCommand(s.port, 'INFO replication') ?? ''
+        if (info.includes('role:master') || info.includes('master_link_status:up')) break
+        if (Date.now() > deadline) throw new Error(`cluster replica ${s.port} not linked within 15 s`)
         await sleep(50)
       }
     }
@@ -193,4 +214,38 @@ export async function startCluster (opts: { masters?: number } = {}): Promise<Re
     nodes: servers.map((s) => ({ host: s.host, port: s.port })),
     async stop () { await Promise.all(servers.map((s) => s.stop())) }
   }
+}
+
+export interface ClusterMaster {
+  server: RedisServer
+  /** Slot ranges [first, last] it serves. */
+  ranges: Array<[number, number]>
+}
+
+/** The masters not flagged failed, from CLUSTER NODES asked of `via` (default: the first node). */
+export async function clusterMasters (cluster: RedisCluster, via: RedisServer = cluster.servers[0]): Promise<ClusterMaster[]> {
+  const text = await rawCommand(via.port, 'CLUSTER NODES', 2000) ?? ''
+  const masters: ClusterMaster[] = []
+  for (const line of text.split('\n')) {
+    // <id> <ip:port@bus> <flags> <master> <ping> <pong> <epoch> <link> <slot ranges...>
+    const parts = line.trim().split(' ')
+    if (parts.length < 8 || !parts[2].includes('master') || parts[2].includes('fail')) continue
+    const port = Number(parts[1].split('@')[0].split(':').at(-1))
+    const server = cluster.servers.find((s) => s.port === port)
+    if (server === undefined) continue
+    const ranges = parts.slice(8).filter((r) => !r.startsWith('[')).map((r) => {
+      const [lo, hi] = r.split('-').map(Number)
+      return [lo, hi ?? lo] as [number, number]
+    })
+    masters.push({ server, ranges })
+  }
+  return masters
+}
+
+/** The master serving `key`'s slot (CLUSTER KEYSLOT and CLUSTER NODES asked of `via`). */
+export async function masterOf (cluster: RedisCluster, key: string, via: RedisServer = cluster.servers[0]): Promise<RedisServer> {
+  const slot = Number(/^:(\d+)/.exec(await rawCommand(via.port, `CLUSTER KEYSLOT ${key}`, 2000) ?? '')?.[1])
+  const owner = (await clusterMasters(cluster, via)).find((m) => m.ranges.some(([lo, hi]) => slot >= lo && slot <= hi))
+  if (owner === undefined) throw new Error(`no master serves ${key} (slot ${slot})`)
+  return owner.server
 }
