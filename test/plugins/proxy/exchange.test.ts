@@ -1,6 +1,7 @@
 // Circuit breakers and retries end to end (SPEC §8; docs/reliability.md, FT-04, FT-06, FT-07): the
 // real gateway app in front of real scripted backends; attempts are counted where they land.
-import { request as httpRequest } from 'node:http'
+import { createServer, request as httpRequest } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyInstance } from 'fastify'
 import t, { type Test } from 'tap'
@@ -330,5 +331,41 @@ t.test('retries', async (t) => {
     const retries = hits() - 40
     t.ok(retries <= 10 * seconds + 8, `${retries} retries for 40 requests over <= ${seconds} s`)
     t.ok(retries < 120, 'fewer than without a budget')
+  })
+})
+
+t.test('attempt timeout', async (t) => {
+  t.test('a slow upload does not eat the backend\'s time: the attempt timeout counts from the end of the body', async (t) => {
+    // The backend answers 300 ms after the body's last byte, well inside UPSTREAM_TIMEOUT_MS (1 s);
+    // the client takes 1.8 s to send the body. The backend gets its whole second after the upload
+    // whatever the phase of the gateway's timer (it re-arms while the body is still arriving).
+    let arrived: () => void = () => {}
+    const arrival = new Promise<void>((resolve) => { arrived = resolve })
+    const backend = createServer((req, res) => {
+      arrived()
+      req.resume()
+      req.on('end', () => setTimeout(() => res.writeHead(200, { 'content-type': 'text/plain' }).end('done'), 300))
+    })
+    await new Promise<void>((resolve) => backend.listen(0, '127.0.0.1', resolve))
+    t.teardown(() => { backend.closeAllConnections(); backend.close() })
+    const upstream = `http://127.0.0.1:${(backend.address() as AddressInfo).port}`
+    const { url } = await listen(t, { ...BASE, USER_SERVICE_URL: upstream, AUTH_SERVICE_URL: upstream, UPSTREAM_TIMEOUT_MS: '1000', RETRY_MAX_RETRIES: '0' })
+    const { port } = new URL(url)
+    const response = new Promise<{ status: number, body: string }>((resolve, reject) => {
+      const req = httpRequest({ host: '127.0.0.1', port, method: 'POST', path: '/api/users/upload', headers: { 'content-type': 'text/plain', 'transfer-encoding': 'chunked' } }, (res) => {
+        let body = ''
+        res.setEncoding('utf8')
+        res.on('data', (c: string) => { body += c })
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }))
+      })
+      req.on('error', reject)
+      req.write('first part;')
+      // The attempt starts when the backend sees the request: end the body 1.8 s after that, just
+      // before the second expiry of a timer that would only be re-armed while uploading.
+      arrival.then(() => sleep(1800)).then(() => req.end('last part'), reject)
+    })
+    const res = await response
+    t.equal(res.status, 200, `the backend's answer is relayed (got ${res.status})`)
+    t.equal(res.body, 'done')
   })
 })
