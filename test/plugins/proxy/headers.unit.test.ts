@@ -1,6 +1,6 @@
 // The header policy's functions (plugins/proxy/headers.ts), in process, on plain objects shaped
 // like the request and reply they read. The black-box cases (BI-17…BI-21) send real requests
-// through a gateway: test/plugins/proxy/headers.test.ts.
+// through a gateway: test/blackbox/headers.test.ts.
 import type { IncomingHttpHeaders } from 'node:http'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import t from 'tap'

@@ -1,5 +1,5 @@
 // The request target's pure functions (plugins/proxy/paths.ts), in process. The black-box cases
-// (BI-14, BI-15) send the same kinds of paths through a gateway: test/plugins/proxy/paths.test.ts.
+// (BI-14, BI-15) send the same kinds of paths through a gateway: test/blackbox/paths.test.ts.
 import t from 'tap'
 import { isSafePath, normalizePath, stripPrefix, withoutKeyParams } from '../../../plugins/proxy/paths.js'
 

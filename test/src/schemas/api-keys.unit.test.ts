@@ -1,5 +1,5 @@
 // The admin API-key schemas (src/schemas/api-keys.ts), in process: strict bodies, no coercion,
-// messages that name the field. The same rules over HTTP: test/routes/admin/input.test.ts.
+// messages that name the field. The same rules over HTTP: test/blackbox/admin-input.test.ts.
 import t from 'tap'
 import { ApiKeyRecordSchema, createApiKeyBody, describeIssues, KEY_NAME_RE } from '../../../src/schemas/api-keys.js'
 

@@ -3,10 +3,10 @@
 // upstream), so a request that escapes its prefix or changes upstream is visible.
 import { posix } from 'node:path'
 import t from 'tap'
-import { startGateway } from '../../support/gateway-process.js'
-import { http, nextIp } from '../../support/http.js'
-import { send, service } from '../../support/suite.js'
-import { echoUpstream, headerValues, rawUpstream, type Recorded } from '../../support/upstreams.js'
+import { startGateway } from '../support/gateway-process.js'
+import { http, nextIp } from '../support/http.js'
+import { send, service } from '../support/suite.js'
+import { echoUpstream, headerValues, rawUpstream, type Recorded } from '../support/upstreams.js'
 
 const echo = await echoUpstream(t)
 const other = await echoUpstream(t)

@@ -1,14 +1,14 @@
 // Faults (docs/reliability.md), upstream faults: FT-01…FT-06 and FT-08, one gateway child, one
 // service per case so no case trips another's breaker (CB_MAX_FAILURES=5, every attempt counts).
 import t from 'tap'
-import { startGateway } from '../../support/gateway-process.js'
-import { http, metricValue, nextIp, scrape } from '../../support/http.js'
-import { isEnvelope, leaks, logsAtLeast, send, service } from '../../support/suite.js'
-import { sleep, until } from '../../support/basics.js'
+import { startGateway } from '../support/gateway-process.js'
+import { http, metricValue, nextIp, scrape } from '../support/http.js'
+import { isEnvelope, leaks, logsAtLeast, send, service } from '../support/suite.js'
+import { sleep, until } from '../support/basics.js'
 import {
   blackHoleUpstream, flakyUpstream, MALFORMED, malformedUpstream, refusedPort, resetBeforeHeadersUpstream,
   resetMidBodyUpstream, slowUpstream, type Recorded
-} from '../../support/upstreams.js'
+} from '../support/upstreams.js'
 
 const refused = await refusedPort()
 const slow = await slowUpstream(t, 2000)

@@ -2,12 +2,12 @@
 // client address), BI-18 (spoofed identity), BI-19/BI-20 (hop-by-hop, both directions), BI-21
 // (Expect).
 import t from 'tap'
-import { startGateway } from '../../support/gateway-process.js'
-import { createKey, http, nextIp, type HttpResponse } from '../../support/http.js'
-import { httpMessage, RawConnection } from '../../support/raw-client.js'
-import { send, service } from '../../support/suite.js'
-import { echoUpstream, headerValues, hopByHopUpstream } from '../../support/upstreams.js'
-import { sleep } from '../../support/basics.js'
+import { startGateway } from '../support/gateway-process.js'
+import { createKey, http, nextIp, type HttpResponse } from '../support/http.js'
+import { httpMessage, RawConnection } from '../support/raw-client.js'
+import { send, service } from '../support/suite.js'
+import { echoUpstream, headerValues, hopByHopUpstream } from '../support/upstreams.js'
+import { sleep } from '../support/basics.js'
 
 const C = 20
 const R = 10 // tokens per second (RATE_LIMIT_RPM=600)
