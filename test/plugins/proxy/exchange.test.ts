@@ -1,6 +1,7 @@
 // Circuit breakers and retries end to end (SPEC §8; docs/reliability.md, FT-04, FT-06, FT-07): the
 // real gateway app in front of real scripted backends; attempts are counted where they land.
-import { request as httpRequest } from 'node:http'
+import { createServer, request as httpRequest } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyInstance } from 'fastify'
 import t, { type Test } from 'tap'
@@ -101,15 +102,16 @@ t.test('circuit breaker', async (t) => {
 
   t.test('half-open admits at most CB_HALF_OPEN_MAX_REQUESTS trials and closes after CB_SUCCESS_THRESHOLD successes', async (t) => {
     const s = await setup(t, {
-      CB_MAX_FAILURES: '2', CB_RESET_TIMEOUT_SECONDS: '0.3', CB_HALF_OPEN_MAX_REQUESTS: '2', CB_SUCCESS_THRESHOLD: '2', RETRY_MAX_RETRIES: '0'
+      // A reset timeout a busy machine cannot overrun between opening and the fail-fast check.
+      CB_MAX_FAILURES: '2', CB_RESET_TIMEOUT_SECONDS: '1', CB_HALF_OPEN_MAX_REQUESTS: '2', CB_SUCCESS_THRESHOLD: '2', RETRY_MAX_RETRIES: '0'
     }, status(500))
     await get(s.app)
+    const beforeOpening = Date.now()
     await get(s.app)
     t.equal(breakerState(s.app), 'open')
-    const openedAt = Date.now()
     t.equal((await get(s.app)).statusCode, 503)
     await waitFor(() => breakerState(s.app) === 'half-open', 'half-open')
-    t.ok(Date.now() - openedAt >= 250, 'not before the reset timeout')
+    t.ok(Date.now() - beforeOpening >= 990, 'not before the reset timeout')
     s.behave(slow(300))
     const trials = [get(s.app), get(s.app)]
     await waitFor(() => s.hits() === 4, 'two trials at the backend')
@@ -124,7 +126,7 @@ t.test('circuit breaker', async (t) => {
   })
 
   t.test('a failure in half-open reopens the breaker', async (t) => {
-    const { app, hits } = await setup(t, { CB_MAX_FAILURES: '1', CB_RESET_TIMEOUT_SECONDS: '0.2', RETRY_MAX_RETRIES: '0' }, status(503))
+    const { app, hits } = await setup(t, { CB_MAX_FAILURES: '1', CB_RESET_TIMEOUT_SECONDS: '1', RETRY_MAX_RETRIES: '0' }, status(503))
     await get(app)
     await waitFor(() => breakerState(app) === 'half-open', 'half-open')
     t.equal((await get(app)).statusCode, 503)
@@ -330,5 +332,41 @@ t.test('retries', async (t) => {
     const retries = hits() - 40
     t.ok(retries <= 10 * seconds + 8, `${retries} retries for 40 requests over <= ${seconds} s`)
     t.ok(retries < 120, 'fewer than without a budget')
+  })
+})
+
+t.test('attempt timeout', async (t) => {
+  t.test('a slow upload does not eat the backend\'s time: the attempt timeout counts from the end of the body', async (t) => {
+    // The backend answers 300 ms after the body's last byte, well inside UPSTREAM_TIMEOUT_MS (1 s);
+    // the client takes 1.8 s to send the body. The backend gets its whole second after the upload
+    // whatever the phase of the gateway's timer (it re-arms while the body is still arriving).
+    let arrived: () => void = () => {}
+    const arrival = new Promise<void>((resolve) => { arrived = resolve })
+    const backend = createServer((req, res) => {
+      arrived()
+      req.resume()
+      req.on('end', () => setTimeout(() => res.writeHead(200, { 'content-type': 'text/plain' }).end('done'), 300))
+    })
+    await new Promise<void>((resolve) => backend.listen(0, '127.0.0.1', resolve))
+    t.teardown(() => { backend.closeAllConnections(); backend.close() })
+    const upstream = `http://127.0.0.1:${(backend.address() as AddressInfo).port}`
+    const { url } = await listen(t, { ...BASE, USER_SERVICE_URL: upstream, AUTH_SERVICE_URL: upstream, UPSTREAM_TIMEOUT_MS: '1000', RETRY_MAX_RETRIES: '0' })
+    const { port } = new URL(url)
+    const response = new Promise<{ status: number, body: string }>((resolve, reject) => {
+      const req = httpRequest({ host: '127.0.0.1', port, method: 'POST', path: '/api/users/upload', headers: { 'content-type': 'text/plain', 'transfer-encoding': 'chunked' } }, (res) => {
+        let body = ''
+        res.setEncoding('utf8')
+        res.on('data', (c: string) => { body += c })
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }))
+      })
+      req.on('error', reject)
+      req.write('first part;')
+      // The attempt starts when the backend sees the request: end the body 1.8 s after that, just
+      // before the second expiry of a timer that would only be re-armed while uploading.
+      arrival.then(() => sleep(1800)).then(() => req.end('last part'), reject)
+    })
+    const res = await response
+    t.equal(res.status, 200, `the backend's answer is relayed (got ${res.status})`)
+    t.equal(res.body, 'done')
   })
 })

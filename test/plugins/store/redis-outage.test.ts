@@ -26,6 +26,12 @@ function setup (port: number) {
   return { config, lines, log }
 }
 
+/**
+ * How late past the command timeout a call may settle: room for a busy 2-core machine, still far
+ * below the seconds a queued or retried command would hang.
+ */
+const LATE = 1500
+
 /** Resolves with how long the promise took to settle, and whether it rejected. */
 async function timed (p: Promise<unknown>): Promise<{ ms: number, rejected: boolean }> {
   const start = performance.now()
@@ -100,7 +106,7 @@ t.test('a SIGKILLed Redis makes calls fail fast, and a restarted one is used aga
   // command timeout; once the close is seen, every call is refused at once.
   const first = await timed(store.keys.findByHash(key.hash))
   t.ok(first.rejected, `first call after the kill rejects (${first.ms.toFixed(1)} ms)`)
-  t.ok(first.ms < commandTimeoutMs(config) + 250, 'within the command timeout')
+  t.ok(first.ms < commandTimeoutMs(config) + LATE, 'within the command timeout')
   await everyCallFailsFast(t, store, commandTimeoutMs(config))
 
   await redis.restart()
@@ -121,9 +127,9 @@ t.test('a paused Redis (SIGSTOP) makes calls fail by the command timeout, and wo
   const stalled = await timed(store.buckets.take('client-1', 10, 60))
   t.ok(stalled.rejected, `a call to a paused Redis rejects (${stalled.ms.toFixed(1)} ms)`)
   t.ok(stalled.ms >= commandTimeoutMs(config) - 50, 'by the command timeout, not by a queue')
-  t.ok(stalled.ms < commandTimeoutMs(config) + 250, 'and no later')
+  t.ok(stalled.ms < commandTimeoutMs(config) + LATE, 'and no later')
   const ping = await timed(store.ping())
-  t.ok(ping.ms < commandTimeoutMs(config) + 250, `ping is bounded too (${ping.ms.toFixed(1)} ms)`)
+  t.ok(ping.ms < commandTimeoutMs(config) + LATE, `ping is bounded too (${ping.ms.toFixed(1)} ms)`)
   redis.resume()
 
   t.ok(await until(() => store.ping(), 5000), 'ping is true again after SIGCONT')

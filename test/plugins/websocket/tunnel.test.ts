@@ -102,7 +102,7 @@ t.test('a WebSocket echo goes through with a key, which never reaches the backen
   const end = closed(client)
   client.close(4000, 'bye')
   t.equal((await end).code, 4000, 'the close code comes back from the backend')
-  t.ok(await until(async () => metricValue(await metrics(app), 'gateway_websocket_tunnels_open', { service: 'chat' }) === 0, 2000), 'the gauge falls back to 0')
+  t.ok(await until(async () => metricValue(await metrics(app), 'gateway_websocket_tunnels_open', { service: 'chat' }) === 0, 5000), 'the gauge falls back to 0')
 })
 
 t.test('without compression on the backend, the client is not offered it either', async (t) => {

@@ -1,12 +1,12 @@
 // Secrets (docs/reliability.md): SC-09 (every gateway-made error is a clean envelope), SC-10 (HTTPS
 // upstream certificates are verified), SC-11 (body-less forwards never desynchronise the upstream).
 import t from 'tap'
-import { adminAuth, startGateway } from '../../support/gateway-process.js'
-import { http, nextIp } from '../../support/http.js'
-import { RawConnection } from '../../support/raw-client.js'
-import { isEnvelope, leaks, send, service } from '../../support/suite.js'
-import { echoUpstream, makeSelfSigned, refusedPort, slowUpstream, tlsUpstream } from '../../support/upstreams.js'
-import { sleep } from '../../support/basics.js'
+import { adminAuth, startGateway } from '../support/gateway-process.js'
+import { http, nextIp } from '../support/http.js'
+import { RawConnection } from '../support/raw-client.js'
+import { isEnvelope, leaks, send, service } from '../support/suite.js'
+import { echoUpstream, makeSelfSigned, refusedPort, slowUpstream, tlsUpstream } from '../support/upstreams.js'
+import { sleep } from '../support/basics.js'
 
 const echo = await echoUpstream(t)
 const refused = await refusedPort()

@@ -2,11 +2,11 @@
 // (Basic auth). Each case uses its own client address, so the failed-login throttle (SPEC §9: more
 // than 10 failures per IP per minute) never interferes.
 import t from 'tap'
-import { ADMIN_PASSWORD, ADMIN_USER, adminAuth, startGateway } from '../../support/gateway-process.js'
-import { admin, createKey, http, nextIp } from '../../support/http.js'
-import { httpMessage, RawConnection } from '../../support/raw-client.js'
-import { isEnvelope, leaks, send, service } from '../../support/suite.js'
-import { echoUpstream } from '../../support/upstreams.js'
+import { ADMIN_PASSWORD, ADMIN_USER, adminAuth, startGateway } from '../support/gateway-process.js'
+import { admin, createKey, http, nextIp } from '../support/http.js'
+import { httpMessage, RawConnection } from '../support/raw-client.js'
+import { isEnvelope, leaks, send, service } from '../support/suite.js'
+import { echoUpstream } from '../support/upstreams.js'
 
 const echo = await echoUpstream(t)
 const gw = await startGateway(t, { services: [service('echo', '/api/echo', echo.url)] })
