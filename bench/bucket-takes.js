@@ -1,4 +1,4 @@
-// Takes per second and Redis commands per take for RedisBuckets on one hot bucket (SPEC §14: at
+// Takes per second and Redis commands per take for RedisBuckets on one hot bucket (docs/performance.md: at
 // most 0.5 commands per request at saturation with 50 connections on one key). Not part of
 // `npm run bench`: it drives the store directly, with no HTTP in between, so it isolates what the
 // bucket store sends. Run after `npm run build`:

@@ -1,5 +1,5 @@
-// The concurrency cap's own cost per proxied request (SPEC §16: under 2% of the full pipeline).
-// Not part of `npm run bench`: it drives plugins/proxy/concurrency.ts directly, the way the proxy's
+// The concurrency cap's own cost per proxied request (docs/configuration.md#load-shedding: under 2% of the full pipeline).
+// Not part of `npm run bench`: it drives lib/concurrency.ts directly, the way the proxy's
 // forward does with both caps set (acquireAll over a service and the global cap, one 'close'
 // listener, the release when it fires), and subtracts the same loop without the limiter. With no
 // cap configured the proxy skips all of this (one null check). Run after `npm run build`:

@@ -1,4 +1,4 @@
-// Counting the gateway's Redis round trips (SPEC §14): a round trip is one command the gateway
+// Counting the gateway's Redis round trips (docs/performance.md): a round trip is one command the gateway
 // sends; commands a Lua script calls inside Redis are not round trips, although `INFO
 // commandstats` counts them too.
 import { Redis } from 'ioredis'

@@ -1,4 +1,4 @@
-// The gateway benchmark (SPEC §14). Run it with `npm run bench` (builds, then `node bench/run.js`)
+// The gateway benchmark (docs/performance.md). Run it with `npm run bench` (builds, then `node bench/run.js`)
 // on Node 24, on a machine that is otherwise quiet. With the defaults it takes about 10 minutes.
 // Files: run.js (this: cases, rounds, report), backend.js, baseline.js, thin-core.js, paced.js
 // (open-loop fixed-rate load for the latency run), processes.js (spawn/pin/stop, RSS),
@@ -536,7 +536,7 @@ async function main () {
     monitorSat = await redisCommandsAtSaturation(fullRedis)
   }
 
-  // Latency run, with only the measured processes alive (SPEC §14): the other cases are stopped.
+  // Latency run, with only the measured processes alive (docs/performance.md): the other cases are stopped.
   await procs.stop(cases.filter((c) => !latencyTargets.includes(c)).map((c) => c.proc).filter(Boolean))
   // "About half of saturation" of the system under test: the full pipeline's own saturation (a
   // rate above what it can serve would measure queueing, not the gateway's added latency).
@@ -580,7 +580,7 @@ async function main () {
   ))
   const degraded = cases.filter((c) => c.failOpen > 0)
   if (degraded.length) {
-    console.log(`\nNOTE: ${degraded.map((c) => `${c.id} (${fmt(c.failOpen)} requests, ${fmt(c.storeErrors)} store errors)`).join(', ')} partly measured the in-process fallback bucket, not the store: store calls exceeded RATE_LIMIT_STORE_TIMEOUT_MS and the limiter failed open (SPEC §7). Those rows understate the store's cost; the machine or Redis was overloaded.`)
+    console.log(`\nNOTE: ${degraded.map((c) => `${c.id} (${fmt(c.failOpen)} requests, ${fmt(c.storeErrors)} store errors)`).join(', ')} partly measured the in-process fallback bucket, not the store: store calls exceeded RATE_LIMIT_STORE_TIMEOUT_MS and the limiter failed open (docs/proxying.md#rate-limits). Those rows understate the store's cost; the machine or Redis was overloaded.`)
   }
   console.log('\nreq/s counts 2xx responses; × baseline and × thin core are medians of per-round ratios to that baseline; p50/p99 are autocannon\'s (1 ms resolution); peak RSS is the proxy process (for WORKERS, primary + workers) sampled every 200 ms while it was under load; fail-open counts requests the rate limiter served from its in-process fallback because the store timed out (gateway_rate_limit_fail_open_total delta; not available for WORKERS, whose /metrics is one worker\'s).')
   console.log('\nWhat each row measures:\n')
@@ -642,7 +642,7 @@ async function main () {
     }
   }
 
-  console.log('\n## Targets (SPEC §14)\n')
+  console.log('\n## Targets (docs/performance.md)\n')
   const targets = []
   const target = (id, label, measured, show, ok, caveat = null) => {
     const m = Number.isFinite(measured) ? measured : null

@@ -1,4 +1,4 @@
-// WebSocket relay throughput (SPEC §15): MB/s of an echo through the gateway's tunnel against the
+// WebSocket relay throughput (docs/proxying.md#websockets): MB/s of an echo through the gateway's tunnel against the
 // same echo straight to the backend, measured in the same run, rounds interleaved. A ws client
 // keeps WINDOW binary messages of SIZE bytes in flight and counts the bytes echoed back; each byte
 // crosses the gateway twice (client → backend → client), the figure is bytes echoed per second.

@@ -1,4 +1,4 @@
-// Basic auth for the admin API (SPEC §9). Not global: routes/admin/index.ts registers this inside
+// Basic auth for the admin API (docs/admin-api.md#authentication-and-errors). Not global: routes/admin/index.ts registers this inside
 // the `/admin` scope, and fastify-plugin makes its onRequest hook apply to that scope (and only
 // that scope). Every failure — missing or malformed header, wrong credentials — answers the
 // gateway's 401 envelope with `WWW-Authenticate`; once MAX_FAILURES attempts from one client IP
@@ -9,8 +9,8 @@ import basicAuth from '@fastify/basic-auth'
 import { createHash, timingSafeEqual } from 'node:crypto'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import { AdminThrottled, AdminUnauthorized } from '../src/errors.js'
-import { MemoryFailureCounter } from './store/embedded.js'
+import { AdminThrottled, AdminUnauthorized } from '../lib/errors.js'
+import { MemoryFailureCounter } from './store/index.js'
 import type { Reservation } from './store/types.js'
 import type { StoreOperation } from './gateway-metrics.js'
 
@@ -58,7 +58,7 @@ async function adminAuth (fastify: FastifyInstance): Promise<void> {
   })
 
   /**
-   * Reserves the attempt before any comparison (SPEC §9), in the shared store, or in process while
+   * Reserves the attempt before any comparison (docs/admin-api.md#authentication-and-errors), in the shared store, or in process while
    * the store is unreachable so the throttle never silently disappears. `release` gives it back.
    */
   async function reserve (ip: string): Promise<Reservation & { release: () => Promise<void> }> {

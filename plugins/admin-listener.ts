@@ -1,4 +1,4 @@
-// The admin plane on its own listener (SPEC §16): with ADMIN_PORT set, /admin/* and /metrics are
+// The admin plane on its own listener (docs/configuration.md#load-shedding): with ADMIN_PORT set, /admin/* and /metrics are
 // served only on ADMIN_HOST:ADMIN_PORT and the public listener answers 404 for them; /health and
 // /ready answer on both; nothing else (the proxy, /info, /services/health) is served on the admin one.
 //

@@ -1,19 +1,19 @@
-// API-key authentication (SPEC §4, §5) and the key operations the admin API uses.
+// API-key authentication (docs/proxying.md, docs/admin-api.md#api-keys) and the key operations the admin API uses.
 //
 // Hot path: the hook finds the gateway key (X-API-Key or `Authorization: Bearer gw_…`, parsed by
-// src/credentials.ts), checks format + checksum without I/O, then answers from an
+// lib/credentials.ts), checks format + checksum without I/O, then answers from an
 // in-process cache. A verified key is trusted for `cacheTtlMs` (5 s) and refreshed in the
 // background before that, so no request waits on the store in the steady state. The TTL is also
-// the "verified within the last few seconds" grace of SPEC §5: when the store is unreachable a key
+// the "verified within the last few seconds" grace of docs/admin-api.md#api-keys: when the store is unreachable a key
 // older than that gets 503 — never fail open. Revocation and deletion reach every instance through
 // `store.keys.onInvalidate` (Redis pub/sub) at once; the TTL bounds staleness if that channel drops.
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
 import { LruMap } from 'toad-cache'
-import type { ServiceConfig } from '../src/config.js'
-import { generateApiKey, newKeyId, parseApiKey } from '../src/api-key-format.js'
-import { findCredential } from '../src/credentials.js'
-import { AmbiguousCredentials, InvalidApiKey, MissingApiKey, RateLimited, ServiceForbidden, StoreUnavailable } from '../src/errors.js'
+import type { ServiceConfig } from '../lib/config.js'
+import { generateApiKey, newKeyId, parseApiKey } from '../lib/api-key-format.js'
+import { findCredential } from '../lib/credentials.js'
+import { AmbiguousCredentials, InvalidApiKey, MissingApiKey, RateLimited, ServiceForbidden, StoreUnavailable } from '../lib/errors.js'
 import type { ApiKeyRecord, StoredApiKey } from './store/types.js'
 
 export interface Consumer {

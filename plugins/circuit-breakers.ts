@@ -1,4 +1,4 @@
-// One circuit breaker per service (SPEC §8), with the seed's semantics, on top of opossum.
+// One circuit breaker per service (docs/proxying.md#retries-and-circuit-breakers), with the seed's semantics, on top of opossum.
 //
 // opossum owns the state (closed / open / half-open), the reset timer that moves open → half-open,
 // and the transition events. We never call `fire()`: a proxied attempt is a streamed exchange
@@ -11,7 +11,7 @@
 //    thresholds are set so it could not trip anyway) and `failure()` calls `open()` itself.
 //  - a half-open slot count: opossum admits one trial in half-open; the seed admits up to
 //    CB_HALF_OPEN_MAX_REQUESTS concurrent trials, and a permit that ends without an outcome must
-//    give its slot back (SPEC §8), so slots are counted here.
+//    give its slot back (docs/proxying.md#retries-and-circuit-breakers), so slots are counted here.
 //  - a success count in half-open: opossum closes on the first success; the seed needs
 //    CB_SUCCESS_THRESHOLD successes in a row, so `close()` is called when the count is reached.
 //  - a generation number: an attempt started under an earlier state (e.g. a slow request sent while

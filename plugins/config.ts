@@ -1,8 +1,8 @@
-// The loaded configuration (src/config.ts) as `fastify.config`. A named plugin rather than a bare
+// The loaded configuration (lib/config.ts) as `fastify.config`. A named plugin rather than a bare
 // decorate call, so every plugin that reads it can list 'config' in its dependencies and a wrong
 // registration order fails at boot.
 import fp from 'fastify-plugin'
-import type { Config } from '../src/config.js'
+import type { Config } from '../lib/config.js'
 
 declare module 'fastify' {
   interface FastifyInstance {

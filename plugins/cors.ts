@@ -1,4 +1,4 @@
-// CORS per CORS_ORIGINS (SPEC §12). Registered before any auth hook so preflights are answered
+// CORS per CORS_ORIGINS (docs/operations.md). Registered before any auth hook so preflights are answered
 // by the gateway without a key.
 import cors, { type FastifyCorsOptions } from '@fastify/cors'
 import fp from 'fastify-plugin'

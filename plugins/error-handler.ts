@@ -1,11 +1,11 @@
-// One error handler, one JSON envelope (SPEC §5): every gateway error answers
+// One error handler, one JSON envelope (docs/admin-api.md#api-keys): every gateway error answers
 // {"status":"error","error":"<reason>","message":"<what to do>"}. Low-level messages (addresses,
 // errnos, stacks) are logged, never sent.
 import type { Socket } from 'node:net'
-import type { Duplex } from 'node:stream'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import { envelope, REASONS } from '../src/errors.js'
+import { endAndClose } from '../lib/end-and-close.js'
+import { envelope, REASONS } from '../lib/errors.js'
 
 /** Fastify's own client errors, rewritten as messages a caller can act on. */
 const FASTIFY_MESSAGES: Record<string, string> = {
@@ -51,7 +51,7 @@ export function renderError (error: FastifyError, request: FastifyRequest, reply
  * Errors Fastify's router raises before any hook runs (Fastify's `frameworkErrors`): a bad
  * percent-escape in the path, a path parameter over `maxParamLength`. Fastify's own answers echo
  * the URL and skip every hook; these get the envelope, the request id, a metric and the access-log
- * line like any other answer (SPEC §12).
+ * line like any other answer (docs/operations.md).
  */
 export function routerError (error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
   const tooLong = error.code === 'FST_ERR_MAX_PARAM_LENGTH'
@@ -90,26 +90,6 @@ export function clientErrorHandler (this: FastifyInstance, err: NodeJS.ErrnoExce
   endAndClose(socket, `HTTP/1.1 ${status} ${REASONS[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
     `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
 }
-
-/** How long a last answer may take to reach the kernel before its connection is cut anyway. */
-export const ANSWER_FLUSH_MS = 1000
-
-/**
- * Writes a connection's last bytes and closes it once they are flushed (Node's `destroySoon`), or
- * after ANSWER_FLUSH_MS when the peer does not read. `end()` alone only half-closes: a client that
- * keeps its side open would keep the socket, and whatever is tied to the socket's close (a request's
- * concurrency slots, breaker permit and upstream request) with it (docs/reliability.md, BI-27).
- */
-export function endAndClose (socket: Duplex, data?: string): void {
-  const timer = setTimeout(destroy, ANSWER_FLUSH_MS, socket)
-  timer.unref()
-  socket.end(data, () => {
-    clearTimeout(timer)
-    socket.destroy()
-  })
-}
-
-function destroy (socket: Duplex): void { socket.destroy() }
 
 /** CONNECT is never proxied: answer 405 instead of Node's silent close (docs/reliability.md, BI-26). */
 export function refuseConnect (socket: Socket): void {

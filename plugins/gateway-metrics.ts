@@ -1,11 +1,11 @@
-// Prometheus metrics (SPEC §11): fastify-metrics as the exporter, one prom-client registry per app
+// Prometheus metrics (docs/operations.md#metrics): fastify-metrics as the exporter, one prom-client registry per app
 // (two gateways in one process never share a series), the seed's metric names plus a histogram,
 // retries, store errors and fail-open counters. Labels are bounded: `path` is the route template
 // or the service prefix, never the raw URL.
 import fp from 'fastify-plugin'
 import fastifyMetrics from 'fastify-metrics'
 import promClient from '@platformatic/prom-client'
-import type { ServiceConfig } from '../src/config.js'
+import type { ServiceConfig } from '../lib/config.js'
 import { routeLabel } from './request-end.js'
 
 export type BreakerStateName = 'closed' | 'open' | 'half-open'
@@ -24,7 +24,7 @@ export interface GatewayMetrics {
   breakerState (service: string, state: BreakerStateName): void
   breakerTrip (service: string): void
   retry (service: string): void
-  /** A request refused by a concurrency cap (SPEC §16). */
+  /** A request refused by a concurrency cap (docs/configuration.md#load-shedding). */
   shed (service: string): void
   storeError (operation: StoreOperation): void
   rateLimitFailOpen (): void
@@ -32,7 +32,7 @@ export interface GatewayMetrics {
   addService (service: string): void
   /** Drops every series of a removed service. */
   removeService (service: string): void
-  /** The version of the service table in use (SPEC §17). */
+  /** The version of the service table in use (docs/admin-api.md#managing-services). */
   servicesVersion (version: number): void
   /** This app's registry (what GET /metrics exposes). */
   readonly registry: promClient.Registry

@@ -1,9 +1,9 @@
-// Backend health (SPEC §10): an active check of each backend's healthPath every
+// Backend health (docs/admin-api.md#health-and-info): an active check of each backend's healthPath every
 // HEALTH_CHECK_INTERVAL_SECONDS, plus passive marking when a connection to it fails.
 import fp from 'fastify-plugin'
 import { Agent, request as undiciRequest } from 'undici'
-import type { ServiceConfig } from '../src/config.js'
-import { noop } from '../src/noop.js'
+import type { ServiceConfig } from '../lib/config.js'
+import { noop } from '../lib/noop.js'
 
 export type BackendStatus = 'healthy' | 'unhealthy' | 'unknown'
 

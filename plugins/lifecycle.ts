@@ -1,4 +1,4 @@
-// Draining state for graceful shutdown (SPEC §12): /health answers 503 once shutdown began,
+// Draining state for graceful shutdown (docs/operations.md): /health answers 503 once shutdown began,
 // /ready too, while in-flight requests finish.
 import fp from 'fastify-plugin'
 

@@ -1,4 +1,4 @@
-// Token-bucket rate limiting (SPEC §7), an onRequest hook that each service scope adds after the
+// Token-bucket rate limiting (docs/proxying.md#rate-limits), an onRequest hook that each service scope adds after the
 // API-key hook. Buckets live in the store (memory or Redis); while the store is unreachable the
 // hook either falls back to this instance's own buckets (`open`) or answers 503 (`closed`), and
 // never waits longer than RATE_LIMIT_STORE_TIMEOUT_MS for it.
@@ -6,10 +6,10 @@ import type { FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify
 import fp from 'fastify-plugin'
 import createError from '@fastify/error'
 import { performance } from 'node:perf_hooks'
-import type { ServiceConfig } from '../src/config.js'
-import { RateLimited, RateLimitUnavailable } from '../src/errors.js'
-import { fillMs } from '../src/token-bucket.js'
-import { MemoryBuckets } from './store/buckets-memory.js'
+import type { ServiceConfig } from '../lib/config.js'
+import { RateLimited, RateLimitUnavailable } from '../lib/errors.js'
+import { fillMs } from '../lib/token-bucket.js'
+import { MemoryBuckets } from './store/index.js'
 import type { BucketResult } from './store/types.js'
 
 export interface RateLimitDecorator {

@@ -1,4 +1,4 @@
-// First hook of every request: the request id (SPEC §4), a framing guard for what Node's parser
+// First hook of every request: the request id (docs/proxying.md), a framing guard for what Node's parser
 // lets through (docs/reliability.md: BI-03, BI-07, BI-18, BI-21), and `Expect: 100-continue`
 // handling.
 import { randomUUID } from 'node:crypto'
@@ -6,11 +6,10 @@ import type { IncomingMessage } from 'node:http'
 import { isIP } from 'node:net'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import { BadRequest, ExpectationFailed, HeadersTooLarge, PayloadTooLarge } from '../src/errors.js'
+import { BadRequest, ExpectationFailed, HeadersTooLarge, PayloadTooLarge } from '../lib/errors.js'
+import { MAX_HEADER_COUNT } from '../lib/http-headers.js'
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/
-/** Envoy's default; Node's own limit (2000) truncates silently instead of rejecting. */
-export const MAX_HEADER_COUNT = 100
 
 /** Keeps a client's X-Request-Id when it is 1-128 characters of [A-Za-z0-9._-], else makes one. */
 export function requestIdFor (req: IncomingMessage): string {

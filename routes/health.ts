@@ -1,6 +1,6 @@
-// Liveness, readiness and backend health (SPEC §10).
+// Liveness, readiness and backend health (docs/admin-api.md#health-and-info).
 import type { FastifyInstance } from 'fastify'
-import { VERSION } from '../src/version.js'
+import { VERSION } from '../lib/version.js'
 
 export default async function healthRoutes (app: FastifyInstance): Promise<void> {
   app.get('/health', async (_request, reply) => {

@@ -1,6 +1,6 @@
-// Gateway info and registered services (SPEC §10, the seed's /info).
+// Gateway info and registered services (docs/admin-api.md#health-and-info, the seed's /info).
 import type { FastifyInstance } from 'fastify'
-import { VERSION } from '../src/version.js'
+import { VERSION } from '../lib/version.js'
 
 export default async function infoRoutes (app: FastifyInstance): Promise<void> {
   app.get('/info', async () => {

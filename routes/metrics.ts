@@ -1,4 +1,4 @@
-// GET /metrics (SPEC §11): Prometheus text, or prom-client's JSON when the client's Accept prefers
+// GET /metrics (docs/operations.md#metrics): Prometheus text, or prom-client's JSON when the client's Accept prefers
 // application/json. Registered at the root, outside every service scope, so it is never rate limited.
 import type { FastifyPluginAsync } from 'fastify'
 import Negotiator from 'negotiator'

@@ -2,8 +2,8 @@
 // travels (docs/architecture.md follows one). It never listens: src/run.ts does, tests use
 // inject() or listen on port 0.
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify'
-import type { Config } from './config.js'
-import { logDestination } from './log-destination.js'
+import type { Config } from '../lib/config.js'
+import { logDestination } from '../lib/log-destination.js'
 import { requestIdFor } from '../plugins/request-context.js'
 import requestContext from '../plugins/request-context.js'
 import errorHandler, { clientErrorHandler, refuseConnect, routerError } from '../plugins/error-handler.js'
@@ -19,7 +19,7 @@ import apiKeys from '../plugins/api-keys.js'
 import rateLimit from '../plugins/rate-limit.js'
 import circuitBreakers from '../plugins/circuit-breakers.js'
 import healthChecks from '../plugins/health-checks.js'
-import services from '../plugins/services.js'
+import services from '../plugins/services/index.js'
 import healthRoutes from '../routes/health.js'
 import infoRoutes from '../routes/info.js'
 import metricsRoutes from '../routes/metrics.js'
@@ -33,7 +33,7 @@ export interface BuildOptions {
   loggerInstance?: FastifyServerOptions['loggerInstance']
 }
 
-/** Paths pino must never print: credentials and cookies (SPEC §12). */
+/** Paths pino must never print: credentials and cookies (docs/operations.md). */
 export const REDACT = [
   'req.headers.authorization',
   'req.headers["x-api-key"]',
@@ -54,7 +54,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
           // Fastify's default would log req.url with its query string, keys included (SC-01).
           serializers: { req: requestSerializer },
           // One access line per request: written asynchronously (lines of one tick share a
-          // write), flushed on exit (src/log-destination.ts).
+          // write), flushed on exit (lib/log-destination.ts).
           stream: logDestination()
         }
       }
@@ -94,7 +94,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   // sends 100 only once the request passed authentication and rate limiting (request-context).
   app.server.on('checkContinue', (req, res) => app.server.emit('request', req, res))
   app.server.on('connect', (_req, socket) => refuseConnect(socket as never))
-  // Connections over the cap are closed on accept; existing ones keep being served (SPEC §16).
+  // Connections over the cap are closed on accept; existing ones keep being served (docs/configuration.md#load-shedding).
   app.server.maxConnections = config.shedding.maxConnections
 
   await app.register(configPlugin, { config })

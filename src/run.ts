@@ -1,8 +1,8 @@
-// The process: configuration → buildApp → listen, graceful shutdown on SIGTERM/SIGINT (SPEC §12),
-// and WORKERS=n worker processes sharing the port through node:cluster (SPEC §13).
+// The process: configuration → buildApp → listen, graceful shutdown on SIGTERM/SIGINT (docs/operations.md),
+// and WORKERS=n worker processes sharing the port through node:cluster (docs/operations.md#scaling-out).
 import cluster from 'node:cluster'
 import { buildApp } from './app.js'
-import { ConfigError, loadConfig, type Config } from './config.js'
+import { ConfigError, loadConfig, type Config } from '../lib/config.js'
 import { listenWithStartupLine } from './startup-line.js'
 
 function readConfig (): Config {
@@ -29,7 +29,7 @@ async function runGateway (config: Config): Promise<void> {
     }
     stopping = true
     // /health turns 503 now; for SHUTDOWN_DELAY_MS the listener still accepts and serves, so load
-    // balancers see the 503 and stop sending before anything is refused (SPEC §12).
+    // balancers see the 503 and stop sending before anything is refused (docs/operations.md).
     app.lifecycle.startDraining()
     app.log.info({ event: 'shutdown_started', signal, inflight: app.requestEnds.inFlight, delay_ms: config.shutdownDelayMs }, 'shutting down: /health answers 503')
     const drain = (): void => {
@@ -53,7 +53,7 @@ async function runGateway (config: Config): Promise<void> {
   }
   process.on('SIGTERM', () => stop('SIGTERM'))
   process.on('SIGINT', () => stop('SIGINT'))
-  // SERVICES_SOURCE=file: re-read ROUTES_FILE, keeping the running table if it is invalid (SPEC §17).
+  // SERVICES_SOURCE=file: re-read ROUTES_FILE, keeping the running table if it is invalid (docs/admin-api.md#managing-services).
   process.on('SIGHUP', () => { app.services.reloadFile() })
 
   try {

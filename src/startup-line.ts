@@ -1,10 +1,10 @@
-// The one start-up line (SPEC §12): where the gateway listens, which store, how many services and
+// The one start-up line (docs/operations.md): where the gateway listens, which store, how many services and
 // backends, whether admin auth is on. Never a password: a Redis URL is printed without its
 // credentials, and the admin password is not part of the line at all.
 import { isIPv4, type AddressInfo } from 'node:net'
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
 import type { LogFn } from 'pino'
-import type { Config, ServiceConfig } from './config.js'
+import type { Config, ServiceConfig } from '../lib/config.js'
 
 /** A Redis URL without user name and password (`redis://:secret@h:6379/2` → `redis://h:6379/2`). */
 export function redactRedisUrl (url: string): string {

@@ -8,6 +8,6 @@ function walk (dir) {
     e.isDirectory() ? walk(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : [])
 }
 
-const sources = ['src', 'plugins', 'routes'].flatMap(walk)
+const sources = ['src', 'lib', 'plugins', 'routes'].flatMap(walk)
 
 export default () => sources

@@ -1,4 +1,4 @@
-// The attempt loop (SPEC §4, §8): one Exchange per proxied request, owning every step between the
+// The attempt loop (docs/proxying.md, docs/proxying.md#retries-and-circuit-breakers): one Exchange per proxied request, owning every step between the
 // route handler and the last byte. It takes the breaker permit of each attempt and settles it on
 // every path (success, failure, or release when the outcome is not the backend's: client gone,
 // body too large), runs the per-attempt timeout, records each attempt on the breaker, passive
@@ -7,15 +7,14 @@
 import type { Readable } from 'node:stream'
 import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify'
 import type { Dispatcher } from 'undici'
-import { BadGateway, GatewayTimeout, PayloadTooLarge } from '../../src/errors.js'
-import { isIdempotent, isRetryableStatus, retryDelay } from '../../src/retry-policy.js'
-import { CONNECT_FAILURES, CONNECTION_ERRORS } from '../../src/upstream-errors.js'
+import { BadGateway, GatewayTimeout, PayloadTooLarge } from '../../lib/errors.js'
+import { isIdempotent, isRetryableStatus, retryDelay } from '../../lib/retry-policy.js'
+import { CONNECT_FAILURES, CONNECTION_ERRORS } from '../../lib/upstream-errors.js'
 import type { BreakerPermit } from '../circuit-breakers.js'
 import type { GatewayMetrics } from '../gateway-metrics.js'
 import type { RequestEnds } from '../request-end.js'
-import { MAX_HEADER_COUNT } from '../request-context.js'
-import { clientHeaders, countExceeds, type UpstreamHeaders } from './headers.js'
-import type { ServiceRoute } from './service-table.js'
+import { clientHeaders, countExceeds, MAX_HEADER_COUNT, type UpstreamHeaders } from '../../lib/http-headers.js'
+import type { ServiceRoute } from '../services/index.js'
 
 /** What every exchange shares: built once by the plugin. */
 export interface ExchangeContext {
@@ -293,7 +292,7 @@ export class Exchange {
     const route = this.#route
     if (this.#retries >= route.service.retry.maxRetries || !this.#replayable || this.#clientGone) return false
     if (!isIdempotent(this.#method) || !route.budget.tryAcquire()) return false
-    // Retries stop when the breaker opens: a retry is an attempt like any other (SPEC §8).
+    // Retries stop when the breaker opens: a retry is an attempt like any other (docs/proxying.md#retries-and-circuit-breakers).
     const permit = route.breaker.acquire()
     if (permit === null) return false
     this.#nextPermit = permit

@@ -1,4 +1,4 @@
-// The proxy core (SPEC §4, §8), on undici. One catch-all route serves every service:
+// The proxy core (docs/proxying.md, docs/proxying.md#retries-and-circuit-breakers), on undici. One catch-all route serves every service:
 //   admit (onRequest)  match the service table, check the path, then the service's API-key and
 //                      rate-limit hooks
 //   forward (handler)  concurrency caps (concurrency.ts), breaker admission, then either a WebSocket
@@ -9,17 +9,17 @@ import { pipeline, type Readable } from 'node:stream'
 import type { FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
 import { Agent } from 'undici'
-import { BoundedBody } from '../../src/bounded-body.js'
-import { BadRequest, CircuitOpen, NotFound, Overloaded, PayloadTooLarge } from '../../src/errors.js'
-import { ROUTED_METHODS } from '../../src/http-methods.js'
-import { noop } from '../../src/noop.js'
-import { isIdempotent } from '../../src/retry-policy.js'
+import { BoundedBody } from '../../lib/bounded-body.js'
+import { BadRequest, CircuitOpen, NotFound, Overloaded, PayloadTooLarge } from '../../lib/errors.js'
+import { ROUTED_METHODS } from '../../lib/http-methods.js'
+import { noop } from '../../lib/noop.js'
+import { isIdempotent } from '../../lib/retry-policy.js'
 import { UNMATCHED_PATH } from '../request-end.js'
-import { acquireAll, type ConcurrencyLimit } from './concurrency.js'
+import { acquireAll, type ConcurrencyLimit } from '../../lib/concurrency.js'
 import { Exchange, type ExchangeContext } from './exchange.js'
-import { upstreamHeaders } from './headers.js'
+import { upstreamHeaders } from '../../lib/http-headers.js'
 import { isSafePath, normalizePath, stripPrefix, withoutKeyParams } from './paths.js'
-import type { ServiceRoute } from './service-table.js'
+import type { ServiceRoute } from '../services/index.js'
 
 /** Largest request body kept in memory so an idempotent request can be replayed on retry. */
 export const REPLAY_LIMIT = 64 * 1024
@@ -47,7 +47,7 @@ export default fp(async function proxy (app) {
   })
   app.addHook('onClose', async () => { await dispatcher.close() })
 
-  // The table is the services plugin's: swapped whole when services change (SPEC §17).
+  // The table is the services plugin's: swapped whole when services change (docs/admin-api.md#managing-services).
   const tables = app.serviceTables
   // Upgrades are the websocket plugin's, reached only through its decorator.
   const tunnels = app.websocketTunnels
@@ -94,7 +94,7 @@ export default fp(async function proxy (app) {
   }
 
   /**
-   * Waits for a slot of each concurrency cap, then sends; or sheds with 503 (SPEC §16). The slots are
+   * Waits for a slot of each concurrency cap, then sends; or sheds with 503 (docs/configuration.md#load-shedding). The slots are
    * given back when the response closes, which every ending goes through: relayed, gateway error,
    * retries exhausted, client gone. A WebSocket upgrade gives them back earlier, once its 101 is
    * written: the tunnel that follows may live for hours and has bounds of its own
@@ -151,7 +151,7 @@ export default fp(async function proxy (app) {
       return
     }
     if (route.service.retry.maxRetries > 0 && isIdempotent(method) && length <= REPLAY_LIMIT) {
-      // Small enough to keep: read it whole so a retry can send it again (SPEC §8).
+      // Small enough to keep: read it whole so a retry can send it again (docs/proxying.md#retries-and-circuit-breakers).
       readBody(payload).then((body) => exchange.start(permit, body, true), (err: Error) => {
         permit.release()
         if (!reply.sent) reply.send(err)

@@ -1,6 +1,6 @@
-// The request target on its way to a backend (SPEC §4): pure functions, no Fastify.
-import { API_KEY_LENGTH, API_KEY_PREFIX, holdsApiKey } from '../../src/api-key-format.js'
-import { decodeEscapes } from '../../src/percent-decode.js'
+// The request target on its way to a backend (docs/proxying.md): pure functions, no Fastify.
+import { API_KEY_LENGTH, API_KEY_PREFIX, holdsApiKey } from '../../lib/api-key-format.js'
+import { decodeEscapes } from '../../lib/percent-decode.js'
 
 const UNRESERVED = /^[A-Za-z0-9\-._~]$/
 

@@ -1,5 +1,5 @@
 // Rate-limit buckets in process memory: the embedded store's buckets, and the per-instance fallback
-// the rate limiter uses while Redis is unreachable (SPEC §6, §7).
+// the rate limiter uses while Redis is unreachable (docs/architecture.md#the-store, docs/proxying.md#rate-limits).
 //
 // Bounded: a bucket that has refilled completely is the same as no bucket, so it can be dropped.
 // Each new bucket first looks at the two least recently used ones, drops them if they are full and
@@ -8,7 +8,7 @@
 // client addresses therefore costs O(1) per request and at most `maxBuckets` entries.
 import { performance } from 'node:perf_hooks'
 import { LruMap, type CacheEntry } from 'toad-cache'
-import { take } from '../../src/token-bucket.js'
+import { take } from '../../lib/token-bucket.js'
 import type { BucketResult, BucketStore } from './types.js'
 
 export interface MemoryBucketsOptions {

@@ -1,10 +1,10 @@
-// Rate-limit buckets in Redis (SPEC §6, §7): one Lua script does refill, check and take atomically
+// Rate-limit buckets in Redis (docs/architecture.md#the-store, docs/proxying.md#rate-limits): one Lua script does refill, check and take atomically
 // on the Redis server's clock, so any number of gateway instances, whatever their clocks say, admit
 // exactly what one bucket allows. ioredis sends the script body once per connection (EVAL) and
 // EVALSHA from then on, and re-sends it itself after a NOSCRIPT (a Redis restart or SCRIPT FLUSH;
 // NOSCRIPT means the script did not run, so nothing is taken twice).
 //
-// Takes are batched per bucket (SPEC §14: at most 0.5 commands per request at saturation on one
+// Takes are batched per bucket (docs/performance.md: at most 0.5 commands per request at saturation on one
 // key). One hot key is the worst case for Redis: every command queues behind the others on one
 // single-threaded server, and each one costs the gateway a write, a parse and a promise. So takes
 // for one bucket (same id, burst and rpm) that arrive together share one script call asking for n
@@ -19,17 +19,17 @@
 // Why this is still exact: n single takes at one server instant are n refill-then-take steps with
 // no time between them, so only the first refills, and they grant min(n, whole tokens) in order.
 // The script does exactly that in one atomic step and returns the refilled units; the client then
-// replays the n steps with src/token-bucket.ts's arithmetic, giving each waiter what its own
+// replays the n steps with lib/token-bucket.ts's arithmetic, giving each waiter what its own
 // single take would have reported. Atomicity and the server clock are those of one take, so N
 // instances batching on one Redis still admit exactly what one bucket allows; calls pipelined on
 // one connection run in the order sent, each exact on its own. The stored hash is unchanged, so
 // instances still running the one-token script share buckets with these during a rolling deploy.
 import { Cluster, type Redis } from 'ioredis'
 import { keySlot } from './cluster-slot.js'
-import { remaining, resetMs, retryAfterMs, UNITS_PER_TOKEN, type BucketState } from '../../src/token-bucket.js'
+import { remaining, resetMs, retryAfterMs, UNITS_PER_TOKEN, type BucketState } from '../../lib/token-bucket.js'
 import type { BucketResult, BucketStore } from './types.js'
 
-// Mirrors src/token-bucket.ts in integer units (one token = 60,000 units, so refill is `rpm` units
+// Mirrors lib/token-bucket.ts in integer units (one token = 60,000 units, so refill is `rpm` units
 // per millisecond). Stored as a hash {u: units, t: ms of the last take}. Takes up to ARGV[3]
 // tokens; returns {granted, units before the takes}. Nothing granted writes nothing: the stored
 // state already implies the refilled one. PEXPIRE is the time to refill fully, when a missing key

@@ -1,4 +1,4 @@
-// The embedded back end (SPEC §6): API keys in a SQLite file under DATA_DIR, failure counters in
+// The embedded back end (docs/architecture.md#the-store): API keys in a SQLite file under DATA_DIR, failure counters in
 // process memory. One process only, so invalidation is local.
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
@@ -45,7 +45,7 @@ export class SqliteKeyStore implements KeyStore {
     this.file = join(opts.dataDir, 'gateway.db')
     this.#db = new DatabaseSync(this.file, { timeout: opts.busyTimeoutMs ?? 250 })
     // WAL + synchronous=FULL: a create or revoke that returned has been fsynced, so it survives
-    // kill -9 (and power loss), which SPEC §5 and FT-15 (docs/reliability.md) require of an
+    // kill -9 (and power loss), which docs/admin-api.md#api-keys and FT-15 (docs/reliability.md) require of an
     // acknowledged write.
     this.#db.exec('PRAGMA journal_mode = WAL')
     this.#db.exec('PRAGMA synchronous = FULL')

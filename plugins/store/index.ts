@@ -1,13 +1,13 @@
-// The `store` plugin (SPEC §6): builds the configured back end and decorates `fastify.store`.
+// The `store` plugin (docs/architecture.md#the-store): builds the configured back end and decorates `fastify.store`.
 //
 // Redis connections are built here rather than through @fastify/redis: its registration waits for
 // the client's `ready` event (and quits the client on ENOTFOUND), so with Redis down the gateway
-// would never boot, while SPEC §6 and FT-09 (docs/reliability.md) require it to start, answer
+// would never boot, while docs/architecture.md#the-store and FT-09 (docs/reliability.md) require it to start, answer
 // /ready 503 and pick Redis up when it returns. The clients are ours, closed in onClose.
 import fp from 'fastify-plugin'
 import { performance } from 'node:perf_hooks'
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis'
-import type { Config } from '../../src/config.js'
+import type { Config } from '../../lib/config.js'
 import { MemoryBuckets } from './buckets-memory.js'
 import { RedisBuckets } from './buckets-redis.js'
 import { keySlot } from './cluster-slot.js'
@@ -16,6 +16,11 @@ import { RedisFailureCounter, RedisKeyStore } from './redis-keys.js'
 import { RedisServiceStore } from './services-redis.js'
 import { SqliteServiceStore } from './services-sqlite.js'
 import type { Store } from './types.js'
+
+// The in-process structures other plugins build on: the rate limiter's fallback buckets and the
+// admin login throttle's local counter.
+export { MemoryBuckets } from './buckets-memory.js'
+export { MemoryFailureCounter } from './embedded.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -121,7 +126,7 @@ export class RedisStore implements Store {
     const closed = () => this.#closed
     if (client instanceof Cluster) this.#stopWatching.push(watchNodes(client, 'commands', log, closed))
     this.#stopWatching.push(watchSubscriber(subscriber, log, closed))
-    // At start and after every reconnect (SPEC §6).
+    // At start and after every reconnect (docs/architecture.md#the-store).
     client.on('ready', () => { this.#checkEvictionPolicy().catch(() => {}) })
     client.connect().catch(() => {}) // failures reach the 'error' listener; reconnection goes on
     subscriber.connect().catch(() => {})

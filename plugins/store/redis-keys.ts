@@ -1,4 +1,4 @@
-// API keys and failure counters in Redis (SPEC §6). Layout, all under KEY_PREFIX and hash-tagged
+// API keys and failure counters in Redis (docs/architecture.md#the-store). Layout, all under KEY_PREFIX and hash-tagged
 // `{keys}` so every script touches one Cluster slot:
 //   <p>{keys}:h:<sha256>   hash: the record (null fields absent; services as JSON; active 1/0)
 //   <p>{keys}:id:<id>      string: the record's sha256 (id -> record)

@@ -1,4 +1,4 @@
-// Service definitions in Redis (SPEC §17). Layout, under KEY_PREFIX and hash-tagged `{services}`
+// Service definitions in Redis (docs/admin-api.md#managing-services). Layout, under KEY_PREFIX and hash-tagged `{services}`
 // so every script touches one Cluster slot:
 //   <p>{services}:defs      hash: name -> JSON {"version","updated_at","seeded","definition"}
 //   <p>{services}:version   integer: the table version, bumped by every write (0/absent: never written)

@@ -1,4 +1,4 @@
-// Service definitions in the embedded store (SPEC §17): a table in the same SQLite file as the API
+// Service definitions in the embedded store (docs/admin-api.md#managing-services): a table in the same SQLite file as the API
 // keys, plus a one-row table holding the table version. One process, so change listeners are local.
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'

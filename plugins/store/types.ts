@@ -1,7 +1,8 @@
-// The storage contract shared by the embedded (SQLite + memory) and Redis back ends (SPEC §6).
+// The storage contract shared by the embedded (SQLite + memory) and Redis back ends (docs/architecture.md#the-store).
 // Both implementations pass the one contract suite in test/plugins/store/contract.ts.
+import type { BucketResult } from '../../lib/token-bucket.js'
 
-/** An API key as the admin API shows it: never the hash, never the raw key (SPEC §5). */
+/** An API key as the admin API shows it: never the hash, never the raw key (docs/admin-api.md#api-keys). */
 export interface ApiKeyRecord {
   id: string
   name: string
@@ -33,24 +34,14 @@ export interface KeyStore {
   touch (id: string, at: string): Promise<void>
   /**
    * Called with the hash of a key revoked or deleted by any instance sharing this store
-   * (Redis: pub/sub), so in-process caches can drop it within SPEC §5's one second. The value
+   * (Redis: pub/sub), so in-process caches can drop it within docs/admin-api.md#api-keys's one second. The value
    * `'*'` means "anything may have changed" (the subscriber reconnected): drop every cached key.
    */
   onInvalidate (listener: (hash: string) => void): void
 }
 
-/** Everything the rate-limit headers of SPEC §7 need, from one atomic take. */
-export interface BucketResult {
-  allowed: boolean
-  /** Capacity (burst). */
-  limit: number
-  /** Whole tokens left after this take. */
-  remaining: number
-  /** Milliseconds until the bucket is full again. */
-  resetMs: number
-  /** Milliseconds until one token exists (0 when allowed). */
-  retryAfterMs: number
-}
+/** Everything the rate-limit headers of docs/proxying.md#rate-limits need, from one atomic take. */
+export type { BucketResult } from '../../lib/token-bucket.js'
 
 export interface BucketStore {
   /** Takes one token from bucket `id` (capacity `burst`, refill `rpm` per minute), atomically. */
@@ -75,7 +66,7 @@ export interface Reservation {
 }
 
 /**
- * Shared fixed-window counter of admin login attempts (SPEC §9). An attempt is reserved before the
+ * Shared fixed-window counter of admin login attempts (docs/admin-api.md#authentication-and-errors). An attempt is reserved before the
  * password is compared and given back when the password was right, so what stays counted are the
  * failures, and however the attempts arrive (pipelined, concurrent, several instances) no more
  * than `max` comparisons are ever in flight or failed in one window.
@@ -92,7 +83,7 @@ export interface FailureCounter {
   peek (id: string): Promise<{ count: number, resetMs: number }>
 }
 
-/** One service definition as stored (SPEC §17): the routes-file entry, JSON. */
+/** One service definition as stored (docs/admin-api.md#managing-services): the routes-file entry, JSON. */
 export interface StoredService {
   name: string
   definition: Record<string, unknown>
@@ -114,7 +105,7 @@ export interface ServiceSnapshot {
 }
 
 /**
- * Service definitions (SPEC §17). Every write bumps one table version; a write names the version
+ * Service definitions (docs/admin-api.md#managing-services). Every write bumps one table version; a write names the version
  * it was decided on and is refused (null) when another write came first, so two instances never
  * apply conflicting decisions. Changes reach every instance sharing the store (Redis: pub/sub).
  */

@@ -2,7 +2,7 @@
 // what the backend is offered, and which of the backend's answer fields the client gets.
 // Pure functions, no Fastify.
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http'
-import type { UpstreamHeaders } from '../proxy/headers.js'
+import type { UpstreamHeaders } from '../../lib/http-headers.js'
 
 /** Whether a request asks to become a WebSocket (`Upgrade: websocket`, any case). */
 export function isWebSocketUpgrade (request: IncomingMessage): boolean {

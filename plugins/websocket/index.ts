@@ -1,4 +1,4 @@
-// WebSocket tunnels (SPEC §15). An `Upgrade: websocket` request goes through Fastify's router like
+// WebSocket tunnels (docs/proxying.md#websockets). An `Upgrade: websocket` request goes through Fastify's router like
 // any request, so the request id, the proxy's admit hook (service match, path check, API key from
 // headers, one rate-limit token) and the breaker admission in its handler all run first; the proxy
 // then hands the request here with its breaker permit, and:
@@ -19,15 +19,15 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import promClient from '@platformatic/prom-client'
 import { WebSocket, WebSocketServer } from 'ws'
-import { BadGateway, BadRequest, GatewayTimeout, TunnelsFull } from '../../src/errors.js'
-import { noop } from '../../src/noop.js'
-import { CONNECT_FAILURES } from '../../src/upstream-errors.js'
-import { redactUrl } from '../access-log.js'
-import { endAndClose } from '../error-handler.js'
+import { BadGateway, BadRequest, GatewayTimeout, TunnelsFull } from '../../lib/errors.js'
+import { noop } from '../../lib/noop.js'
+import { CONNECT_FAILURES } from '../../lib/upstream-errors.js'
+import { endAndClose } from '../../lib/end-and-close.js'
+import { redactUrl } from '../../lib/url-redaction.js'
 import type { BreakerPermit } from '../circuit-breakers.js'
 import { routeLabel } from '../request-end.js'
-import { clientHeaders, upstreamHeaders } from '../proxy/headers.js'
-import type { ServiceRoute } from '../proxy/service-table.js'
+import { clientHeaders, upstreamHeaders } from '../../lib/http-headers.js'
+import type { ServiceRoute } from '../services/index.js'
 import { backendHeaders, handshakeProblem, isWebSocketUpgrade, offeredProtocols, offersDeflate, switchingHeaderLines } from './handshake.js'
 import { Tunnel, type TunnelEnd } from './tunnel.js'
 import { TunnelLimits } from './tunnel-limits.js'

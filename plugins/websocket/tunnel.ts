@@ -1,4 +1,4 @@
-// One open tunnel (SPEC §15): a client WebSocket and a backend WebSocket joined message by message.
+// One open tunnel (docs/proxying.md#websockets): a client WebSocket and a backend WebSocket joined message by message.
 //   relay     each message is sent on as it came (text or binary); a side whose peer cannot keep
 //             up is paused (its socket stops being read) until the peer's queue drains, so a slow
 //             reader slows the writer down through TCP instead of filling the gateway's memory

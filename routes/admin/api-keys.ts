@@ -1,19 +1,19 @@
-// The admin API-key endpoints (SPEC §5 table, the seed's JSON). Registered inside the admin scope
+// The admin API-key endpoints (docs/admin-api.md#api-keys table, the seed's JSON). Registered inside the admin scope
 // (routes/admin/index.ts), which adds Basic auth, `Cache-Control: no-store` and the 64 KiB body
 // limit. zod validates params and bodies (strict, no coercion) and shapes every 2xx response, so
 // a field that is not in ApiKeyRecordSchema — the hash — cannot be serialised.
 import type { FastifyPluginAsync, FastifySchemaValidationError } from 'fastify'
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod'
-import { ApiKeyNotFound, StoreUnavailable, ValidationFailed } from '../../src/errors.js'
+import { ApiKeyNotFound, StoreUnavailable, ValidationFailed } from '../../lib/errors.js'
 import type { StoreOperation } from '../../plugins/gateway-metrics.js'
 import { storeDownResponse } from './openapi.js'
 import {
   ApiKeyIdParams, CreatedResponse, ErrorEnvelope, ListResponse, MessageResponse, OneResponse, createApiKeyBody
-} from '../../src/schemas/api-keys.js'
+} from '../../lib/schemas/api-keys.js'
 
 export const CREATED_MESSAGE = "API key created. Save the raw_key - it won't be shown again!"
 
-/** "name: must be …" — zod issues as one 400 message naming each field (SPEC §5). */
+/** "name: must be …" — zod issues as one 400 message naming each field (docs/admin-api.md#api-keys). */
 export function formatSchemaErrors (errors: FastifySchemaValidationError[], dataVar: string): Error {
   const text = errors.slice(0, 5).map((e) => {
     const field = e.instancePath.replace(/^\//, '').replaceAll('/', '.')

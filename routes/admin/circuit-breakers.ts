@@ -1,12 +1,12 @@
 // GET /admin/circuit-breakers, POST /admin/circuit-breakers/{name}/reset and
-// POST /admin/circuit-breakers/reset (SPEC §8, the seed's JSON). Registered inside the admin scope
+// POST /admin/circuit-breakers/reset (docs/proxying.md#retries-and-circuit-breakers, the seed's JSON). Registered inside the admin scope
 // (routes/admin/index.ts), which adds Basic auth; this plugin only reads `fastify.breakers`. zod
 // validates the name and shapes the responses (and documents them in /admin/openapi.json).
 import type { FastifyPluginAsync } from 'fastify'
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
-import { BreakerNotFound } from '../../src/errors.js'
-import { ErrorEnvelope } from '../../src/schemas/api-keys.js'
+import { BreakerNotFound } from '../../lib/errors.js'
+import { ErrorEnvelope } from '../../lib/schemas/api-keys.js'
 import { formatSchemaErrors } from './api-keys.js'
 
 export const BreakerNameParams = z.strictObject({

@@ -1,6 +1,6 @@
 // The admin scope, registered by the app with `{ prefix: '/admin' }`. Everything in it runs Basic
 // auth first (plugins/admin-auth.ts, this scope only), gets `Cache-Control: no-store`, and accepts
-// bodies of at most 64 KiB (SPEC §5: 413 above); an empty JSON body is no body
+// bodies of at most 64 KiB (docs/admin-api.md#api-keys: 413 above); an empty JSON body is no body
 // (routes/admin/json-body.ts). zod validates and serialises every admin route;
 // GET /admin/openapi.json is generated from the same schemas (routes/admin/openapi.ts). A wrong
 // method on an existing path is 405 with `Allow` (routes/admin/method-not-allowed.ts).

@@ -8,8 +8,8 @@
 // admin route, so an anonymous caller learns nothing about which paths exist.
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import { AdminMethodNotAllowed, AdminPathNotFound } from '../../src/errors.js'
-import { ROUTED_METHODS } from '../../src/http-methods.js'
+import { AdminMethodNotAllowed, AdminPathNotFound } from '../../lib/errors.js'
+import { ROUTED_METHODS } from '../../lib/http-methods.js'
 
 interface PathMethods { pattern: RegExp, methods: Set<string> }
 

@@ -3,7 +3,7 @@
 // scope with fastify-plugin, so its onRoute hook sees every admin route, including ones other
 // plugins add later: a route with zod schemas is documented without extra work. The hook also
 // gives each route what every admin route shares: an operationId when the route names none, and
-// the error statuses the admin scope itself produces (SPEC §5, §9):
+// the error statuses the admin scope itself produces (docs/admin-api.md#api-keys, docs/admin-api.md#authentication-and-errors):
 //   400  params, query or body failed validation (the message names the field)
 //   413  a body over 64 KiB;  415  a body that is not application/json (any POST, PUT, PATCH or
 //        DELETE: Fastify reads a body sent with those even where the route expects none), or not
@@ -16,8 +16,8 @@ import type { FastifyInstance, RouteOptions } from 'fastify'
 import fp from 'fastify-plugin'
 import { jsonSchemaTransform } from 'fastify-type-provider-zod'
 import { z } from 'zod'
-import { ErrorEnvelope } from '../../src/schemas/api-keys.js'
-import { VERSION } from '../../src/version.js'
+import { ErrorEnvelope } from '../../lib/schemas/api-keys.js'
+import { VERSION } from '../../lib/version.js'
 
 const errorResponse = (description: string) => ErrorEnvelope.meta({ description })
 const RETRY_AFTER = { 'retry-after': { type: 'integer', description: 'Seconds to wait before retrying' } }

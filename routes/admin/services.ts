@@ -1,17 +1,17 @@
-// The admin services endpoints (SPEC §17), inside the admin scope (Basic auth, no-store, 64 KiB
+// The admin services endpoints (docs/admin-api.md#managing-services), inside the admin scope (Basic auth, no-store, 64 KiB
 // bodies). Bodies are validated by the routes file's entry schema; a prefix that collides with
 // another service or the gateway's own paths is 409; `?dry_run=true` reports the diff only.
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod'
-import { ServiceFileEntry, type ServiceDefinition } from '../../src/schemas/routes-file.js'
-import { ServiceNotFound, ValidationFailed } from '../../src/errors.js'
-import { describeIssues, ErrorEnvelope } from '../../src/schemas/api-keys.js'
+import { ServiceFileEntry, type ServiceDefinition } from '../../lib/schemas/routes-file.js'
+import { ServiceNotFound, ValidationFailed } from '../../lib/errors.js'
+import { describeIssues, ErrorEnvelope } from '../../lib/schemas/api-keys.js'
 import {
   DryRunQuery, PatchServiceBody, PutServiceBody, ServiceChangeResponse, ServiceListResponse, ServiceNameParams, ServiceOneResponse
-} from '../../src/schemas/services.js'
-import { mergePatch } from '../../src/service-changes.js'
+} from '../../lib/schemas/services.js'
+import { mergePatch } from '../../lib/service-changes.js'
 import { storeDownResponse } from './openapi.js'
-import type { ServiceChange, ServiceEntry } from '../../plugins/services.js'
+import type { ServiceChange, ServiceEntry } from '../../plugins/services/index.js'
 import { formatSchemaErrors } from './api-keys.js'
 import { jsonOrNothing } from './json-body.js'
 
@@ -36,7 +36,7 @@ const serviceRoutes: FastifyPluginAsync = async (fastify) => {
   fastify.setSchemaErrorFormatter(formatSchemaErrors)
   const app = fastify.withTypeProvider<ZodTypeProvider>()
   const services = fastify.services
-  // One admin account (SPEC §9): the user a change is logged with.
+  // One admin account (docs/admin-api.md#authentication-and-errors): the user a change is logged with.
   const user = fastify.config.admin.authEnabled ? fastify.config.admin.username : 'anonymous (admin auth disabled)'
 
   /** The body with its name checked against the URL's, validated whole by the routes-file schema. */

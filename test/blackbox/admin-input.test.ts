@@ -1,5 +1,5 @@
 // Bad input (docs/reliability.md), admin API input: BI-11, BI-12, BI-13 (bodies), BI-23, BI-24
-// (Basic auth). Each case uses its own client address, so the failed-login throttle (SPEC §9: more
+// (Basic auth). Each case uses its own client address, so the failed-login throttle (docs/admin-api.md#authentication-and-errors: more
 // than 10 failures per IP per minute) never interferes.
 import t from 'tap'
 import { ADMIN_PASSWORD, ADMIN_USER, adminAuth, startGateway } from '../support/gateway-process.js'

@@ -1,4 +1,4 @@
-// Faults (docs/reliability.md), FT-07: the per-service circuit breaker (SPEC §8) with
+// Faults (docs/reliability.md), FT-07: the per-service circuit breaker (docs/proxying.md#retries-and-circuit-breakers) with
 // CB_MAX_FAILURES=5, CB_RESET_TIMEOUT_SECONDS=2, one half-open trial (CB_HALF_OPEN_MAX_REQUESTS=1)
 // and CB_SUCCESS_THRESHOLD=1, observed from outside: upstream counts, the admin API and /metrics.
 import t from 'tap'

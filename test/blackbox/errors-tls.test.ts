@@ -64,7 +64,7 @@ t.test('SC-09 every gateway-made error is a generic envelope with no internals',
   }
   for (const [label, s] of seen) {
     t.equal(s.status, expected[label], `${label}: status`)
-    t.ok(isEnvelope(s.body), `${label}: the SPEC error envelope (${s.body.slice(0, 120)})`)
+    t.ok(isEnvelope(s.body), `${label}: the error envelope (${s.body.slice(0, 120)})`)
     t.same(leaks(s.body), [], `${label}: no stack, errno, address, path or dependency text`)
     t.equal(s.headers['x-powered-by'], undefined, `${label}: no X-Powered-By`)
     if (s.appLevel) {

@@ -9,7 +9,7 @@ import { http, nextIp } from '../support/http.js'
 import { send, service } from '../support/suite.js'
 import { echoUpstream, headerValues, rawUpstream, type Recorded } from '../support/upstreams.js'
 import { withoutKeyParams } from '../../plugins/proxy/paths.js'
-import { generateApiKey } from '../../src/api-key-format.js'
+import { generateApiKey } from '../../lib/api-key-format.js'
 
 const echo = await echoUpstream(t)
 const other = await echoUpstream(t)

@@ -3,8 +3,8 @@
 import { readFileSync } from 'node:fs'
 import t from 'tap'
 import type { z } from 'zod'
-import { KNOWN_VARIABLES } from '../../src/config.js'
-import { ServiceFileEntry } from '../../src/schemas/routes-file.js'
+import { KNOWN_VARIABLES } from '../../lib/config.js'
+import { ServiceFileEntry } from '../../lib/schemas/routes-file.js'
 
 const page = readFileSync(new URL('../../docs/configuration.md', import.meta.url), 'utf8')
 

@@ -5,8 +5,9 @@ import type { AddressInfo } from 'node:net'
 import { Writable } from 'node:stream'
 import metrics from '../../plugins/gateway-metrics.js'
 import requestEnd from '../../plugins/request-end.js'
-import accessLog, { redactUrl, requestSerializer } from '../../plugins/access-log.js'
-import { loadConfig } from '../../src/config.js'
+import accessLog, { requestSerializer } from '../../plugins/access-log.js'
+import { redactUrl } from '../../lib/url-redaction.js'
+import { loadConfig } from '../../lib/config.js'
 import configPlugin from '../../plugins/config.js'
 import { buildApp } from '../../src/app.js'
 import { testConfig } from '../support/app.js'
@@ -187,7 +188,7 @@ t.test('logs a client that disconnects before the response once, as 499', async 
 t.test('a gateway key with a percent-encoded prefix or body never reaches the log, whatever route it takes', async (t) => {
   const { buildApp, REDACT } = await import('../../src/app.js')
   const { testConfig } = await import('../support/app.js')
-  const { generateApiKey } = await import('../../src/api-key-format.js')
+  const { generateApiKey } = await import('../../lib/api-key-format.js')
   const raw: string[] = []
   const stream = new Writable({ write (chunk, _enc, cb) { raw.push(chunk.toString()); cb() } })
   const app = await buildApp(testConfig(t, { LOG_LEVEL: 'debug', USER_SERVICE_URL: 'http://127.0.0.1:9' }), {

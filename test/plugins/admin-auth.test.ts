@@ -1,4 +1,4 @@
-// Admin Basic auth (SPEC §9; docs/reliability.md, BI-23, SC-07, SC-01): every bad form is the 401
+// Admin Basic auth (docs/admin-api.md#authentication-and-errors; docs/reliability.md, BI-23, SC-07, SC-01): every bad form is the 401
 // envelope with WWW-Authenticate, failures are throttled per client IP, the password is never
 // logged.
 import t from 'tap'

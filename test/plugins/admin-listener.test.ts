@@ -1,4 +1,4 @@
-// The admin plane on its own listener (SPEC §16; docs/reliability.md, SC-12): with ADMIN_PORT set,
+// The admin plane on its own listener (docs/configuration.md#load-shedding; docs/reliability.md, SC-12): with ADMIN_PORT set,
 // /admin/* and /metrics answer only there, the public listener answers 404 for them, /health and
 // /ready answer on both, and both listeners share one store and one metrics registry.
 import t from 'tap'

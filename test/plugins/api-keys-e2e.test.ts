@@ -7,7 +7,7 @@ import { rawCommand, startRedis } from '../support/redis-server.js'
 import { REDIS_URL, build as buildApp, cleanRedis, uniquePrefix } from '../support/app.js'
 import { sleep, tempDir, until } from '../support/basics.js'
 import { http, nextIp } from '../support/http.js'
-import { generateApiKey } from '../../src/api-key-format.js'
+import { generateApiKey } from '../../lib/api-key-format.js'
 
 const AUTH = { authorization: 'Basic ' + Buffer.from('admin:test-password').toString('base64') }
 type Teardownable = Parameters<typeof buildApp>[0]

@@ -1,11 +1,11 @@
-// The breaker registry (SPEC §8): the seed's consecutive-count state machine on top of opossum.
+// The breaker registry (docs/proxying.md#retries-and-circuit-breakers): the seed's consecutive-count state machine on top of opossum.
 import { createHook } from 'node:async_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import Fastify from 'fastify'
 import fp from 'fastify-plugin'
 import t, { type Test } from 'tap'
 import circuitBreakers, { type BreakerPermit, type ServiceBreaker } from '../../plugins/circuit-breakers.js'
-import { loadConfig } from '../../src/config.js'
+import { loadConfig } from '../../lib/config.js'
 import configPlugin from '../../plugins/config.js'
 
 type Call = [string, ...string[]]

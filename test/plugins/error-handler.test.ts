@@ -1,4 +1,4 @@
-// Errors raised by Fastify's router before any hook runs (SPEC §12): a bad percent-escape in the
+// Errors raised by Fastify's router before any hook runs (docs/operations.md): a bad percent-escape in the
 // path (FST_ERR_BAD_URL) and an over-long path parameter (FST_ERR_MAX_PARAM_LENGTH) get the JSON
 // envelope, the X-Request-Id, an access-log line and a metric, and never echo the URL.
 import t from 'tap'

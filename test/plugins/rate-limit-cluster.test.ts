@@ -1,4 +1,4 @@
-// The rate limiter on a Redis Cluster when one master fails over (SPEC §6, §7): only the buckets
+// The rate limiter on a Redis Cluster when one master fails over (docs/architecture.md#the-store, docs/proxying.md#rate-limits): only the buckets
 // on the failed master fall back (RATE_LIMIT_FAIL_MODE), the others stay exact across instances.
 // Two gateways listen on real sockets and share the cluster; each client address is its own bucket.
 import t from 'tap'

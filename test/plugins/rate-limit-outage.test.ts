@@ -1,4 +1,4 @@
-// The rate limiter when Redis fails (SPEC §6, §7; docs/reliability.md, FT-09, FT-11, LD-05): each
+// The rate limiter when Redis fails (docs/architecture.md#the-store, docs/proxying.md#rate-limits; docs/reliability.md, FT-09, FT-11, LD-05): each
 // test starts its own redis-server and kills, pauses or restarts it by PID.
 import { randomBytes } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'

@@ -4,7 +4,7 @@ import t from 'tap'
 import type { LightMyRequestResponse } from 'fastify'
 import { MemoryBuckets } from '../../plugins/store/buckets-memory.js'
 import { bucketId, limitsFor, rateLimitHeaders } from '../../plugins/rate-limit.js'
-import type { ServiceConfig } from '../../src/config.js'
+import type { ServiceConfig } from '../../lib/config.js'
 import { rateLimitApp, type TestAppOptions } from '../support/rate-limit-app.js'
 
 const LIMIT_HEADERS = ['x-ratelimit-limit', 'x-ratelimit-remaining', 'x-ratelimit-reset', 'ratelimit-policy', 'ratelimit']

@@ -3,7 +3,7 @@
 // (connection flood).
 import { randomBytes } from 'node:crypto'
 import t from 'tap'
-import { generateApiKey } from '../../src/api-key-format.js'
+import { generateApiKey } from '../../lib/api-key-format.js'
 import { ADMIN_PASSWORD, adminAuth } from '../support/gateway-process.js'
 import { createKey, http, metricValue, nextIp, parseMetrics, scrape } from '../support/http.js'
 import { hammer, percentile } from '../support/load.js'

@@ -1,6 +1,6 @@
 // Load (docs/reliability.md), API keys across instances: LD-06 (concurrent create/revoke/list over
 // three gateways on one Redis, checked while it runs) and LD-07 (revocation under a warm cache).
-// SPEC §5: revocation takes effect on every instance within 1 second.
+// docs/admin-api.md#api-keys: revocation takes effect on every instance within 1 second.
 import t from 'tap'
 import { admin, createKey, http, nextIp, type CreatedKey } from '../support/http.js'
 import { threeGatewaysOnRedis } from '../support/redis-env.js'

@@ -2,7 +2,7 @@
 // across three gateways), FT-11 (slow Redis: CLIENT PAUSE, SIGSTOP, +200 ms latency), FT-12
 // (partition, symmetric and asymmetric). Every redis-server here is the test's own, killed by PID.
 import t from 'tap'
-import { generateApiKey } from '../../src/api-key-format.js'
+import { generateApiKey } from '../../lib/api-key-format.js'
 import { probe, startGateway, type GatewayProcess } from '../support/gateway-process.js'
 import { FaultProxy } from '../support/fault-proxy.js'
 import { admin, createKey, http, metricValue, nextIp, scrape, type CreatedKey } from '../support/http.js'

@@ -4,7 +4,7 @@
 // the metric series bounded. GC is forced through the inspector (the gateway runs with --inspect on
 // a loopback port), so the product needs no test hook; every sample follows a forced GC.
 import t from 'tap'
-import { generateApiKey } from '../../src/api-key-format.js'
+import { generateApiKey } from '../../lib/api-key-format.js'
 import { startGateway } from '../support/gateway-process.js'
 import { createKey, http, metricValue, nextIp, parseMetrics, type CreatedKey } from '../support/http.js'
 import { paced, slope, type Hit, type RequestSpec } from '../support/load.js'

@@ -1,4 +1,4 @@
-// /health, /ready, /info, /services/health and CORS (SPEC §10, §12).
+// /health, /ready, /info, /services/health and CORS (docs/admin-api.md#health-and-info, docs/operations.md).
 import t from 'tap'
 import { build, routesFile } from '../support/app.js'
 import { startBackend, status } from '../support/backends.js'

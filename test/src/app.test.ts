@@ -1,4 +1,4 @@
-// MAX_CONNECTIONS (SPEC §16; docs/reliability.md, LD-10): connections over the cap are closed on
+// MAX_CONNECTIONS (docs/configuration.md#load-shedding; docs/reliability.md, LD-10): connections over the cap are closed on
 // accept, while those already open keep being served.
 import t from 'tap'
 import { listen } from '../support/app.js'

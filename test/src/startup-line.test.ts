@@ -1,7 +1,7 @@
 // The one start-up line (src/startup-line.ts): where, which store, how many services and backends,
 // admin auth on or off, never a password.
 import t from 'tap'
-import { loadConfig } from '../../src/config.js'
+import { loadConfig } from '../../lib/config.js'
 import { adminExposureWarning, describeStore, isLoopbackHost, redactRedisUrl, startupLine } from '../../src/startup-line.js'
 import { ADMIN_PASSWORD, startGateway } from '../support/gateway-process.js'
 

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
 import { Redis } from 'ioredis'
 import { buildApp } from '../../src/app.js'
-import { ConfigError, loadConfig, type Config } from '../../src/config.js'
+import { ConfigError, loadConfig, type Config } from '../../lib/config.js'
 import { tempDir, type Teardownable } from './basics.js'
 
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'

@@ -111,7 +111,7 @@ export class GatewayProcess {
 
   /**
    * Waits until the gateway has written every info line it had buffered: it writes info lines in
-   * batches at least every 250 ms (src/log-destination.ts). Call it before asserting what the
+   * batches at least every 250 ms (lib/log-destination.ts). Call it before asserting what the
    * logs do or do not contain.
    */
   async logsSettled (): Promise<void> {

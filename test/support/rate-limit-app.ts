@@ -4,7 +4,7 @@
 // the rate-limit hook and a catch-all route.
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import fp from 'fastify-plugin'
-import { loadConfig, type ServiceConfig } from '../../src/config.js'
+import { loadConfig, type ServiceConfig } from '../../lib/config.js'
 import errorHandler from '../../plugins/error-handler.js'
 import rateLimit, { type ConsumerLimits, type RateLimitOptions } from '../../plugins/rate-limit.js'
 import storePlugin from '../../plugins/store/index.js'

@@ -43,7 +43,7 @@ export function secretForms (secret: string): string[] {
   return [...forms].filter((f) => f.length >= 8)
 }
 
-/** Body must be the SPEC §5 error envelope. */
+/** Body must be the docs/admin-api.md#api-keys error envelope. */
 export function isEnvelope (body: string): boolean {
   try {
     const j = JSON.parse(body)

@@ -1,4 +1,4 @@
-// Circuit breakers and retries end to end (SPEC §8; docs/reliability.md, FT-04, FT-06, FT-07): the
+// Circuit breakers and retries end to end (docs/proxying.md#retries-and-circuit-breakers; docs/reliability.md, FT-04, FT-06, FT-07): the
 // real gateway app in front of real scripted backends; attempts are counted where they land.
 import { createServer, request as httpRequest } from 'node:http'
 import type { AddressInfo } from 'node:net'

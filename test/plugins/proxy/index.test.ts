@@ -1,4 +1,4 @@
-// Routing and header handling of the proxy (SPEC §4), through the real app and real backends.
+// Routing and header handling of the proxy (docs/proxying.md), through the real app and real backends.
 import t from 'tap'
 import { build, routesFile } from '../../support/app.js'
 import { startBackend, status } from '../../support/backends.js'

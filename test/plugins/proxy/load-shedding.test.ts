@@ -1,4 +1,4 @@
-// Concurrency caps over real sockets (SPEC §16; docs/reliability.md, FT-03): a capped service sheds
+// Concurrency caps over real sockets (docs/configuration.md#load-shedding; docs/reliability.md, FT-03): a capped service sheds
 // with 503 while its slots are held, queues within queueTimeoutMs, gives slots back on every ending,
 // drops waiters whose client hung up, and never sheds /health, /ready or the admin API.
 import type { ServerResponse } from 'node:http'

@@ -2,6 +2,7 @@
 // (BI-14, BI-15) send the same kinds of paths through a gateway: test/blackbox/paths.test.ts.
 import t from 'tap'
 import { isSafePath, normalizePath, stripPrefix, withoutKeyParams } from '../../../plugins/proxy/paths.js'
+import { generateApiKey } from '../../../lib/api-key-format.js'
 
 t.test('normalizePath decodes escaped unreserved characters and upper-cases every other escape', async (t) => {
   t.equal(normalizePath('/api/users/1'), '/api/users/1', 'no escape: unchanged')
@@ -35,15 +36,23 @@ t.test('stripPrefix leaves the rest of the path, or /', async (t) => {
   t.equal(stripPrefix('/anything/x', '/'), '/anything/x', 'the root prefix strips nothing')
 })
 
-t.test('withoutKeyParams removes parameters whose value is a gateway key, in any encoding', async (t) => {
+t.test('withoutKeyParams removes every part that holds a gateway key, in any encoding', async (t) => {
+  const key = generateApiKey().raw
+  const other = generateApiKey().raw
+  const pct = (text: string): string => [...text].map((c) => '%' + c.charCodeAt(0).toString(16).padStart(2, '0')).join('')
   t.equal(withoutKeyParams(''), '')
   t.equal(withoutKeyParams('a=1&b=2'), 'a=1&b=2', 'no key: unchanged')
-  t.equal(withoutKeyParams('apikey=gw_abc&x=1'), 'x=1')
-  t.equal(withoutKeyParams('x=1&token=gw_abc&y=2&k=gw_def'), 'x=1&y=2', 'every key-valued parameter, whatever its name')
-  t.equal(withoutKeyParams('k=gw%5Fabc&x=1'), 'x=1', '%5F is _')
-  t.equal(withoutKeyParams('k=gw%5fabc%zz&x=1'), 'x=1', 'a malformed escape elsewhere in the value')
-  t.equal(withoutKeyParams('k=gw_abc'), '', 'nothing left is empty')
-  t.equal(withoutKeyParams('gw_name=1&k=xgw_'), 'gw_name=1&k=xgw_', 'a key-like name or a value not starting with gw_ is kept')
-  t.equal(withoutKeyParams('flag&k=gw_a'), 'flag', 'a parameter without = is kept')
+  t.equal(withoutKeyParams(`apikey=${key}&x=1`), 'x=1')
+  t.equal(withoutKeyParams(`x=1&token=${key}&y=2&k=${other}`), 'x=1&y=2', 'every key-valued parameter, whatever its name')
+  t.equal(withoutKeyParams(`k=gw%5F${key.slice(3)}&x=1`), 'x=1', '%5F is _')
+  t.equal(withoutKeyParams(`k=${pct(key)}&x=1`), 'x=1', 'every character escaped')
+  t.equal(withoutKeyParams(`k=${pct(pct(key))}&x=1`), 'x=1', 'escaped twice')
+  t.equal(withoutKeyParams(`k=gw%5f${key.slice(3)}%zz&x=1`), 'x=1', 'a malformed escape elsewhere in the value')
+  t.equal(withoutKeyParams(`k=${key}`), '', 'nothing left is empty')
+  t.equal(withoutKeyParams(`${key}&a=1`), 'a=1', 'a bare key')
+  t.equal(withoutKeyParams(`${key}=&a=1`), 'a=1', 'a key as the name')
+  t.equal(withoutKeyParams(`x=Bearer%20${key}&a=1`), 'a=1', 'a key inside a longer value')
+  t.equal(withoutKeyParams('gw_name=1&k=gw_short&k2=xgw_'), 'gw_name=1&k=gw_short&k2=xgw_', 'shorter than a key: not a key')
+  t.equal(withoutKeyParams(`flag&k=${key}`), 'flag', 'a parameter without = is kept')
   t.equal(withoutKeyParams('a=1&&b=2'), 'a=1&&b=2', 'empty parts are kept as sent when nothing is removed')
 })

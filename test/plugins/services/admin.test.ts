@@ -1,4 +1,4 @@
-// Services through the admin API (SPEC §17) on one gateway: create, proxy at once over a real
+// Services through the admin API (docs/admin-api.md#managing-services) on one gateway: create, proxy at once over a real
 // socket, change backends under a steady 200 req/s with no failed request, delete, and the
 // validation, conflict, dry-run and file-mode answers. The admin calls use inject (the gateway's
 // own routes); everything proxied goes over sockets.

@@ -1,4 +1,4 @@
-// Services across real gateway processes (SPEC §17): two gateways on one Redis see a change made on
+// Services across real gateway processes (docs/admin-api.md#managing-services): two gateways on one Redis see a change made on
 // the other within 1 s; a restarted gateway keeps the services; SIGHUP re-reads ROUTES_FILE in
 // `file` mode and keeps the running table when the file is broken. Compiled gateway: npm run build.
 import { writeFileSync } from 'node:fs'

@@ -1,4 +1,4 @@
-// The services plugin on Redis, in process (SPEC §17): two gateways sharing a Redis apply each
+// The services plugin on Redis, in process (docs/admin-api.md#managing-services): two gateways sharing a Redis apply each
 // other's changes; racing writes for one prefix end with one service, never two; with Redis down
 // at start a gateway serves the seed services and takes the store's table once Redis is back.
 import t from 'tap'

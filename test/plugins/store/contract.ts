@@ -1,5 +1,5 @@
-// The Store contract (plugins/store/types.ts, SPEC §6): every back end passes this one suite.
-// Timing assertions are lower bounds on waits, except SPEC §5's one-second revocation bound.
+// The Store contract (plugins/store/types.ts, docs/architecture.md#the-store): every back end passes this one suite.
+// Timing assertions are lower bounds on waits, except docs/admin-api.md#api-keys's one-second revocation bound.
 import { createHash, randomBytes, randomUUID } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Test } from 'tap'

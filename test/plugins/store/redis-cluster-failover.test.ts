@@ -1,9 +1,9 @@
 // The Redis store on a Cluster with replicas when a master that does not hold the API keys fails
-// over (SPEC §6, §10): /ready stays 200 throughout (it is about the keys' slot, and every node
+// over (docs/architecture.md#the-store, docs/admin-api.md#health-and-info): /ready stays 200 throughout (it is about the keys' slot, and every node
 // answers CLUSTERDOWN for a moment while the replica is promoted), the failed node's outage and
 // its return as a replica are logged once each, and no healthy node is ever logged as down.
 import t from 'tap'
-import { loadConfig } from '../../../src/config.js'
+import { loadConfig } from '../../../lib/config.js'
 import { openStore, type StoreLog } from '../../../plugins/store/index.js'
 import { listen, uniquePrefix } from '../../support/app.js'
 import { until } from '../../support/basics.js'

@@ -1,10 +1,10 @@
-// The Redis store on a 3-master Cluster (no replicas) of our own when one master dies (SPEC §6,
+// The Redis store on a 3-master Cluster (no replicas) of our own when one master dies (docs/architecture.md#the-store,
 // §10): /ready follows the slot that holds the API keys, node failures are logged once each, and
 // the key cache is flushed whenever the invalidation subscriber had to resubscribe.
 import { randomBytes } from 'node:crypto'
 import t from 'tap'
 import type { FastifyInstance } from 'fastify'
-import { loadConfig } from '../../../src/config.js'
+import { loadConfig } from '../../../lib/config.js'
 import { openStore } from '../../../plugins/store/index.js'
 import { build } from '../../support/app.js'
 import { rawCommand, startCluster, startRedis, type RedisCluster, type RedisServer } from '../../support/redis-server.js'

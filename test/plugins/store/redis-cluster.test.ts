@@ -2,7 +2,7 @@
 // so every multi-key script and pipeline stays within one slot, and pub/sub reaches every instance.
 import { randomBytes } from 'node:crypto'
 import t from 'tap'
-import { loadConfig } from '../../../src/config.js'
+import { loadConfig } from '../../../lib/config.js'
 import { openStore } from '../../../plugins/store/index.js'
 import type { Store } from '../../../plugins/store/types.js'
 import { startCluster } from '../../support/redis-server.js'

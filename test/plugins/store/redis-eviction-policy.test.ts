@@ -1,4 +1,4 @@
-// Redis's maxmemory-policy (SPEC §6): read at start and on every reconnect; a policy that can evict
+// Redis's maxmemory-policy (docs/architecture.md#the-store): read at start and on every reconnect; a policy that can evict
 // the gateway's API keys (allkeys-*) is a warning in the log and in /ready's body. A Redis that
 // refuses CONFIG is tolerated. Each case runs its own redis-server.
 import t from 'tap'

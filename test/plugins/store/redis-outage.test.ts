@@ -1,8 +1,8 @@
 // The Redis store while its redis-server (our own, on a free port) is down, comes up, is killed or
-// paused (SPEC §6; docs/reliability.md, FT-09/FT-10/FT-11): calls fail fast, ping says false, the
+// paused (docs/architecture.md#the-store; docs/reliability.md, FT-09/FT-10/FT-11): calls fail fast, ping says false, the
 // gateway never crashes, and the same store works again once Redis is back.
 import t, { type Test } from 'tap'
-import { loadConfig } from '../../../src/config.js'
+import { loadConfig } from '../../../lib/config.js'
 import { commandTimeoutMs, openStore } from '../../../plugins/store/index.js'
 import type { Store } from '../../../plugins/store/types.js'
 import { startRedis } from '../../support/redis-server.js'

@@ -1,9 +1,9 @@
-// A frozen invalidation subscriber (SPEC §5, §6, §17): a node that stops answering keeps its
+// A frozen invalidation subscriber (docs/admin-api.md#api-keys, docs/architecture.md#the-store, docs/admin-api.md#managing-services): a node that stops answering keeps its
 // socket open and sends nothing, so without a heartbeat an instance kept honouring revoked keys and
 // serving old services for seconds. The subscriber is pinged; silence is logged once, the
 // connection replaced (in a Cluster, on another node), and the caches flushed on resubscribe.
 import t from 'tap'
-import { loadConfig } from '../../../src/config.js'
+import { loadConfig } from '../../../lib/config.js'
 import { openStore, type StoreLog } from '../../../plugins/store/index.js'
 import { uniquePrefix } from '../../support/app.js'
 import { until } from '../../support/basics.js'

@@ -1,4 +1,4 @@
-// WebSocket tunnels and shutdown (SPEC §12, §15): a real gateway process (compiled, `npm run build`
+// WebSocket tunnels and shutdown (docs/operations.md, docs/proxying.md#websockets): a real gateway process (compiled, `npm run build`
 // first), a real ws backend and client. SIGTERM starts the drain: the client gets close 1001 and
 // the process exits 0; the access log has one line for the tunnel.
 import { connect, type Socket } from 'node:net'

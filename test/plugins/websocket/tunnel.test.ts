@@ -1,4 +1,4 @@
-// WebSocket tunnels (SPEC §15) over real sockets: an in-process gateway listening on a port, a real
+// WebSocket tunnels (docs/proxying.md#websockets) over real sockets: an in-process gateway listening on a port, a real
 // ws backend, real ws clients.
 import { connect } from 'node:net'
 import { Writable } from 'node:stream'

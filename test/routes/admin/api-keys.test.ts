@@ -1,4 +1,4 @@
-// The admin API-key endpoints (SPEC §5 table) through the admin scope, with auth on.
+// The admin API-key endpoints (docs/admin-api.md#api-keys table) through the admin scope, with auth on.
 import t from 'tap'
 import type { FastifyInstance, InjectOptions } from 'fastify'
 import { createHash } from 'node:crypto'

@@ -1,11 +1,11 @@
-// The breaker admin endpoints (SPEC §8, seed JSON), without the admin scope's Basic auth.
+// The breaker admin endpoints (docs/proxying.md#retries-and-circuit-breakers, seed JSON), without the admin scope's Basic auth.
 import Fastify from 'fastify'
 import fp from 'fastify-plugin'
 import t, { type Test } from 'tap'
 import errorHandler from '../../../plugins/error-handler.js'
 import circuitBreakers, { type BreakerPermit, type ServiceBreaker } from '../../../plugins/circuit-breakers.js'
 import circuitBreakerRoutes from '../../../routes/admin/circuit-breakers.js'
-import { loadConfig } from '../../../src/config.js'
+import { loadConfig } from '../../../lib/config.js'
 import configPlugin from '../../../plugins/config.js'
 
 async function build (t: Test) {
