@@ -141,4 +141,4 @@ function basicUser (header: string | undefined): string | undefined {
   return colon === -1 ? undefined : decoded.slice(0, colon)
 }
 
-export default fp(adminAuth, { name: 'admin-auth', dependencies: ['config', 'store', 'gateway-metrics'] })
+export default fp(adminAuth, { name: 'admin-auth', fastify: '5.x', dependencies: ['config', 'store', 'gateway-metrics'] })

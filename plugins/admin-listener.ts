@@ -96,4 +96,4 @@ export default fp(async function adminListener (app) {
     server.closeIdleConnections()
     await closed
   })
-}, { name: 'admin-listener', dependencies: ['config', 'error-handler'] })
+}, { name: 'admin-listener', fastify: '5.x', dependencies: ['config', 'error-handler'] })

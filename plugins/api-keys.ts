@@ -338,4 +338,4 @@ async function apiKeysPlugin (fastify: FastifyInstance, opts: ApiKeysOptions): P
   } satisfies ApiKeys)
 }
 
-export default fp(apiKeysPlugin, { name: 'api-keys', dependencies: ['config', 'store', 'gateway-metrics'] })
+export default fp(apiKeysPlugin, { name: 'api-keys', fastify: '5.x', dependencies: ['config', 'store', 'gateway-metrics'] })

@@ -191,7 +191,7 @@ declare module 'fastify' {
   }
 }
 
-export default fp(async (fastify) => {
+export default fp(async function circuitBreakers (fastify) {
   const metrics = fastify.gatewayMetrics
   const onTransition: Transition = (service, from, to) => {
     const msg = `circuit breaker ${service}: ${from} -> ${to}`
@@ -234,4 +234,4 @@ export default fp(async (fastify) => {
   fastify.addHook('onClose', async () => {
     for (const b of breakers.values()) b.stop()
   })
-}, { name: 'circuit-breakers', dependencies: ['config', 'gateway-metrics'] })
+}, { name: 'circuit-breakers', fastify: '5.x', dependencies: ['config', 'gateway-metrics'] })

@@ -38,4 +38,4 @@ export default fp(async function corsPlugin (fastify) {
       ? off
       : req.method === 'OPTIONS' && req.headers['access-control-request-method'] === undefined ? notPreflight : options)
   })
-}, { name: 'cors', dependencies: ['config', 'request-context'] })
+}, { name: 'cors', fastify: '5.x', dependencies: ['config', 'request-context'] })

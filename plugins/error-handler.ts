@@ -107,4 +107,4 @@ export default fp(async function errorHandler (fastify) {
     if (request.method === 'TRACE') reply.code(405).send(envelope(405, 'TRACE is not supported'))
     else reply.code(404).send(envelope(404, 'No route or service matches this path; check the URL'))
   })
-}, { name: 'error-handler' })
+}, { name: 'error-handler', fastify: '5.x' })

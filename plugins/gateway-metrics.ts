@@ -66,7 +66,7 @@ export const SERVICE_5XX = [500, 502, 503, 504] as const
 /** The method every live service's 5xx series exist for before its first request. */
 const FIRST_METHOD = 'GET'
 
-export default fp(async (fastify) => {
+export default fp(async function gatewayMetrics (fastify) {
   const registry = new promClient.Registry()
   // fastify-metrics reads `client.register` for its own metrics; handing it a client whose
   // register is this app's registry keeps everything out of prom-client's global registry.

@@ -129,7 +129,7 @@ export default fp(async function healthChecks (fastify) {
     if (timer !== null) clearTimeout(timer)
     await agent.close()
   })
-}, { name: 'health-checks', dependencies: ['config'] })
+}, { name: 'health-checks', fastify: '5.x', dependencies: ['config'] })
 
 const TLS_ERRORS = new Set(['DEPTH_ZERO_SELF_SIGNED_CERT', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'SELF_SIGNED_CERT_IN_CHAIN', 'CERT_HAS_EXPIRED'])
 

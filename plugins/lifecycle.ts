@@ -22,4 +22,4 @@ export default fp(async function lifecycle (fastify) {
     startDraining () { draining = true }
   })
   fastify.addHook('preClose', async () => { draining = true })
-}, { name: 'lifecycle' })
+}, { name: 'lifecycle', fastify: '5.x' })

@@ -19,7 +19,7 @@ export interface RateLimitDecorator {
 
 declare module 'fastify' {
   interface FastifyInstance {
-    rateLimit: RateLimitDecorator
+    rateLimiter: RateLimitDecorator
   }
 }
 
@@ -209,6 +209,6 @@ export default fp<RateLimitOptions>(async function rateLimit (fastify, opts) {
     }
   }
 
-  fastify.decorate('rateLimit', { hookFor })
+  fastify.decorate('rateLimiter', { hookFor })
   fastify.addHook('onClose', async () => { await fallback.close() })
 }, { name: 'rate-limit', fastify: '5.x', dependencies: ['config', 'store', 'gateway-metrics', 'api-keys'] })

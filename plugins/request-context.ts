@@ -102,7 +102,7 @@ export default fp(async function requestContext (fastify) {
     if (request.expectsContinue) reply.header('connection', 'close')
     done(null, payload)
   })
-}, { name: 'request-context', dependencies: ['lifecycle'] })
+}, { name: 'request-context', fastify: '5.x', dependencies: ['lifecycle'] })
 
 const HOST = /^(?:\[([0-9A-Fa-f:.]+)\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?$/
 

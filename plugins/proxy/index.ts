@@ -181,6 +181,7 @@ export default fp(async function proxy (app) {
   })
 }, {
   name: 'proxy',
+  fastify: '5.x',
   dependencies: ['config', 'services', 'gateway-metrics', 'request-end', 'websocket']
 })
 

@@ -164,7 +164,7 @@ export default fp(async function services (app) {
       breaker: (s) => sameBackends ? prev.breaker : app.breakers.create(s.name),
       health: (s) => sameBackends && prev.service.healthPath === s.healthPath ? prev.health : app.backendHealth.add(s),
       authenticate: (s) => app.apiKeys.hookFor(s),
-      limit: (s) => app.rateLimit.hookFor(s),
+      limit: (s) => app.rateLimiter.hookFor(s),
       globalLimit,
       serviceLimit
     })
@@ -386,5 +386,6 @@ export default fp(async function services (app) {
   app.decorate('serviceTables', tables)
 }, {
   name: 'services',
+  fastify: '5.x',
   dependencies: ['config', 'store', 'api-keys', 'rate-limit', 'circuit-breakers', 'health-checks', 'gateway-metrics']
 })

@@ -513,4 +513,4 @@ export default fp(async function store (fastify) {
   const store = await openStore(fastify.config, { log: fastify.log })
   fastify.decorate('store', store)
   fastify.addHook('onClose', async () => { await store.close() })
-}, { name: 'store', dependencies: ['config'] })
+}, { name: 'store', fastify: '5.x', dependencies: ['config'] })

@@ -355,5 +355,6 @@ function matched (request: FastifyRequest, route: ServiceRoute): void {
 
 export default fp(websocket, {
   name: 'websocket',
+  fastify: '5.x',
   dependencies: ['config', 'lifecycle', 'gateway-metrics', 'request-end', 'access-log', 'services']
 })

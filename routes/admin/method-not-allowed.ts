@@ -66,4 +66,4 @@ async function methodNotAllowed (fastify: FastifyInstance): Promise<void> {
   })
 }
 
-export default fp(methodNotAllowed, { name: 'admin-method-not-allowed' })
+export default fp(methodNotAllowed, { name: 'admin-method-not-allowed', fastify: '5.x' })

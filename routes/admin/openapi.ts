@@ -96,4 +96,4 @@ async function adminOpenApi (fastify: FastifyInstance): Promise<void> {
   })
 }
 
-export default fp(adminOpenApi, { name: 'admin-openapi' })
+export default fp(adminOpenApi, { name: 'admin-openapi', fastify: '5.x' })

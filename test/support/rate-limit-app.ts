@@ -71,7 +71,7 @@ export async function rateLimitApp (t: Teardownable, opts: TestAppOptions = {}):
   const services = (opts.services ?? [{ name: 'svc', prefix: '/svc' }]).map((s) => ({ ...base, rateLimit: null, ...s }))
   for (const service of services) {
     await app.register(async (scope) => {
-      scope.addHook('onRequest', app.rateLimit.hookFor(service))
+      scope.addHook('onRequest', app.rateLimiter.hookFor(service))
       scope.all(`${service.prefix}/*`, async (request) => ({ service: service.name, ip: request.ip }))
     })
   }
