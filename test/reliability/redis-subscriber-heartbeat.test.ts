@@ -3,15 +3,15 @@
 // serving old services for seconds. The subscriber is pinged; silence is logged once, the
 // connection replaced (in a Cluster, on another node), and the caches flushed on resubscribe.
 import t from 'tap'
-import { loadConfig } from '../../../lib/config.js'
-import { openStore, type StoreLog } from '../../../plugins/store/index.js'
-import { uniquePrefix } from '../../support/app.js'
-import { until } from '../../support/basics.js'
-import { startGateway, type GatewayProcess } from '../../support/gateway-process.js'
-import { admin, createKey, http } from '../../support/http.js'
-import { masterOf, rawCommand, startCluster, startRedis, type RedisServer } from '../../support/redis-server.js'
-import { service } from '../../support/suite.js'
-import { echoUpstream } from '../../support/upstreams.js'
+import { loadConfig } from '../../lib/config.js'
+import { openStore, type StoreLog } from '../../plugins/store/index.js'
+import { uniquePrefix } from '../support/app.js'
+import { until } from '../support/basics.js'
+import { startGateway, type GatewayProcess } from '../support/gateway-process.js'
+import { admin, createKey, http } from '../support/http.js'
+import { masterOf, rawCommand, startCluster, startRedis, type RedisServer } from '../support/redis-server.js'
+import { service } from '../support/suite.js'
+import { echoUpstream } from '../support/upstreams.js'
 
 /** Names of the subscribed clients of a node (CLIENT LIST: `sub=1` or more). */
 async function subscriberNames (port: number): Promise<string[]> {

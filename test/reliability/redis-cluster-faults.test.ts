@@ -4,12 +4,12 @@
 import { randomBytes } from 'node:crypto'
 import t from 'tap'
 import type { FastifyInstance } from 'fastify'
-import { loadConfig } from '../../../lib/config.js'
-import { openStore } from '../../../plugins/store/index.js'
-import { build } from '../../support/app.js'
-import { rawCommand, startCluster, startRedis, type RedisCluster, type RedisServer } from '../../support/redis-server.js'
-import { until as poll } from '../../support/basics.js'
-import { makeKey } from './contract.js'
+import { loadConfig } from '../../lib/config.js'
+import { openStore } from '../../plugins/store/index.js'
+import { build } from '../support/app.js'
+import { rawCommand, startCluster, startRedis, type RedisCluster, type RedisServer } from '../support/redis-server.js'
+import { until as poll } from '../support/basics.js'
+import { makeKey } from '../plugins/store/contract.js'
 
 const prefix = () => `gwtest:${randomBytes(4).toString('hex')}:`
 const seeds = (cluster: RedisCluster) => cluster.nodes.map((n) => `${n.host}:${n.port}`).join(',')

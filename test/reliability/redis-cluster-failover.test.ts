@@ -3,12 +3,12 @@
 // answers CLUSTERDOWN for a moment while the replica is promoted), the failed node's outage and
 // its return as a replica are logged once each, and no healthy node is ever logged as down.
 import t from 'tap'
-import { loadConfig } from '../../../lib/config.js'
-import { openStore, type StoreLog } from '../../../plugins/store/index.js'
-import { listen, uniquePrefix } from '../../support/app.js'
-import { until } from '../../support/basics.js'
-import { http } from '../../support/http.js'
-import { clusterMasters, masterOf, rawCommand, startCluster, type RedisCluster, type RedisServer } from '../../support/redis-server.js'
+import { loadConfig } from '../../lib/config.js'
+import { openStore, type StoreLog } from '../../plugins/store/index.js'
+import { listen, uniquePrefix } from '../support/app.js'
+import { until } from '../support/basics.js'
+import { http } from '../support/http.js'
+import { clusterMasters, masterOf, rawCommand, startCluster, type RedisCluster, type RedisServer } from '../support/redis-server.js'
 
 const seeds = (cluster: RedisCluster) => cluster.nodes.map((n) => `${n.host}:${n.port}`).join(',')
 
