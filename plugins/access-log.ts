@@ -47,7 +47,8 @@ export default fp(async function accessLog (fastify) {
     // A tunnel's own line comes when it closes (plugins/websocket/): its upgrade is not logged twice.
     if (end.outcome === 'upgraded') return
     const msg = end.outcome === 'client_gone' ? 'request aborted' : 'request completed'
-    if (!PROBE_ROUTES.has(request.routeOptions?.url as string)) {
+    // A proxied request (its route label is a service prefix) is never a probe: no route lookup.
+    if (request.metricPath != null || !PROBE_ROUTES.has(request.routeOptions?.url as string)) {
       if (infoEnabled) request.log.info(line(request, end), msg)
     } else if (probesEnabled) {
       if (logProbes) request.log.info(line(request, end), msg)
