@@ -80,19 +80,25 @@ export default fp(async function requestContext (fastify) {
     done()
   })
 
-  // After authentication and rate limiting (onRequest) and before the body is read: only a
-  // request that will be served is told to send its body. A rejected one gets its final status
-  // without a 100 and the connection is closed, since the body was never read. A declared length
-  // over the route's body limit (BODY_LIMIT_BYTES, the admin scope's 64 KiB) is such a final
-  // status, known from the headers alone (RFC 9110 §10.1.1): 413 instead of inviting the upload.
-  fastify.addHook('preParsing', function sendContinue (request, reply, payload, done) {
-    if (request.expectsContinue) {
+  // After authentication and rate limiting (onRequest) and before the body is read, on every
+  // route: a declared length over the route's body limit (BODY_LIMIT_BYTES, the admin scope's
+  // 64 KiB) is refused here, the one place for it, with 413 and a close — before a proxied request
+  // takes a concurrency slot or a breaker permit, and instead of inviting the upload with 100
+  // (RFC 9110 §10.1.1). A body that turns out longer than it was declared, or a chunked one, is
+  // counted on the way (BoundedBody, Fastify's parsers). Then only a request that will be served is
+  // told to send its body; a rejected one gets its final status without a 100 and the connection
+  // is closed, since the body was never read.
+  fastify.addHook('preParsing', function bodyGate (request, reply, payload, done) {
+    const declared = request.headers['content-length']
+    if (declared !== undefined) {
       const limit = request.routeOptions.bodyLimit
-      const declared = request.headers['content-length']
-      if (declared !== undefined && limit !== undefined && Number(declared) > limit) {
+      if (limit !== undefined && Number(declared) > limit) {
+        reply.header('connection', 'close')
         done(new PayloadTooLarge(String(limit)))
         return
       }
+    }
+    if (request.expectsContinue) {
       request.expectsContinue = false
       reply.raw.writeContinue()
     }

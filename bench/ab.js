@@ -1,0 +1,136 @@
+// Paired A/B of two builds of the gateway, for before/after claims on a noisy machine.
+//
+//   node bench/ab.js <checkout A> <checkout B>
+//
+// Each checkout must hold a compiled gateway (`npm run build` there: dist/src/server.js). A typical
+// "before" is a worktree of the earlier commit: `git worktree add /tmp/before <commit> && cd
+// /tmp/before && npm ci` (or link node_modules). Both gateways run the same configuration in front of
+// one bench/backend.js, pinned to the same CPU (the backend and autocannon to the other), and are
+// driven in interleaved rounds (A B B A A B …) so that a slow patch of the machine hits both. Per
+// round it reads req/s and the gateway's CPU time per request from /proc/<pid>/stat, which is far
+// steadier than req/s here; it prints every round, the medians and B's ratio to A with its spread.
+//
+// Settings (environment): AB_CASE `full` (key auth, per-key bucket, retries, info logging; the
+// default) or `plain` (auth none, no rate limit, warn logging); AB_STORE `embedded` (default) or
+// `redis` (REDIS_URL, default redis://127.0.0.1:6379); AB_ROUNDS (6), AB_SECONDS (5),
+// AB_CONNECTIONS (50), AB_WARMUP seconds (5: the first seconds of a fresh process run unoptimised code).
+import autocannon from 'autocannon'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import os from 'node:os'
+import { dirname, join, resolve } from 'node:path'
+import { spawnSync } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { createProcesses, freePort, HarnessError } from './processes.js'
+
+const HERE = dirname(fileURLToPath(import.meta.url))
+const [dirA, dirB] = process.argv.slice(2).map((d) => resolve(d))
+if (dirA === undefined || dirB === undefined) {
+  console.error('usage: node bench/ab.js <checkout A> <checkout B>')
+  process.exit(2)
+}
+const kind = process.env.AB_CASE ?? 'full'
+const store = process.env.AB_STORE ?? 'embedded'
+const rounds = Number(process.env.AB_ROUNDS ?? 6)
+const seconds = Number(process.env.AB_SECONDS ?? 5)
+const connections = Number(process.env.AB_CONNECTIONS ?? 50)
+const warmup = Number(process.env.AB_WARMUP ?? 5)
+const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
+if (!['full', 'plain'].includes(kind) || !['embedded', 'redis'].includes(store)) throw new HarnessError('AB_CASE is full or plain, AB_STORE embedded or redis')
+
+const tmp = mkdtempSync(join(os.tmpdir(), 'gw-ab-'))
+const pin = os.availableParallelism() >= 2 && spawnSync('taskset', ['-V']).status === 0
+const procs = createProcesses({ dir: tmp, node: process.execPath, pin })
+if (pin) spawnSync('taskset', ['-pc', '0', String(process.pid)])
+
+/** CPU ticks (user + system; 100 a second) the process has used so far. */
+function cpuTicks (pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return Number(fields[11]) + Number(fields[12])
+}
+
+async function startGateway (label, dir, backend) {
+  const server = join(dir, 'dist', 'src', 'server.js')
+  const port = await freePort()
+  const password = 'ab-' + Math.random().toString(36).slice(2)
+  const routes = join(tmp, `routes-${label}.json`)
+  const service = { name: 'bench', prefix: '/bench', backends: [{ url: backend }] }
+  if (kind === 'full') service.auth = 'required'
+  else Object.assign(service, { auth: 'none', rateLimit: false })
+  writeFileSync(routes, JSON.stringify({ services: [service] }))
+  const env = {
+    PATH: process.env.PATH,
+    HOME: process.env.HOME,
+    HOST: '127.0.0.1',
+    PORT: String(port),
+    ADMIN_PASSWORD: password,
+    ROUTES_FILE: routes,
+    STORAGE: store,
+    DATA_DIR: join(tmp, `data-${label}`),
+    LOG_LEVEL: kind === 'full' ? 'info' : 'warn',
+    RATE_LIMIT_RPM: '1000000000',
+    RATE_LIMIT_BURST: '1000000000',
+    ...(kind === 'full' ? {} : { RETRY_MAX_RETRIES: '0' }),
+    ...(store === 'redis' ? { REDIS_URL: redisUrl, REDIS_KEY_PREFIX: `gwab${label}${process.pid}:` } : {})
+  }
+  const proc = procs.start(`gateway-${label}`, ['--max-semi-space-size=16', server], { env, cpu: pin ? '1' : null, stdoutLog: `gateway-${label}` })
+  const base = `http://127.0.0.1:${port}`
+  await procs.waitHealthy(proc, base)
+  const headers = {}
+  if (kind === 'full') {
+    const res = await fetch(`${base}/admin/apikeys`, {
+      method: 'POST',
+      headers: { authorization: 'Basic ' + Buffer.from(`admin:${password}`).toString('base64'), 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'ab' })
+    })
+    const body = await res.json()
+    if (res.status !== 201) throw new HarnessError(`${label}: POST /admin/apikeys answered ${res.status}`)
+    headers['x-api-key'] = body.data.raw_key
+  }
+  const probe = await fetch(`${base}/bench/items`, { headers })
+  await probe.arrayBuffer()
+  if (probe.status !== 200) throw new HarnessError(`${label}: GET /bench/items answered ${probe.status}`)
+  return { label, dir, proc, url: `${base}/bench/items`, headers, rounds: [] }
+}
+
+async function run (g, secs) {
+  const before = cpuTicks(g.proc.pid)
+  const r = await autocannon({ url: g.url, headers: g.headers, connections, duration: secs, pipelining: 1, timeout: 10 })
+  const ticks = cpuTicks(g.proc.pid) - before
+  const elapsed = (r.finish - r.start) / 1000
+  if (r.non2xx > 0 || r.errors > 0) throw new HarnessError(`${g.label}: ${r.non2xx} non-2xx and ${r.errors} errors`)
+  return { rps: r['2xx'] / elapsed, cpuUs: (ticks * 10_000) / Math.max(1, r['2xx']) }
+}
+
+const median = (xs) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2 }
+const fmt = (n, d = 0) => n.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d })
+
+try {
+  const backendProc = procs.start('backend', [join(HERE, 'backend.js')], { cpu: pin ? '0' : null })
+  const backend = `http://127.0.0.1:${await procs.readPort(backendProc)}`
+  const a = await startGateway('A', dirA, backend)
+  const b = await startGateway('B', dirB, backend)
+  for (const g of [a, b]) await run(g, warmup)
+  for (let i = 0; i < rounds; i++) {
+    // A B, B A, A B, …: neither build always runs first.
+    for (const g of i % 2 === 0 ? [a, b] : [b, a]) g.rounds.push(await run(g, seconds))
+  }
+  console.log(`# A/B: ${kind} pipeline, ${store} store, ${rounds} rounds × ${seconds} s, ${connections} connections${pin ? ', gateways pinned to CPU 1' : ''}`)
+  console.log(`A = ${dirA}\nB = ${dirB}\n`)
+  console.log('| round | A req/s | B req/s | A CPU µs/req | B CPU µs/req | B/A CPU |')
+  console.log('|---:|---:|---:|---:|---:|---:|')
+  const ratios = []
+  for (let i = 0; i < rounds; i++) {
+    const ra = a.rounds[i]
+    const rb = b.rounds[i]
+    ratios.push(rb.cpuUs / ra.cpuUs)
+    console.log(`| ${i + 1} | ${fmt(ra.rps)} | ${fmt(rb.rps)} | ${fmt(ra.cpuUs, 1)} | ${fmt(rb.cpuUs, 1)} | ${fmt(rb.cpuUs / ra.cpuUs, 3)} |`)
+  }
+  const ma = median(a.rounds.map((r) => r.cpuUs))
+  const mb = median(b.rounds.map((r) => r.cpuUs))
+  console.log(`\nmedian CPU µs/request: A ${fmt(ma, 1)}, B ${fmt(mb, 1)}; B/A per round: median ${fmt(median(ratios), 3)}, range ${fmt(Math.min(...ratios), 3)}–${fmt(Math.max(...ratios), 3)}`)
+  console.log(`median req/s: A ${fmt(median(a.rounds.map((r) => r.rps)))}, B ${fmt(median(b.rounds.map((r) => r.rps)))}`)
+} finally {
+  await procs.stopAll()
+  rmSync(tmp, { recursive: true, force: true })
+}
