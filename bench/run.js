@@ -43,7 +43,7 @@
 //      core and the full pipeline (Redis and embedded), interleaved, with only those processes
 //      alive (every other case is stopped first), and reports p50/p99/p99.9 with microsecond
 //      resolution and the p99 added over the direct backend.
-//   7. Prints whether each §14 target is met (and writes them to BENCH_JSON):
+//   7. Prints whether each target of docs/performance.md is met (and writes them to BENCH_JSON):
 //        - req/s ≥ 1.0 × baseline for the full pipeline on Redis, ≥ 1.1 × for the full pipeline
 //          embedded, ≥ 1.3 × for the plain proxy (embedded, and Redis shown too);
 //        - p99 added over the direct backend ≤ 2 ms at ~0.5 × the full pipeline's own saturation

@@ -1,5 +1,5 @@
 // The Redis store on a 3-master Cluster (no replicas) of our own when one master dies (docs/architecture.md#the-store,
-// §10): /ready follows the slot that holds the API keys, node failures are logged once each, and
+// docs/admin-api.md#health-and-info): /ready follows the slot that holds the API keys, node failures are logged once each, and
 // the key cache is flushed whenever the invalidation subscriber had to resubscribe.
 import { randomBytes } from 'node:crypto'
 import t from 'tap'

@@ -1,4 +1,4 @@
-// The gateway as operators run it: a real process, real sockets (docs/configuration.md, docs/proxying.md streaming, §12).
+// The gateway as operators run it: a real process, real sockets (docs/configuration.md, docs/proxying.md#bodies, docs/operations.md#shutdown).
 import { spawn } from 'node:child_process'
 import { request } from 'node:http'
 import { connect } from 'node:net'
