@@ -4,7 +4,7 @@
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { redactUrl } from '../lib/url-redaction.js'
-import { routeLabel, type RequestEnd } from './request-end.js'
+import { routeLabel, type Outcome } from './request-end.js'
 
 /** pino `req` serializer for the app's logger: Fastify's default one logs `req.url` with its
  *  query string, keys included (docs/reliability.md, SC-01). */
@@ -12,7 +12,7 @@ export function requestSerializer (request: FastifyRequest): Record<string, unkn
   return { method: request.method, url: redactUrl(request.url), host: request.host, remoteAddress: request.ip }
 }
 
-function line (request: FastifyRequest, end: RequestEnd) {
+function line (request: FastifyRequest, status: number, durationMs: number, outcome: Outcome) {
   // Both fields are declared by their plugins (api-keys, proxy); `?.` keeps other apps safe.
   const consumer = request.consumer
   const retries = request.proxyRetries
@@ -20,14 +20,14 @@ function line (request: FastifyRequest, end: RequestEnd) {
     method: request.method,
     route: routeLabel(request),
     url: redactUrl(request.url),
-    status: end.status,
-    duration_ms: Math.round(end.durationMs * 1000) / 1000,
+    status,
+    duration_ms: Math.round(durationMs * 1000) / 1000,
     ip: request.ip,
     consumer: consumer?.id ?? null,
-    outcome: end.outcome
+    outcome
   }
   if (retries !== undefined && retries > 0) entry.retries = retries
-  if (end.outcome === 'client_gone') entry.aborted = true
+  if (outcome === 'client_gone') entry.aborted = true
   return entry
 }
 
@@ -43,16 +43,16 @@ export default fp(async function accessLog (fastify) {
   const logProbes = fastify.config.logProbes
   const probesEnabled = logProbes ? infoEnabled : enabled('debug')
   if (!infoEnabled && !probesEnabled) return
-  fastify.requestEnds.subscribe(function logEnd (request, end) {
+  fastify.requestEnds.subscribe(function logEnd (request, status, durationMs, outcome) {
     // A tunnel's own line comes when it closes (plugins/websocket/): its upgrade is not logged twice.
-    if (end.outcome === 'upgraded') return
-    const msg = end.outcome === 'client_gone' ? 'request aborted' : 'request completed'
+    if (outcome === 'upgraded') return
+    const msg = outcome === 'client_gone' ? 'request aborted' : 'request completed'
     // A proxied request (its route label is a service prefix) is never a probe: no route lookup.
     if (request.metricPath != null || !PROBE_ROUTES.has(request.routeOptions?.url as string)) {
-      if (infoEnabled) request.log.info(line(request, end), msg)
+      if (infoEnabled) request.log.info(line(request, status, durationMs, outcome), msg)
     } else if (probesEnabled) {
-      if (logProbes) request.log.info(line(request, end), msg)
-      else request.log.debug(line(request, end), msg)
+      if (logProbes) request.log.info(line(request, status, durationMs, outcome), msg)
+      else request.log.debug(line(request, status, durationMs, outcome), msg)
     }
   })
 }, { name: 'access-log', fastify: '5.x', dependencies: ['config', 'request-end'] })

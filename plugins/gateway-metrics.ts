@@ -264,9 +264,8 @@ export default fp(async function gatewayMetrics (fastify) {
 
   // One series update per request, at its one end (plugins/request-end.ts). `metricPath` is set by
   // the proxy (the service prefix) once a request matched a service.
-  ends.subscribe(function observe (request, end) {
-    const s = seriesFor(request.method, routeLabel(request), end.status, request.metricPath != null)
-    const ms = end.durationMs
+  ends.subscribe(function observe (request, status, ms) {
+    const s = seriesFor(request.method, routeLabel(request), status, request.metricPath != null)
     s.count.inc()
     s.summary.observe(ms)
     s.histogram.observe(ms / 1000)

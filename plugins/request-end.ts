@@ -23,13 +23,8 @@ import fp from 'fastify-plugin'
  */
 export type Outcome = 'relayed' | 'answered' | 'shed' | 'client_gone' | 'upgraded'
 
-export interface RequestEnd {
-  readonly status: number
-  readonly durationMs: number
-  readonly outcome: Outcome
-}
-
-export type EndListener = (request: FastifyRequest, end: RequestEnd) => void
+/** A consumer of every request's end. Plain arguments, not an object: nothing is allocated per request. */
+export type EndListener = (request: FastifyRequest, status: number, durationMs: number, outcome: Outcome) => void
 
 export interface RequestEnds {
   /** Adds a consumer of every request's end; called once per request, in subscription order. */
@@ -102,8 +97,8 @@ export default fp(async function requestEnd (fastify) {
     request[kEnded] = true
     const start = request[kStart]
     if (start > 0) inFlight--
-    const ended: RequestEnd = { status, durationMs: start > 0 ? performance.now() - start : elapsedMs, outcome }
-    for (let i = 0; i < listeners.length; i++) listeners[i](request, ended)
+    const durationMs = start > 0 ? performance.now() - start : elapsedMs
+    for (let i = 0; i < listeners.length; i++) listeners[i](request, status, durationMs, outcome)
   }
 
   const onRequest: onRequestHookHandler = (request, _reply, done) => {
