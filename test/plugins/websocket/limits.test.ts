@@ -11,6 +11,7 @@ import { http, metricValue, parseMetrics } from '../../support/http.js'
 import { isEnvelope, service } from '../../support/suite.js'
 import { echoUpstream } from '../../support/upstreams.js'
 import { startWsBackend, type WsBackend } from '../../support/ws-backend.js'
+import { dial, type Refusal } from '../../support/ws-client.js'
 
 const AUTH = { authorization: 'Basic ' + Buffer.from('admin:test-password').toString('base64') }
 
@@ -29,25 +30,8 @@ async function gateway (t: Teardownable, services: unknown[], env: Record<string
 const chat = (url: string, extra: Record<string, unknown> = {}) =>
   service('chat', '/chat', url, { websocket: true, stripPrefix: true, ...extra })
 
-interface Refusal { status: number, headers: Record<string, string>, body: string }
-
-/** A client connected through the gateway, closed at teardown; rejects with the HTTP answer when refused. */
-function dial (t: Teardownable, url: string): Promise<WebSocket> {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url)
-    t.teardown(() => ws.terminate())
-    ws.once('open', () => resolve(ws))
-    ws.once('unexpected-response', (_req, res) => {
-      let body = ''
-      res.on('data', (c: Buffer) => { body += c.toString() })
-      res.on('end', () => reject(Object.assign(new Error(`status ${res.statusCode}`), { status: res.statusCode, headers: res.headers, body })))
-    })
-    ws.once('error', reject)
-  })
-}
-
 const refusal = async (t: Teardownable, url: string): Promise<Refusal> =>
-  await dial(t, url).then(() => ({ status: 101, headers: {}, body: '' }), (e: Refusal) => e)
+  await dial(url, { teardown: t }).then(() => ({ status: 101, headers: {}, body: '' }), (e: Refusal) => e)
 
 function isTunnelShed (r: Refusal): boolean {
   return r.status === 503 && r.headers['retry-after'] === '1' && r.headers['x-gateway-overload'] === 'tunnels' && isEnvelope(r.body)
@@ -70,7 +54,7 @@ t.test('FT-18 idle tunnels hold no HTTP concurrency slot: with MAX_CONCURRENT_RE
   const { app, port, ws } = await gateway(t, [chat(b.url), service('api', '/api', api.url)], { MAX_CONCURRENT_REQUESTS: '2' })
   const tunnels: WebSocket[] = []
   for (let i = 0; i < 5; i++) {
-    const r = await dial(t, `${ws}/chat/room`).catch((e: Refusal) => e)
+    const r = await dial(`${ws}/chat/room`, { teardown: t }).catch((e: Refusal) => e)
     t.ok(r instanceof WebSocket, `tunnel ${i + 1} opens (${r instanceof WebSocket ? 101 : (r as Refusal).status})`)
     if (r instanceof WebSocket) tunnels.push(r)
   }
@@ -94,7 +78,7 @@ t.test('FT-18 maxTunnels: the tunnel over the bound is refused with 503 before t
   const b = await backend(t)
   const { app, port, ws } = await gateway(t, [chat(b.url, { maxConcurrent: 2, maxTunnels: 3 })])
   const tunnels: WebSocket[] = []
-  for (let i = 0; i < 3; i++) tunnels.push(await dial(t, `${ws}/chat/room`))
+  for (let i = 0; i < 3; i++) tunnels.push(await dial(`${ws}/chat/room`, { teardown: t }))
   t.equal(b.handshakes.length, 3)
 
   const fourth = await refusal(t, `${ws}/chat/room`)
@@ -108,7 +92,7 @@ t.test('FT-18 maxTunnels: the tunnel over the bound is refused with 503 before t
   t.equal((await http(port, '/chat/health')).status, 200, 'maxConcurrent 2 is free for plain HTTP while 3 tunnels are open')
 
   t.ok(await closeAndWait(app, tunnels[0], 'chat', 2), 'one tunnel closed')
-  const next = await dial(t, `${ws}/chat/room`)
+  const next = await dial(`${ws}/chat/room`, { teardown: t })
   t.equal(next.readyState, WebSocket.OPEN, 'a new tunnel opens in its place')
   t.ok(isTunnelShed(await refusal(t, `${ws}/chat/room`)), 'and the bound holds again')
 })
@@ -116,8 +100,8 @@ t.test('FT-18 maxTunnels: the tunnel over the bound is refused with 503 before t
 t.test('FT-18 MAX_WEBSOCKET_TUNNELS bounds the tunnels of every service together', async (t) => {
   const b = await backend(t)
   const { app, ws } = await gateway(t, [chat(b.url), service('feed', '/feed', b.url, { websocket: true })], { MAX_WEBSOCKET_TUNNELS: '2' })
-  const first = await dial(t, `${ws}/chat/room`)
-  await dial(t, `${ws}/feed/x`)
+  const first = await dial(`${ws}/chat/room`, { teardown: t })
+  await dial(`${ws}/feed/x`, { teardown: t })
   for (const path of ['/chat/room', '/feed/x']) {
     const r = await refusal(t, `${ws}${path}`)
     t.ok(isTunnelShed(r), `${path}: 503 tunnels (${r.status} ${JSON.stringify(r.headers)})`)
@@ -127,7 +111,7 @@ t.test('FT-18 MAX_WEBSOCKET_TUNNELS bounds the tunnels of every service together
   t.equal(metricValue(m, 'gateway_websocket_upgrades_total', { service: 'chat', outcome: 'shed' }), 1)
   t.equal(metricValue(m, 'gateway_websocket_upgrades_total', { service: 'feed', outcome: 'shed' }), 1)
   t.ok(await closeAndWait(app, first, 'chat', 0), 'the chat tunnel closed')
-  const again = await dial(t, `${ws}/feed/y`)
+  const again = await dial(`${ws}/feed/y`, { teardown: t })
   t.equal(again.readyState, WebSocket.OPEN, 'room for one more, on any service')
 })
 
@@ -146,7 +130,7 @@ t.test('a failed upgrade gives its tunnel place back', async (t) => {
   const { ws } = await gateway(t, [chat(b.url, { maxTunnels: 1 })])
   for (let i = 0; i < 3; i++) t.equal((await refusal(t, `${ws}/chat/room`)).status, 403, `refusal ${i + 1} relayed, not shed`)
   b.refuse(null)
-  t.equal((await dial(t, `${ws}/chat/room`)).readyState, WebSocket.OPEN, 'the one place is free')
+  t.equal((await dial(`${ws}/chat/room`, { teardown: t })).readyState, WebSocket.OPEN, 'the one place is free')
 })
 
 t.test('FT-18 tunnel counts follow a service across admin updates', async (t) => {
@@ -154,18 +138,18 @@ t.test('FT-18 tunnel counts follow a service across admin updates', async (t) =>
   const { app, ws } = await gateway(t, [chat(b.url, { maxTunnels: 2 })], { SERVICES_SOURCE: 'store' })
   const patch = async (body: unknown) =>
     await app.inject({ method: 'PATCH', url: '/admin/services/chat', headers: AUTH, payload: body as object })
-  const tunnels = [await dial(t, `${ws}/chat/room`), await dial(t, `${ws}/chat/room`)]
+  const tunnels = [await dial(`${ws}/chat/room`, { teardown: t }), await dial(`${ws}/chat/room`, { teardown: t })]
   t.equal((await patch({ timeoutMs: 4000 })).statusCode, 200, 'an unrelated change rebuilds the route')
   t.ok(isTunnelShed(await refusal(t, `${ws}/chat/room`)), 'the two open tunnels still count against maxTunnels 2')
   t.equal((await patch({ maxTunnels: 3 })).statusCode, 200)
-  tunnels.push(await dial(t, `${ws}/chat/room`))
+  tunnels.push(await dial(`${ws}/chat/room`, { teardown: t }))
   t.ok(isTunnelShed(await refusal(t, `${ws}/chat/room`)), 'maxTunnels 3: the 4th is refused')
   t.equal((await patch({ maxTunnels: 1 })).statusCode, 200)
   t.equal(tunnels.filter((c) => c.readyState === WebSocket.OPEN).length, 3, 'a lower bound closes no open tunnel')
   t.ok(await closeAndWait(app, tunnels[0], 'chat', 2), 'one closed')
   t.ok(isTunnelShed(await refusal(t, `${ws}/chat/room`)), 'still 2 open over maxTunnels 1')
   t.equal((await patch({ maxTunnels: null })).statusCode, 200, 'null removes the bound')
-  t.equal((await dial(t, `${ws}/chat/room`)).readyState, WebSocket.OPEN)
+  t.equal((await dial(`${ws}/chat/room`, { teardown: t })).readyState, WebSocket.OPEN)
 })
 
 t.test('a bad maxTunnels is 400 from /admin/services and the field is in the OpenAPI document', async (t) => {

@@ -11,6 +11,7 @@ import { type Teardownable, until } from '../../support/basics.js'
 import { metricValue, parseMetrics } from '../../support/http.js'
 import { service } from '../../support/suite.js'
 import { startWsBackend, type WsBackend, type WsBackendOptions } from '../../support/ws-backend.js'
+import { dial } from '../../support/ws-client.js'
 
 const AUTH = { authorization: 'Basic ' + Buffer.from('admin:test-password').toString('base64') }
 
@@ -30,20 +31,6 @@ const wsService = (url: string, extra: Record<string, unknown> = {}) => service(
 async function createKey (app: FastifyInstance): Promise<string> {
   const res = await app.inject({ method: 'POST', url: '/admin/apikeys', headers: AUTH, payload: { name: 'ws-client' } })
   return res.json().data.raw_key
-}
-
-/** A client connected through the gateway (rejects with the HTTP status when refused). */
-function dial (url: string, options: WebSocket.ClientOptions & { protocols?: string[] } = {}): Promise<WebSocket> {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, options.protocols ?? [], options)
-    ws.once('open', () => resolve(ws))
-    ws.once('unexpected-response', (_req, res) => {
-      let body = ''
-      res.on('data', (c: Buffer) => { body += c.toString() })
-      res.on('end', () => reject(Object.assign(new Error(`status ${res.statusCode}`), { status: res.statusCode, headers: res.headers, body })))
-    })
-    ws.once('error', reject)
-  })
 }
 
 function nextMessage (ws: WebSocket): Promise<{ data: Buffer, isBinary: boolean }> {
