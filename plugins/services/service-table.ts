@@ -10,6 +10,7 @@ import { RetryBudget } from '../../lib/retry-policy.js'
 import type { ServiceBreaker } from '../circuit-breakers.js'
 import type { ServiceHealth } from '../health-checks.js'
 import { ConcurrencyLimit } from '../../lib/concurrency.js'
+import { compileHeaderRule, type HeaderTransform } from '../../lib/header-rules.js'
 
 export interface Backend {
   /** `http://host:port`, as undici's dispatch wants it. */
@@ -30,10 +31,17 @@ export interface ServiceRoute {
   /** `(i) => health.usable(i)`, made once so picking a backend allocates nothing. */
   readonly usable: (i: number) => boolean
   readonly budget: RetryBudget
+  /** The service's IP rules (plugins/ip-rules.ts), run first; null when it has none. */
+  readonly ipRules: onRequestHookHandler | null
   /** The service's API-key hook (plugins/api-keys.ts). */
   readonly authenticate: onRequestHookHandler
   /** The service's rate-limit hook (plugins/rate-limit.ts), or null for `rateLimit: false`. */
   readonly limit: onRequestHookHandler | null
+  /** The quota hook (plugins/quotas.ts), run after the rate limit; null when quotas are not wired. */
+  readonly quota: onRequestHookHandler | null
+  /** Header transforms toward the backend and the client (docs/policies.md#header-transforms), or null. */
+  readonly requestHeaders: HeaderTransform | null
+  readonly responseHeaders: HeaderTransform | null
   /** Concurrency caps to pass (the service's `maxConcurrent`, then the global one), or null for none. */
   readonly limits: readonly ConcurrencyLimit[] | null
 }
@@ -44,6 +52,10 @@ export interface RouteParts {
   health (service: ServiceConfig): ServiceHealth
   authenticate (service: ServiceConfig): onRequestHookHandler
   limit (service: ServiceConfig): onRequestHookHandler
+  /** The service's IP-rule hook, or null for none (absent: no IP rules). */
+  ipRules? (service: ServiceConfig): onRequestHookHandler | null
+  /** The quota hook (absent: no quotas). */
+  quota? (service: ServiceConfig): onRequestHookHandler
   /** MAX_CONCURRENT_REQUESTS, shared by every service; null when unset. */
   readonly globalLimit?: ConcurrencyLimit | null
   /**
@@ -68,8 +80,12 @@ export function buildRoute (service: ServiceConfig, parts: RouteParts): ServiceR
     health,
     usable: (i) => health.usable(i),
     budget: new RetryBudget(),
+    ipRules: parts.ipRules?.(service) ?? null,
     authenticate: parts.authenticate(service),
     limit: service.unlimited ? null : parts.limit(service),
+    quota: parts.quota?.(service) ?? null,
+    requestHeaders: compileHeaderRule(service.definition.requestHeaders),
+    responseHeaders: compileHeaderRule(service.definition.responseHeaders),
     limits: limitsFor(service, parts)
   }
 }

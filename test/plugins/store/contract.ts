@@ -37,7 +37,7 @@ export async function sharedStores (open: (prefix: string) => Promise<Store>, pr
   }
 }
 
-const RECORD_FIELDS = ['active', 'burst', 'created_at', 'expires_at', 'id', 'last_used_at', 'name', 'rate_limit', 'services']
+const RECORD_FIELDS = ['active', 'burst', 'created_at', 'expires_at', 'id', 'last_used_at', 'name', 'quota', 'rate_limit', 'services']
 
 /** A key as the admin API would create it; the hash is of a random raw key. */
 export function makeKey (overrides: Partial<StoredApiKey> = {}): StoredApiKey {
@@ -51,6 +51,7 @@ export function makeKey (overrides: Partial<StoredApiKey> = {}): StoredApiKey {
     created_at: new Date().toISOString(),
     expires_at: null,
     last_used_at: null,
+    quota: null,
     hash: createHash('sha256').update(`gw_${randomBytes(32).toString('base64url')}`).digest('hex'),
     ...overrides
   }
