@@ -3,7 +3,9 @@
 // and the rate limit, so only requests that passed both are counted; a request over the quota is
 // not counted either. Every answer that passed through it carries X-Quota-Limit,
 // X-Quota-Remaining and X-Quota-Reset (Unix seconds of the period's end); the refused one gets 429
-// with Retry-After until the period ends.
+// with Retry-After until the period ends. A request of such a key that the rate limiter refused
+// (never counted) carries the fields of the last count this instance saw for the key in the current
+// period, if it saw one: the quota is reported on every answer without a store call per refusal.
 //
 // The counters are the store's (store.quotas): exact across instances on Redis, in gateway.db for
 // the embedded store. The store is never waited on longer than RATE_LIMIT_STORE_TIMEOUT_MS; while
@@ -11,13 +13,15 @@
 // (the quota holds per instance, without X-Quota-* fields, which would describe a count other
 // instances do not share), `closed` answers 503. After a failure the store is left alone for a
 // second, then one request at a time asks it again.
-import type { FastifyReply, onRequestHookHandler } from 'fastify'
+import type { FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
+import { LruMap } from 'toad-cache'
 import promClient from '@platformatic/prom-client'
 import type { ServiceConfig } from '../lib/config.js'
 import { QuotaExceeded, QuotaUnavailable } from '../lib/errors.js'
 import { MemoryQuotas } from './store/index.js'
 import type { Quota, QuotaResult } from './store/types.js'
+import type { QuotaStep } from './services/index.js'
 
 export interface QuotaUsage {
   limit: number
@@ -29,8 +33,8 @@ export interface QuotaUsage {
 }
 
 export interface Quotas {
-  /** The hook of a service's route; it acts only on requests of a key with a quota. */
-  hookFor (service: ServiceConfig): onRequestHookHandler
+  /** The step of a service's route; it acts only on requests of a key with a quota. */
+  hookFor (service: ServiceConfig): QuotaStep
   /** The current period's count of key `id`, whose quota is `quota`. */
   usage (id: string, quota: Quota): Promise<QuotaUsage>
 }
@@ -72,6 +76,8 @@ export default fp<QuotasOptions>(async function quotas (app, opts) {
     help: 'Requests counted in process because the quota store failed (RATE_LIMIT_FAIL_MODE=open)',
     registers: [metrics.registry]
   })
+  /** The last shared count seen per key (by id), for answers refused before the quota step. */
+  const lastSeen = new LruMap<QuotaResult>(10_000)
   /** While the store is failing: when it may be asked again, and whether a request is asking. */
   let retryAt = 0
   let probing = false
@@ -117,17 +123,29 @@ export default fp<QuotasOptions>(async function quotas (app, opts) {
     done(new QuotaExceeded())
   }
 
-  function quotaHook (request: Parameters<onRequestHookHandler>[0], reply: FastifyReply, done: (err?: Error) => void): void {
+  function quotaHook (request: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void): void {
     const consumer = request.consumer
     if (consumer === null || consumer.quota === null) return done()
     const quota = consumer.quota
     fromStore(consumer.id, quota, (r) => {
-      if (r !== undefined) return decide(reply, r, true, done)
+      if (r !== undefined) {
+        lastSeen.set(consumer.id, r)
+        return decide(reply, r, true, done)
+      }
       if (failMode === 'closed') return done(new QuotaUnavailable())
       failOpen.inc()
       decide(reply, fallback.consumeSync(consumer.id, quota), false, done)
     })
   }
+
+  function refused (request: FastifyRequest, reply: FastifyReply): void {
+    const consumer = request.consumer
+    if (consumer === null || consumer.quota === null) return
+    const seen = lastSeen.get(consumer.id)
+    if (seen !== undefined && Date.now() < seen.end) reply.headers(quotaHeaders(seen))
+  }
+
+  const step: QuotaStep = { check: quotaHook as onRequestHookHandler, refused }
 
   async function usage (id: string, quota: Quota): Promise<QuotaUsage> {
     const r = await store.quotas.usage(id, quota)
@@ -141,5 +159,5 @@ export default fp<QuotasOptions>(async function quotas (app, opts) {
     }
   }
 
-  app.decorate('quotas', { hookFor: () => quotaHook as onRequestHookHandler, usage } satisfies Quotas)
+  app.decorate('quotas', { hookFor: () => step, usage } satisfies Quotas)
 }, { name: 'quotas', fastify: '5.x', dependencies: ['config', 'store', 'gateway-metrics', 'api-keys'] })

@@ -86,7 +86,13 @@ export default fp(async function proxy (app) {
   /** The API-key hook, then the rate limit (unless `rateLimit: false`), then the key's quota. */
   function authenticate (request: FastifyRequest, reply: FastifyReply, route: ServiceRoute, done: (err?: Error) => void): void {
     const quota = route.quota
-    const next = quota === null ? done : (err?: Error) => err === undefined ? quota.call(app, request, reply, done) : done(err)
+    const next = quota === null
+      ? done
+      : (err?: Error) => {
+          if (err === undefined) return quota.check.call(app, request, reply, done)
+          quota.refused(request, reply)
+          done(err)
+        }
     route.authenticate.call(app, request, reply, (err?: Error) => {
       if (err !== undefined) return done(err)
       if (route.limit === null) return next()

@@ -19,7 +19,7 @@ import { ConcurrencyLimit } from '../../lib/concurrency.js'
 import { buildRoute, ServiceTable, ServiceTables, type ServiceRoute } from './service-table.js'
 import type { ServiceSnapshot, StoredService } from '../store/types.js'
 
-export type { ServiceRoute } from './service-table.js'
+export type { QuotaStep, ServiceRoute } from './service-table.js'
 
 export interface ServiceEntry {
   name: string

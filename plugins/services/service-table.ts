@@ -3,7 +3,7 @@
 // proxy holds the current one in a `ServiceTables` holder whose `current` can be swapped at run
 // time (services managed live). A request keeps the route it matched, so in-flight requests
 // finish on the table they started with.
-import type { onRequestHookHandler } from 'fastify'
+import type { FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify'
 import { Balancer } from '../../lib/balancer.js'
 import { gatewayPathTaken, type ServiceConfig } from '../../lib/config.js'
 import { RetryBudget } from '../../lib/retry-policy.js'
@@ -37,13 +37,20 @@ export interface ServiceRoute {
   readonly authenticate: onRequestHookHandler
   /** The service's rate-limit hook (plugins/rate-limit.ts), or null for `rateLimit: false`. */
   readonly limit: onRequestHookHandler | null
-  /** The quota hook (plugins/quotas.ts), run after the rate limit; null when quotas are not wired. */
-  readonly quota: onRequestHookHandler | null
+  /** The quota step (plugins/quotas.ts), run after the rate limit; null when quotas are not wired. */
+  readonly quota: QuotaStep | null
   /** Header transforms toward the backend and the client (docs/policies.md#header-transforms), or null. */
   readonly requestHeaders: HeaderTransform | null
   readonly responseHeaders: HeaderTransform | null
   /** Concurrency caps to pass (the service's `maxConcurrent`, then the global one), or null for none. */
   readonly limits: readonly ConcurrencyLimit[] | null
+}
+
+/** A key's quota (docs/policies.md#quotas): the check, and the fields for a request refused before it. */
+export interface QuotaStep {
+  readonly check: onRequestHookHandler
+  /** Called instead of `check` when an earlier step refused the request. */
+  readonly refused: (request: FastifyRequest, reply: FastifyReply) => void
 }
 
 /** What a table needs from the other plugins to build a route. */
@@ -54,8 +61,8 @@ export interface RouteParts {
   limit (service: ServiceConfig): onRequestHookHandler
   /** The service's IP-rule hook, or null for none (absent: no IP rules). */
   ipRules? (service: ServiceConfig): onRequestHookHandler | null
-  /** The quota hook (absent: no quotas). */
-  quota? (service: ServiceConfig): onRequestHookHandler
+  /** The quota step (absent: no quotas). */
+  quota? (service: ServiceConfig): QuotaStep
   /** MAX_CONCURRENT_REQUESTS, shared by every service; null when unset. */
   readonly globalLimit?: ConcurrencyLimit | null
   /**

@@ -65,7 +65,8 @@ t.test('requests the rate limiter or the key check refuses are not counted; keys
   t.equal((await call(port, limited.raw)).status, 200)
   const refused = await call(port, limited.raw)
   t.equal(refused.status, 429, 'the rate limit refuses the second')
-  t.equal(refused.headers['x-quota-remaining'], undefined, 'refused before the quota step')
+  t.equal(refused.headers['x-quota-remaining'], '4', 'refused before the quota step: the last count seen, unchanged')
+  t.equal(refused.headers['x-quota-limit'], '5')
   t.match((await usage(app, limited.id)).json().data, { used: 1, remaining: 4, timezone: 'UTC' })
 
   const plain = await createKey(app, {})
