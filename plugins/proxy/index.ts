@@ -85,16 +85,17 @@ export default fp(async function proxy (app) {
 
   /** The API-key hook, then the rate limit (unless `rateLimit: false`), then the key's quota. */
   function authenticate (request: FastifyRequest, reply: FastifyReply, route: ServiceRoute, done: (err?: Error) => void): void {
-    const quota = route.quota
-    const next = quota === null
-      ? done
-      : (err?: Error) => {
-          if (err === undefined) return quota.check.call(app, request, reply, done)
-          quota.refused(request, reply)
-          done(err)
-        }
     route.authenticate.call(app, request, reply, (err?: Error) => {
       if (err !== undefined) return done(err)
+      // Only a key with a quota has a quota step: nothing more to allocate for every other request.
+      const quota = request.consumer?.quota == null ? null : route.quota
+      const next = quota === null
+        ? done
+        : (err?: Error) => {
+            if (err === undefined) return quota.check.call(app, request, reply, done)
+            quota.refused(request, reply)
+            done(err)
+          }
       if (route.limit === null) return next()
       const pending = route.limit.call(app, request, reply, next) as unknown as Promise<void> | undefined
       if (pending !== undefined) pending.then(() => next(), next)
