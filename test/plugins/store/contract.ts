@@ -83,6 +83,20 @@ export function storeContract (t: Test, makeStore: () => Promise<StoreUnderTest>
     t.same(await store.keys.findByHash(key.hash), key)
   }))
 
+  t.test('a key\'s quota is kept, and its counter counts up to the limit and is forgotten with the key', (t) => withStore(t, async (store) => {
+    const quota = { limit: 2, period: 'month' as const, timezone: 'Europe/Berlin' }
+    const key = makeKey({ quota })
+    await store.keys.create(key)
+    t.same((await store.keys.get(key.id))?.quota, quota)
+    t.same((await store.keys.findByHash(key.hash))?.quota, quota)
+    t.match(await store.quotas.consume(key.id, quota), { allowed: true, used: 1, limit: 2 })
+    t.match(await store.quotas.consume(key.id, quota), { allowed: true, used: 2 })
+    t.match(await store.quotas.consume(key.id, quota), { allowed: false, used: 2 })
+    t.match(await store.quotas.usage(key.id, quota), { allowed: false, used: 2 })
+    await store.quotas.forget(key.id)
+    t.match(await store.quotas.usage(key.id, quota), { allowed: true, used: 0 })
+  }))
+
   t.test('get returns the record without the hash', (t) => withStore(t, async (store) => {
     const key = makeKey()
     await store.keys.create(key)

@@ -99,3 +99,21 @@ t.test('redis', async (t) => {
     t.equal(quotas.key('abc'), `${prefix}{q:abc}`)
   })
 })
+
+t.test('sqlite: a gateway.db made before quotas gains the column; its keys have no quota', async (t) => {
+  const { DatabaseSync } = await import('node:sqlite')
+  const { join } = await import('node:path')
+  const { SqliteKeyStore } = await import('../../../plugins/store/embedded.js')
+  const dir = tempDir(t)
+  const old = new DatabaseSync(join(dir, 'gateway.db'))
+  old.exec(`CREATE TABLE api_keys (id TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, name TEXT NOT NULL, rate_limit INTEGER,
+    burst INTEGER, services TEXT, active INTEGER NOT NULL DEFAULT 1, created_at TEXT NOT NULL, expires_at TEXT, last_used_at TEXT) STRICT`)
+  old.prepare("INSERT INTO api_keys (id, hash, name, created_at) VALUES ('old', 'h-old', 'before quotas', '2026-01-01T00:00:00.000Z')").run()
+  old.close()
+  const keys = new SqliteKeyStore({ dataDir: dir })
+  t.teardown(() => keys.close())
+  t.match(await keys.get('old'), { id: 'old', name: 'before quotas', quota: null })
+  const quota: Quota = { limit: 9, period: 'day', timezone: 'UTC' }
+  await keys.create({ id: 'new', hash: 'h-new', name: 'n', rate_limit: null, burst: null, services: null, active: true, created_at: '2026-01-02T00:00:00.000Z', expires_at: null, last_used_at: null, quota })
+  t.same((await keys.findByHash('h-new'))?.quota, quota)
+})
