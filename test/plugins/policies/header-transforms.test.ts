@@ -138,4 +138,14 @@ t.test('the admin API answers 400 naming the header, and shows accepted transfor
   t.same(listed.responseHeaders, { remove: ['server'] })
   await http(port, '/svc/a')
   t.equal(backend.requests[0].headers['x-tenant'], 'acme', 'applied at once')
+  const merged = await app.inject({
+    method: 'PATCH', url: '/admin/services/svc', headers: auth, payload: { requestHeaders: { set: { 'x-region': 'eu' } } }
+  })
+  t.equal(merged.statusCode, 200, merged.body)
+  t.same(merged.json().data.service.requestHeaders, { set: { 'x-tenant': 'acme', 'x-region': 'eu' } }, 'a merge patch adds to set')
+  await http(port, '/svc/a')
+  t.match(backend.requests[1].headers, { 'x-tenant': 'acme', 'x-region': 'eu' })
+  const dropped = await app.inject({ method: 'PATCH', url: '/admin/services/svc', headers: auth, payload: { requestHeaders: null } })
+  t.equal(dropped.statusCode, 200)
+  t.equal(dropped.json().data.service.requestHeaders, undefined, 'null removes the transform')
 })
