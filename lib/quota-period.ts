@@ -40,13 +40,20 @@ function formatFor (zone: string): Intl.DateTimeFormat {
 
 /** Whether `zone` is an IANA time zone this runtime knows (`UTC` included). */
 export function isTimeZone (zone: string): boolean {
-  if (zone === '' || zone.length > 64) return false
+  // A name (`Area/Location`, `UTC`, `Etc/GMT+5`), not an offset such as `+05:00` that newer
+  // runtimes also accept: an operator names the zone whose DST rules the periods follow.
+  if (zone.length > 64 || !/^[A-Za-z][A-Za-z0-9_+-]*(\/[A-Za-z0-9_+-]+)*$/.test(zone)) return false
   try {
     formatFor(zone)
     return true
   } catch {
     return false
   }
+}
+
+/** The zone's canonical spelling (`europe/berlin` → `Europe/Berlin`); call with a valid zone. */
+export function canonicalTimeZone (zone: string): string {
+  return formatFor(zone).resolvedOptions().timeZone
 }
 
 interface Wall { year: number, month: number, day: number, hour: number, minute: number, second: number }

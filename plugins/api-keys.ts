@@ -13,6 +13,7 @@ import { LruMap } from 'toad-cache'
 import type { ServiceConfig } from '../lib/config.js'
 import { generateApiKey, newKeyId, parseApiKey } from '../lib/api-key-format.js'
 import { findCredential } from '../lib/credentials.js'
+import { canonicalTimeZone } from '../lib/quota-period.js'
 import { AmbiguousCredentials, InvalidApiKey, MissingApiKey, RateLimited, ServiceForbidden, StoreUnavailable } from '../lib/errors.js'
 import type { ApiKeyRecord, Quota, StoredApiKey } from './store/types.js'
 
@@ -314,7 +315,7 @@ async function apiKeysPlugin (fastify: FastifyInstance, opts: ApiKeysOptions): P
       created_at: new Date().toISOString(),
       expires_at: input.expires_at == null ? null : new Date(input.expires_at).toISOString(),
       last_used_at: null,
-      quota: input.quota == null ? null : { limit: input.quota.limit, period: input.quota.period, timezone: input.quota.timezone ?? 'UTC' },
+      quota: input.quota == null ? null : { limit: input.quota.limit, period: input.quota.period, timezone: canonicalTimeZone(input.quota.timezone ?? 'UTC') },
       hash
     }
     await store.keys.create(key)

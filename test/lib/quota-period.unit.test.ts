@@ -1,7 +1,7 @@
 // Calendar periods of quotas with a fake clock: hour, day and month boundaries in UTC and in zones
 // with DST changes and odd offsets (docs/policies.md#quotas).
 import t from 'tap'
-import { isTimeZone, periodAt } from '../../lib/quota-period.js'
+import { canonicalTimeZone, isTimeZone, periodAt } from '../../lib/quota-period.js'
 
 const at = (iso: string): number => Date.parse(iso)
 const iso = (ms: number): string => new Date(ms).toISOString()
@@ -73,5 +73,10 @@ t.test('a zone whose DST change skips midnight starts that day when the skip end
 
 t.test('isTimeZone accepts IANA zones and refuses anything else', async (t) => {
   for (const z of ['UTC', 'Europe/Berlin', 'America/Argentina/Buenos_Aires', 'Asia/Kolkata']) t.ok(isTimeZone(z), z)
-  for (const z of ['', 'Mars/Olympus', 'Europe/Berlin\n', 'x'.repeat(65)]) t.notOk(isTimeZone(z), JSON.stringify(z))
+  for (const z of ['', 'Mars/Olympus', 'Europe/Berlin\n', 'x'.repeat(65), '+05:00', '../etc', 'Europe//Berlin']) t.notOk(isTimeZone(z), JSON.stringify(z))
+})
+
+t.test('zones are kept in their canonical spelling', async (t) => {
+  t.equal(canonicalTimeZone('europe/berlin'), 'Europe/Berlin')
+  t.equal(canonicalTimeZone('utc'), 'UTC')
 })
