@@ -10,8 +10,8 @@
 // The counters are the store's (store.quotas): exact across instances on Redis, in gateway.db for
 // the embedded store. The store is never waited on longer than RATE_LIMIT_STORE_TIMEOUT_MS; while
 // it fails, RATE_LIMIT_FAIL_MODE decides as for the rate limiter: `open` counts in this process
-// (the quota holds per instance, without X-Quota-* fields, which would describe a count other
-// instances do not share), `closed` answers 503. After a failure the store is left alone for a
+// (from the last shared count this instance saw; the quota holds per instance, without X-Quota-*
+// fields, which would describe a count other instances do not share), `closed` answers 503. After a failure the store is left alone for a
 // second, then one request at a time asks it again.
 import type { FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
@@ -94,8 +94,21 @@ export default fp<QuotasOptions>(async function quotas (app, opts) {
     }
   }
 
+  const consumeSync = store.quotas.consumeSync?.bind(store.quotas)
+
   /** The store's decision, or undefined when it failed, timed out or is being left alone. */
   function fromStore (id: string, quota: Quota, answer: (r: QuotaResult | undefined) => void): void {
+    if (consumeSync !== undefined) {
+      // In process (SQLite): no timer, and a failure (a locked or broken file) is one like any other.
+      let r: QuotaResult
+      try {
+        r = consumeSync(id, quota)
+      } catch (err) {
+        storeFailed(err)
+        return answer(undefined)
+      }
+      return answer(r)
+    }
     const down = retryAt !== 0
     if (down && (probing || Date.now() < retryAt)) return answer(undefined)
     if (down) probing = true
@@ -134,6 +147,9 @@ export default fp<QuotasOptions>(async function quotas (app, opts) {
       }
       if (failMode === 'closed') return done(new QuotaUnavailable())
       failOpen.inc()
+      // Counting starts from the last shared count this instance saw, not from zero.
+      const seen = lastSeen.get(consumer.id)
+      if (seen !== undefined && Date.now() < seen.end) fallback.atLeast(consumer.id, seen.start, seen.used)
       decide(reply, fallback.consumeSync(consumer.id, quota), false, done)
     })
   }

@@ -26,6 +26,13 @@ export class MemoryQuotas implements QuotaStore {
     return this.#count(keyId, quota, false)
   }
 
+  /** Raises the count of `keyId` in the period starting at `start` to at least `used`. */
+  atLeast (keyId: string, start: number, used: number): void {
+    const c = this.#counts.get(keyId)
+    if (c === undefined || c.start !== start) this.#counts.set(keyId, { start, used })
+    else if (c.used < used) c.used = used
+  }
+
   async forget (keyId: string): Promise<void> {
     this.#counts.delete(keyId)
   }

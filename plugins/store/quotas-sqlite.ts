@@ -47,6 +47,10 @@ export class SqliteQuotas implements QuotaStore {
   }
 
   async consume (keyId: string, quota: Quota): Promise<QuotaResult> {
+    return this.consumeSync(keyId, quota)
+  }
+
+  consumeSync (keyId: string, quota: Quota): QuotaResult {
     const { start, end } = periodAt(this.#now(), quota.period, quota.timezone)
     const row = this.#take.get({ id: keyId, start, limit: quota.limit }) as { used: number } | undefined
     if (row !== undefined) return { allowed: true, used: row.used, limit: quota.limit, start, end }

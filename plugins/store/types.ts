@@ -85,6 +85,8 @@ export interface QuotaResult {
 export interface QuotaStore {
   /** Atomically: counts one request when fewer than `quota.limit` are counted, else counts nothing. */
   consume (keyId: string, quota: Quota): Promise<QuotaResult>
+  /** The same, answered at once, for stores that count in this process (no timer needed). */
+  consumeSync? (keyId: string, quota: Quota): QuotaResult
   /** Reads the count without adding (`allowed`: whether one more would be). */
   usage (keyId: string, quota: Quota): Promise<QuotaResult>
   /** Forgets a deleted key's counter. */
