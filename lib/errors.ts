@@ -70,3 +70,8 @@ export const ServiceNotFound = E('SERVICE_NOT_FOUND', 'No service is named "%s";
 export const ServiceConflict = E('SERVICE_CONFLICT', '%s', 409)
 export const ServicesReadOnly = E('SERVICES_READ_ONLY', 'Services come from ROUTES_FILE (SERVICES_SOURCE=file): edit the file and send SIGHUP, or run with SERVICES_SOURCE=store', 409)
 export const ServiceStoreUnavailable = E('SERVICE_STORE_UNAVAILABLE', 'The service store is unavailable; retry shortly', 503)
+// Traffic policies (docs/policies.md).
+export const IpForbidden = E('IP_FORBIDDEN', 'Requests from this client address are not allowed for this service', 403)
+export const QuotaExceeded = E('QUOTA_EXCEEDED', 'The API key has used its quota for this period; retry after the Retry-After delay', 429)
+export const QuotaUnavailable = E('QUOTA_UNAVAILABLE', 'Quota accounting is temporarily unavailable; retry shortly', 503)
+export const NoQuota = E('NO_QUOTA', 'The API key "%s" has no quota; set one with "quota" when creating a key', 404)

@@ -10,6 +10,7 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { isGatewayBearer } from './credentials.js'
+import type { HeaderTransform } from './header-rules.js'
 
 export type UpstreamHeaders = Record<string, string | string[]>
 
@@ -41,8 +42,12 @@ function connectionListed (value: string | string[] | undefined): Set<string> | 
 /** Most header fields a request or response may have: Envoy's default; Node's own limit (2000) truncates silently instead of rejecting. */
 export const MAX_HEADER_COUNT = 100
 
-/** The headers of every attempt of a request (only `host` changes between attempts). */
-export function upstreamHeaders (request: FastifyRequest): UpstreamHeaders {
+/**
+ * The headers of every attempt of a request (only `host` changes between attempts). `transform`:
+ * the service's `requestHeaders` (docs/policies.md#header-transforms), applied to the client's
+ * fields; it can never touch the fields the gateway writes below.
+ */
+export function upstreamHeaders (request: FastifyRequest, transform: HeaderTransform | null = null): UpstreamHeaders {
   const raw = request.raw
   const given: IncomingHttpHeaders = raw.headers
   const listed = connectionListed(given.connection)
@@ -53,8 +58,10 @@ export function upstreamHeaders (request: FastifyRequest): UpstreamHeaders {
     // Identity headers are the gateway's to set: a client's X-Consumer-Username is as forged as its X-Consumer-Id.
     if (name.startsWith('x-consumer-')) continue
     if (name === 'authorization' && isGatewayBearer(value as string)) continue
+    if (transform !== null && transform.skip.has(name)) continue
     out[name] = value
   }
+  if (transform !== null) for (const [name, value] of transform.set) out[name] = value
   const te = given.te
   // `TE: trailers` is the one TE value that is end to end (RFC 9110 §10.1.4).
   if (typeof te === 'string' && /(^|,)\s*trailers\s*(,|;|$)/i.test(te)) out.te = 'trailers'
@@ -77,16 +84,20 @@ export function upstreamHeaders (request: FastifyRequest): UpstreamHeaders {
 }
 
 /**
- * The head the client gets: the backend's fields minus hop-by-hop and rate-limit ones, plus what
- * the gateway set on the reply so far. `Vary` from both sides is merged.
+ * The head the client gets: the backend's fields minus hop-by-hop and rate-limit ones, changed by
+ * the service's `responseHeaders` (docs/policies.md#header-transforms), plus what the gateway set
+ * on the reply so far. `Vary` from both sides is merged.
  */
-export function clientHeaders (upstream: Record<string, string | string[] | undefined>, reply: FastifyReply, locationPrefix: string | null): OutgoingHttpHeaders {
+export function clientHeaders (upstream: Record<string, string | string[] | undefined>, reply: FastifyReply, locationPrefix: string | null, transform: HeaderTransform | null = null): OutgoingHttpHeaders {
   const listed = connectionListed(upstream.connection)
   const out: OutgoingHttpHeaders = {}
   for (const name in upstream) {
     if (RESPONSE_DROP.has(name) || (listed !== null && listed.has(name))) continue
+    if (transform !== null && transform.skip.has(name)) continue
     out[name] = upstream[name]
   }
+  // The service's `responseHeaders` act on the backend's fields; the gateway's own come after.
+  if (transform !== null) for (const [name, value] of transform.set) out[name] = value
   const own = reply.getHeaders()
   for (const name in own) {
     const value = own[name]

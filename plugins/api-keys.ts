@@ -13,8 +13,9 @@ import { LruMap } from 'toad-cache'
 import type { ServiceConfig } from '../lib/config.js'
 import { generateApiKey, newKeyId, parseApiKey } from '../lib/api-key-format.js'
 import { findCredential } from '../lib/credentials.js'
+import { canonicalTimeZone } from '../lib/quota-period.js'
 import { AmbiguousCredentials, InvalidApiKey, MissingApiKey, RateLimited, ServiceForbidden, StoreUnavailable } from '../lib/errors.js'
-import type { ApiKeyRecord, StoredApiKey } from './store/types.js'
+import type { ApiKeyRecord, Quota, StoredApiKey } from './store/types.js'
 
 export interface Consumer {
   id: string
@@ -22,6 +23,8 @@ export interface Consumer {
   rateLimit: number | null
   burst: number | null
   services: string[] | null
+  /** The key's quota (docs/policies.md#quotas), counted by plugins/quotas.ts; null for none. */
+  quota: Quota | null
 }
 
 export interface NewApiKey {
@@ -30,6 +33,7 @@ export interface NewApiKey {
   burst?: number | null
   services?: string[] | null
   expires_at?: string | null
+  quota?: { limit: number, period: Quota['period'], timezone?: string } | null
 }
 
 export interface ApiKeys {
@@ -92,7 +96,8 @@ function toConsumer (key: StoredApiKey): Consumer {
     name: key.name,
     rateLimit: key.rate_limit,
     burst: key.burst,
-    services: key.services === null ? null : Object.freeze([...key.services]) as string[]
+    services: key.services === null ? null : Object.freeze([...key.services]) as string[],
+    quota: key.quota === null ? null : Object.freeze({ ...key.quota })
   })
 }
 
@@ -107,7 +112,8 @@ export function publicRecord (k: ApiKeyRecord): ApiKeyRecord {
     active: k.active,
     created_at: k.created_at,
     expires_at: k.expires_at,
-    last_used_at: k.last_used_at
+    last_used_at: k.last_used_at,
+    quota: k.quota
   }
 }
 
@@ -309,6 +315,7 @@ async function apiKeysPlugin (fastify: FastifyInstance, opts: ApiKeysOptions): P
       created_at: new Date().toISOString(),
       expires_at: input.expires_at == null ? null : new Date(input.expires_at).toISOString(),
       last_used_at: null,
+      quota: input.quota == null ? null : { limit: input.quota.limit, period: input.quota.period, timezone: canonicalTimeZone(input.quota.timezone ?? 'UTC') },
       hash
     }
     await store.keys.create(key)
@@ -333,6 +340,8 @@ async function apiKeysPlugin (fastify: FastifyInstance, opts: ApiKeysOptions): P
     delete: async (id: string) => {
       const ok = await store.keys.delete(id)
       forget(id)
+      // A key made again can never have this id; the counter only costs space (docs/policies.md#quotas).
+      if (ok) store.quotas.forget(id).catch(() => {})
       return ok
     }
   } satisfies ApiKeys)

@@ -13,7 +13,7 @@ export type BreakerStateName = 'closed' | 'open' | 'half-open'
 /** Every store operation whose failure is counted: the label set of gateway_store_errors_total. */
 export const STORE_OPERATIONS = [
   'keys.findByHash', 'keys.touch', 'keys.create', 'keys.list', 'keys.get', 'keys.revoke', 'keys.delete',
-  'rate_limit', 'failures.reserve', 'failures.release', 'services.read', 'services.write'
+  'rate_limit', 'quota', 'failures.reserve', 'failures.release', 'services.read', 'services.write'
 ] as const
 export type StoreOperation = typeof STORE_OPERATIONS[number]
 

@@ -19,6 +19,8 @@ import apiKeys from '../plugins/api-keys.js'
 import rateLimit from '../plugins/rate-limit.js'
 import circuitBreakers from '../plugins/circuit-breakers.js'
 import healthChecks from '../plugins/health-checks.js'
+import ipRules from '../plugins/ip-rules.js'
+import quotas from '../plugins/quotas.js'
 import services from '../plugins/services/index.js'
 import healthRoutes from '../routes/health.js'
 import infoRoutes from '../routes/info.js'
@@ -110,6 +112,10 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   await app.register(store)
   await app.register(apiKeys)
   await app.register(rateLimit)
+  // Traffic policies (docs/policies.md): the proxy's admit runs IP rules before the key, the
+  // quota after the rate limit.
+  await app.register(ipRules)
+  await app.register(quotas)
   await app.register(circuitBreakers)
   await app.register(healthChecks)
   await app.register(services)

@@ -3,12 +3,28 @@
 // document. Requests are strict: unknown fields → 400, no type coercion (docs/reliability.md,
 // BI-12).
 import { z } from 'zod'
+import { isTimeZone } from '../quota-period.js'
 
 /** Printable ASCII only: no control characters, no RTL override, no lookalike letters (BI-13). */
 export const KEY_NAME_RE = /^[A-Za-z0-9](?:[A-Za-z0-9._ -]{0,62}[A-Za-z0-9._-])?$/
 export const KEY_ID_RE = /^[A-Za-z0-9_-]{1,64}$/
 
 const positiveInt = (max: number) => z.number().int().min(1).max(max)
+
+/** An API key's quota as a record shows it (docs/policies.md#quotas). */
+export const QuotaSchema = z.object({
+  limit: z.number().int().describe('Admitted requests per period'),
+  period: z.enum(['hour', 'day', 'month']),
+  timezone: z.string().describe('IANA time zone of the calendar periods')
+}).describe('Quota: admitted requests per calendar period')
+
+/** The quota in a create body: strict, the zone checked against the runtime's IANA database. */
+export const QuotaInput = z.strictObject({
+  limit: positiveInt(1_000_000_000).describe('Admitted requests per period'),
+  period: z.enum(['hour', 'day', 'month']).describe('Calendar period: starts at the hour, midnight or the 1st in the time zone'),
+  timezone: z.string().refine(isTimeZone, 'must be an IANA time zone such as UTC or Europe/Berlin').optional()
+    .describe('IANA time zone of the periods (default UTC)')
+})
 
 export const ApiKeyRecordSchema = z.object({
   id: z.string(),
@@ -19,7 +35,8 @@ export const ApiKeyRecordSchema = z.object({
   active: z.boolean(),
   created_at: z.string(),
   expires_at: z.string().nullable(),
-  last_used_at: z.string().nullable()
+  last_used_at: z.string().nullable(),
+  quota: QuotaSchema.nullable().describe('null = no quota')
 }).describe('An API key record: never its hash or raw key')
 
 export type ApiKeyRecordOut = z.infer<typeof ApiKeyRecordSchema>
@@ -42,7 +59,8 @@ export function createApiKeyBody (serviceNames: () => readonly string[]) {
       .nullable().optional(),
     expires_at: z.iso.datetime({ offset: true, error: 'must be an ISO-8601 date-time with a time zone' })
       .refine((s) => Date.parse(s) > Date.now(), 'must be in the future')
-      .nullable().optional()
+      .nullable().optional(),
+    quota: QuotaInput.nullable().optional()
   })
 }
 
@@ -56,6 +74,18 @@ export const CreatedResponse = z.object({
   status: z.literal('success'),
   message: z.string(),
   data: z.object({ api_key: ApiKeyRecordSchema, raw_key: z.string() })
+})
+
+export const UsageResponse = z.object({
+  status: z.literal('success'),
+  data: z.object({
+    limit: z.number().int(),
+    used: z.number().int().describe('Admitted requests counted in the current period'),
+    remaining: z.number().int(),
+    resets_at: z.string().describe('ISO-8601: when the current period ends and the count starts again'),
+    period: z.enum(['hour', 'day', 'month']),
+    timezone: z.string()
+  })
 })
 
 export const ListResponse = z.object({ status: z.literal('success'), data: z.array(ApiKeyRecordSchema) })

@@ -3,6 +3,8 @@
 // that depend on the environment.
 import { z } from 'zod'
 import { backendUrl } from './url.js'
+import { parseCidr } from '../ip-rules.js'
+import { headerRuleProblems } from '../header-rules.js'
 
 const prefixSchema = z.string().regex(/^\/[A-Za-z0-9._~\-/]*$/, 'must start with / and use only URL path characters')
   .refine((p) => !p.includes('//') && !/(^|\/)\.\.?(\/|$)/.test(p), 'must not contain empty, . or .. segments')
@@ -35,6 +37,25 @@ const RetryOverride = z.strictObject({
   jitterFactor: z.number().min(0).max(1)
 }).partial()
 
+/** Traffic policies of a service (docs/policies.md): who may call, and headers set or removed. */
+const cidrList = z.array(z.string().refine((c) => parseCidr(c) !== null, {
+  error: (i) => `"${String(i.input).slice(0, 64)}" is not an IPv4 or IPv6 address or CIDR (prefix 0-32 / 0-128)`
+})).max(1000)
+
+const HeaderRule = z.strictObject({
+  set: z.record(z.string(), z.string()).optional().describe('Headers set (replacing any value), name: value'),
+  remove: z.array(z.string()).max(100).optional().describe('Headers removed')
+}).superRefine((rule, ctx) => {
+  for (const p of headerRuleProblems(rule)) ctx.addIssue({ code: 'custom', path: p.path, message: p.message })
+})
+
+const PolicyFields = {
+  ipAllow: cidrList.optional().describe('Only client IPs in these CIDRs may call the service (after TRUST_PROXY)'),
+  ipDeny: cidrList.optional().describe('Client IPs in these CIDRs are refused (403); deny wins over allow'),
+  requestHeaders: HeaderRule.optional().describe('Headers set or removed on the way to the backend'),
+  responseHeaders: HeaderRule.optional().describe('Headers set or removed on the way to the client')
+}
+
 /** One service of the routes file; the admin API validates its bodies with this same schema. */
 export const ServiceFileEntry = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'must be 1-64 characters of A-Z a-z 0-9 . _ -'),
@@ -52,7 +73,8 @@ export const ServiceFileEntry = z.strictObject({
   healthPath: z.string().regex(/^\/\S*$/, 'must start with /').default('/health'),
   maxConcurrent: z.number().int().min(1).optional(),
   queueTimeoutMs: z.number().int().min(0).max(600_000).default(0),
-  ...WebSocketFields
+  ...WebSocketFields,
+  ...PolicyFields
 })
 
 /** A validated service definition (defaults applied), as the routes file and the store hold it. */

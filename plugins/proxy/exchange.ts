@@ -210,7 +210,7 @@ export class Exchange {
     this.#settled = true
     attempt.relaying = true
     const service = this.#route.service
-    const head = clientHeaders(headers, this.reply, service.stripPrefix && service.prefix !== '/' ? service.prefix : null)
+    const head = clientHeaders(headers, this.reply, service.stripPrefix && service.prefix !== '/' ? service.prefix : null, this.#route.responseHeaders)
     this.#ctx.ends.mark(this.request, 'relayed')
     this.reply.hijack()
     this.reply.raw.writeHead(status, head)

@@ -78,11 +78,27 @@ export default fp(async function proxy (app) {
       // Never a half-open socket: an upgrade the service does not take is answered, then closed.
       if (!route.service.websocket) return done(new BadRequest('This service does not accept WebSocket upgrades'))
     }
+    // IP rules first: a refused address costs no key lookup and no token (docs/policies.md).
+    if (route.ipRules === null) authenticate(request, reply, route, done)
+    else route.ipRules.call(app, request, reply, (err?: Error) => err === undefined ? authenticate(request, reply, route, done) : done(err))
+  }
+
+  /** The API-key hook, then the rate limit (unless `rateLimit: false`), then the key's quota. */
+  function authenticate (request: FastifyRequest, reply: FastifyReply, route: ServiceRoute, done: (err?: Error) => void): void {
     route.authenticate.call(app, request, reply, (err?: Error) => {
       if (err !== undefined) return done(err)
-      if (route.limit === null) return done()
-      const pending = route.limit.call(app, request, reply, done) as unknown as Promise<void> | undefined
-      if (pending !== undefined) pending.then(() => done(), done)
+      // Only a key with a quota has a quota step: nothing more to allocate for every other request.
+      const quota = request.consumer?.quota == null ? null : route.quota
+      const next = quota === null
+        ? done
+        : (err?: Error) => {
+            if (err === undefined) return quota.check.call(app, request, reply, done)
+            quota.refused(request, reply)
+            done(err)
+          }
+      if (route.limit === null) return next()
+      const pending = route.limit.call(app, request, reply, next) as unknown as Promise<void> | undefined
+      if (pending !== undefined) pending.then(() => next(), next)
     })
   }
 
@@ -134,7 +150,7 @@ export default fp(async function proxy (app) {
       return
     }
     // From here on the permit is settled on every path: by the Exchange, or released below.
-    const exchange = new Exchange(ctx, request, reply, route, target(request, route), upstreamHeaders(request))
+    const exchange = new Exchange(ctx, request, reply, route, target(request, route), upstreamHeaders(request, route.requestHeaders))
     const method = request.raw.method as string
     const payload = request.body as Readable | undefined
     if (method === 'GET' || method === 'HEAD' || payload == null) {

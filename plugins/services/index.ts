@@ -19,7 +19,7 @@ import { ConcurrencyLimit } from '../../lib/concurrency.js'
 import { buildRoute, ServiceTable, ServiceTables, type ServiceRoute } from './service-table.js'
 import type { ServiceSnapshot, StoredService } from '../store/types.js'
 
-export type { ServiceRoute } from './service-table.js'
+export type { QuotaStep, ServiceRoute } from './service-table.js'
 
 export interface ServiceEntry {
   name: string
@@ -163,8 +163,10 @@ export default fp(async function services (app) {
     return buildRoute(service, {
       breaker: (s) => sameBackends ? prev.breaker : app.breakers.create(s.name),
       health: (s) => sameBackends && prev.service.healthPath === s.healthPath ? prev.health : app.backendHealth.add(s),
+      ipRules: (s) => app.ipRules.hookFor(s),
       authenticate: (s) => app.apiKeys.hookFor(s),
       limit: (s) => app.rateLimiter.hookFor(s),
+      quota: (s) => app.quotas.hookFor(s),
       globalLimit,
       serviceLimit
     })
@@ -387,5 +389,5 @@ export default fp(async function services (app) {
 }, {
   name: 'services',
   fastify: '5.x',
-  dependencies: ['config', 'store', 'api-keys', 'rate-limit', 'circuit-breakers', 'health-checks', 'gateway-metrics']
+  dependencies: ['config', 'store', 'api-keys', 'rate-limit', 'ip-rules', 'quotas', 'circuit-breakers', 'health-checks', 'gateway-metrics']
 })

@@ -3,13 +3,14 @@
 // proxy holds the current one in a `ServiceTables` holder whose `current` can be swapped at run
 // time (services managed live). A request keeps the route it matched, so in-flight requests
 // finish on the table they started with.
-import type { onRequestHookHandler } from 'fastify'
+import type { FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify'
 import { Balancer } from '../../lib/balancer.js'
 import { gatewayPathTaken, type ServiceConfig } from '../../lib/config.js'
 import { RetryBudget } from '../../lib/retry-policy.js'
 import type { ServiceBreaker } from '../circuit-breakers.js'
 import type { ServiceHealth } from '../health-checks.js'
 import { ConcurrencyLimit } from '../../lib/concurrency.js'
+import { compileHeaderRule, type HeaderTransform } from '../../lib/header-rules.js'
 
 export interface Backend {
   /** `http://host:port`, as undici's dispatch wants it. */
@@ -30,12 +31,26 @@ export interface ServiceRoute {
   /** `(i) => health.usable(i)`, made once so picking a backend allocates nothing. */
   readonly usable: (i: number) => boolean
   readonly budget: RetryBudget
+  /** The service's IP rules (plugins/ip-rules.ts), run first; null when it has none. */
+  readonly ipRules: onRequestHookHandler | null
   /** The service's API-key hook (plugins/api-keys.ts). */
   readonly authenticate: onRequestHookHandler
   /** The service's rate-limit hook (plugins/rate-limit.ts), or null for `rateLimit: false`. */
   readonly limit: onRequestHookHandler | null
+  /** The quota step (plugins/quotas.ts), run after the rate limit; null when quotas are not wired. */
+  readonly quota: QuotaStep | null
+  /** Header transforms toward the backend and the client (docs/policies.md#header-transforms), or null. */
+  readonly requestHeaders: HeaderTransform | null
+  readonly responseHeaders: HeaderTransform | null
   /** Concurrency caps to pass (the service's `maxConcurrent`, then the global one), or null for none. */
   readonly limits: readonly ConcurrencyLimit[] | null
+}
+
+/** A key's quota (docs/policies.md#quotas): the check, and the fields for a request refused before it. */
+export interface QuotaStep {
+  readonly check: onRequestHookHandler
+  /** Called instead of `check` when an earlier step refused the request. */
+  readonly refused: (request: FastifyRequest, reply: FastifyReply) => void
 }
 
 /** What a table needs from the other plugins to build a route. */
@@ -44,6 +59,10 @@ export interface RouteParts {
   health (service: ServiceConfig): ServiceHealth
   authenticate (service: ServiceConfig): onRequestHookHandler
   limit (service: ServiceConfig): onRequestHookHandler
+  /** The service's IP-rule hook, or null for none (absent: no IP rules). */
+  ipRules? (service: ServiceConfig): onRequestHookHandler | null
+  /** The quota step (absent: no quotas). */
+  quota? (service: ServiceConfig): QuotaStep
   /** MAX_CONCURRENT_REQUESTS, shared by every service; null when unset. */
   readonly globalLimit?: ConcurrencyLimit | null
   /**
@@ -68,8 +87,12 @@ export function buildRoute (service: ServiceConfig, parts: RouteParts): ServiceR
     health,
     usable: (i) => health.usable(i),
     budget: new RetryBudget(),
+    ipRules: parts.ipRules?.(service) ?? null,
     authenticate: parts.authenticate(service),
     limit: service.unlimited ? null : parts.limit(service),
+    quota: parts.quota?.(service) ?? null,
+    requestHeaders: compileHeaderRule(service.definition.requestHeaders),
+    responseHeaders: compileHeaderRule(service.definition.responseHeaders),
     limits: limitsFor(service, parts)
   }
 }

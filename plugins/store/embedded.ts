@@ -17,9 +17,10 @@ interface Row {
   created_at: string
   expires_at: string | null
   last_used_at: string | null
+  quota: string | null
 }
 
-const COLUMNS = 'id, name, rate_limit, burst, services, active, created_at, expires_at, last_used_at'
+const COLUMNS = 'id, name, rate_limit, burst, services, active, created_at, expires_at, last_used_at, quota'
 
 export interface SqliteKeyStoreOptions {
   /** Directory holding `gateway.db`; created when missing. */
@@ -61,8 +62,11 @@ export class SqliteKeyStore implements KeyStore {
       expires_at TEXT,
       last_used_at TEXT
     ) STRICT`)
+    // Quotas (docs/policies.md#quotas) came later: a database made before them gains the column.
+    const columns = this.#db.prepare('PRAGMA table_info(api_keys)').all() as Array<{ name: string }>
+    if (!columns.some((c) => c.name === 'quota')) this.#db.exec('ALTER TABLE api_keys ADD COLUMN quota TEXT')
     this.#insert = this.#db.prepare(`INSERT INTO api_keys (${COLUMNS}, hash)
-      VALUES (:id, :name, :rate_limit, :burst, :services, :active, :created_at, :expires_at, :last_used_at, :hash)`)
+      VALUES (:id, :name, :rate_limit, :burst, :services, :active, :created_at, :expires_at, :last_used_at, :quota, :hash)`)
     this.#byHash = this.#db.prepare(`SELECT ${COLUMNS}, hash FROM api_keys WHERE hash = ?`)
     this.#byId = this.#db.prepare(`SELECT ${COLUMNS} FROM api_keys WHERE id = ?`)
     this.#all = this.#db.prepare(`SELECT ${COLUMNS} FROM api_keys ORDER BY created_at, id`)
@@ -82,7 +86,8 @@ export class SqliteKeyStore implements KeyStore {
       active: key.active ? 1 : 0,
       created_at: key.created_at,
       expires_at: key.expires_at,
-      last_used_at: key.last_used_at
+      last_used_at: key.last_used_at,
+      quota: key.quota === null ? null : JSON.stringify(key.quota)
     })
   }
 
@@ -150,7 +155,8 @@ function toRecord (row: Row): ApiKeyRecord {
     active: row.active === 1,
     created_at: row.created_at,
     expires_at: row.expires_at,
-    last_used_at: row.last_used_at
+    last_used_at: row.last_used_at,
+    quota: row.quota === null ? null : JSON.parse(row.quota)
   }
 }
 

@@ -15,12 +15,15 @@ import { MemoryFailureCounter, SqliteKeyStore } from './embedded.js'
 import { RedisFailureCounter, RedisKeyStore } from './redis-keys.js'
 import { RedisServiceStore } from './services-redis.js'
 import { SqliteServiceStore } from './services-sqlite.js'
+import { SqliteQuotas } from './quotas-sqlite.js'
+import { RedisQuotas } from './quotas-redis.js'
 import type { Store } from './types.js'
 
 // The in-process structures other plugins build on: the rate limiter's fallback buckets and the
 // admin login throttle's local counter.
 export { MemoryBuckets } from './buckets-memory.js'
 export { MemoryFailureCounter } from './embedded.js'
+export { MemoryQuotas } from './quotas-memory.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -73,6 +76,7 @@ export function createEmbeddedStore (config: Config): Store {
   const keys = new SqliteKeyStore({ dataDir: config.dataDir })
   const services = new SqliteServiceStore({ dataDir: config.dataDir })
   const buckets = new MemoryBuckets()
+  const quotas = new SqliteQuotas({ dataDir: config.dataDir })
   let closed = false
   return {
     kind: 'embedded',
@@ -80,6 +84,7 @@ export function createEmbeddedStore (config: Config): Store {
     services,
     buckets,
     failures: new MemoryFailureCounter(),
+    quotas,
     warnings: [],
     async ping () { return !closed && keys.ping() },
     async close () {
@@ -87,6 +92,7 @@ export function createEmbeddedStore (config: Config): Store {
       closed = true
       await buckets.close()
       services.close()
+      quotas.close()
       keys.close()
     }
   }
@@ -107,6 +113,7 @@ export class RedisStore implements Store {
   readonly services: RedisServiceStore
   readonly buckets: RedisBuckets
   readonly failures: RedisFailureCounter
+  readonly quotas: RedisQuotas
   readonly #client: Client
   readonly #subscriber: Redis
   readonly #pingTimeoutMs: number
@@ -141,6 +148,7 @@ export class RedisStore implements Store {
     this.services = new RedisServiceStore({ client, subscriber, keyPrefix })
     this.buckets = new RedisBuckets(client, { keyPrefix })
     this.failures = new RedisFailureCounter(client, { keyPrefix })
+    this.quotas = new RedisQuotas(client, { keyPrefix })
   }
 
   /** Resolves true once commands can run and invalidations are subscribed, false after waitMs. */

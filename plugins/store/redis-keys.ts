@@ -143,6 +143,7 @@ export class RedisKeyStore implements KeyStore {
     if (key.services !== null) fields.push('services', JSON.stringify(key.services))
     if (key.expires_at !== null) fields.push('expires_at', key.expires_at)
     if (key.last_used_at !== null) fields.push('last_used_at', key.last_used_at)
+    if (key.quota !== null) fields.push('quota', JSON.stringify(key.quota))
     const score = Date.parse(key.created_at)
     const created = await scripts.create.run(this.#client, [this.#h(key.hash), this.#id(key.id), this.#all()],
       [key.hash, Number.isFinite(score) ? score : Date.now(), ...fields])
@@ -239,7 +240,8 @@ function toRecord (f: Record<string, string>): ApiKeyRecord {
     active: f.active === '1',
     created_at: f.created_at,
     expires_at: f.expires_at ?? null,
-    last_used_at: f.last_used_at ?? null
+    last_used_at: f.last_used_at ?? null,
+    quota: f.quota === undefined ? null : JSON.parse(f.quota)
   }
 }
 

@@ -1,6 +1,15 @@
 // The storage contract shared by the embedded (SQLite + memory) and Redis back ends (docs/architecture.md#the-store).
 // Both implementations pass the one contract suite in test/plugins/store/contract.ts.
 import type { BucketResult } from '../../lib/token-bucket.js'
+import type { QuotaPeriodName } from '../../lib/quota-period.js'
+
+/** An API key's quota (docs/policies.md#quotas): `limit` admitted requests per calendar period. */
+export interface Quota {
+  limit: number
+  period: QuotaPeriodName
+  /** IANA time zone the period's calendar boundaries are in. */
+  timezone: string
+}
 
 /** An API key as the admin API shows it: never the hash, never the raw key (docs/admin-api.md#api-keys). */
 export interface ApiKeyRecord {
@@ -13,6 +22,8 @@ export interface ApiKeyRecord {
   created_at: string
   expires_at: string | null
   last_used_at: string | null
+  /** null: no quota. */
+  quota: Quota | null
 }
 
 /** What the store keeps: the record plus the SHA-256 (hex) of the raw key. */
@@ -54,6 +65,32 @@ export interface BucketStore {
    */
   domainOf? (id: string): string
   close (): Promise<void>
+}
+
+/** One quota decision: the count in the period holding the store's clock's now, and that period. */
+export interface QuotaResult {
+  allowed: boolean
+  /** Requests counted in the period (this one included when allowed). */
+  used: number
+  limit: number
+  /** The period, epoch ms: [start, end). */
+  start: number
+  end: number
+}
+
+/**
+ * Quota counters (docs/policies.md#quotas), one per API key, for the period holding the store's
+ * own clock's now (the Redis server's on Redis, so instances with skewed clocks agree).
+ */
+export interface QuotaStore {
+  /** Atomically: counts one request when fewer than `quota.limit` are counted, else counts nothing. */
+  consume (keyId: string, quota: Quota): Promise<QuotaResult>
+  /** The same, answered at once, for stores that count in this process (no timer needed). */
+  consumeSync? (keyId: string, quota: Quota): QuotaResult
+  /** Reads the count without adding (`allowed`: whether one more would be). */
+  usage (keyId: string, quota: Quota): Promise<QuotaResult>
+  /** Forgets a deleted key's counter. */
+  forget (keyId: string): Promise<void>
 }
 
 /** What a reservation answers: whether the attempt may go ahead, the count and the window's rest. */
@@ -135,6 +172,7 @@ export interface Store {
   readonly services: ServiceStore
   readonly buckets: BucketStore
   readonly failures: FailureCounter
+  readonly quotas: QuotaStore
   /** Operator warnings about the back end's configuration (shown in /ready), e.g. an evicting Redis. */
   readonly warnings: readonly string[]
   /** True when API key records can be read now (used by /ready). Never throws, bounded in time. */

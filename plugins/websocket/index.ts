@@ -214,7 +214,7 @@ async function websocket (app: FastifyInstance): Promise<void> {
     let backend: WebSocket
     try {
       backend = new WebSocket(url, offeredProtocols(raw.headers) ?? [], {
-        headers: backendHeaders(upstreamHeaders(request), target.host) as Record<string, string>,
+        headers: backendHeaders(upstreamHeaders(request, route.requestHeaders), target.host) as Record<string, string>,
         perMessageDeflate: offersDeflate(raw.headers),
         maxPayload: service.wsMaxMessageBytes,
         handshakeTimeout: service.timeoutMs,
@@ -258,7 +258,7 @@ async function websocket (app: FastifyInstance): Promise<void> {
       raw[kOutcome] = 'backend_refused'
       res.once('end', () => backendReq.destroy())
       const prefix = service.stripPrefix && service.prefix !== '/' ? service.prefix : null
-      reply.code(status).headers(clientHeaders(res.headers, reply, prefix)).send(res)
+      reply.code(status).headers(clientHeaders(res.headers, reply, prefix, route.responseHeaders)).send(res)
     })
     backend.once('upgrade', (res) => {
       raw[kHeaders] = switchingHeaderLines(res.headers, reply.getHeaders())

@@ -4,11 +4,11 @@
 // a field that is not in ApiKeyRecordSchema — the hash — cannot be serialised.
 import type { FastifyPluginAsync, FastifySchemaValidationError } from 'fastify'
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod'
-import { ApiKeyNotFound, StoreUnavailable, ValidationFailed } from '../../lib/errors.js'
+import { ApiKeyNotFound, NoQuota, StoreUnavailable, ValidationFailed } from '../../lib/errors.js'
 import type { StoreOperation } from '../../plugins/gateway-metrics.js'
 import { storeDownResponse } from './openapi.js'
 import {
-  ApiKeyIdParams, CreatedResponse, ErrorEnvelope, ListResponse, MessageResponse, OneResponse, createApiKeyBody
+  ApiKeyIdParams, CreatedResponse, ErrorEnvelope, ListResponse, MessageResponse, OneResponse, UsageResponse, createApiKeyBody
 } from '../../lib/schemas/api-keys.js'
 
 export const CREATED_MESSAGE = "API key created. Save the raw_key - it won't be shown again!"
@@ -25,6 +25,7 @@ export function formatSchemaErrors (errors: FastifySchemaValidationError[], data
 /** Statuses these routes produce themselves (the admin scope documents 400/401/413/415/429). */
 const STORE_DOWN = storeDownResponse('key')
 const UNKNOWN_ID = ErrorEnvelope.meta({ description: 'No API key has this id' })
+const NO_USAGE = ErrorEnvelope.meta({ description: 'No API key has this id, or the key has no quota' })
 const CREATED = CreatedResponse.meta({
   description: 'Created; the raw key is shown only in this response',
   headers: { location: { type: 'string', description: 'The new key: /admin/apikeys/{id}' } }
@@ -69,6 +70,23 @@ const apiKeyRoutes: FastifyPluginAsync = async (fastify) => {
   }, async (request) => {
     const data = await storeCall('keys.get', () => fastify.apiKeys.get(request.params.id))
     if (data === null) throw new ApiKeyNotFound(request.params.id)
+    return { status: 'success' as const, data }
+  })
+
+  app.get('/apikeys/:id/usage', {
+    schema: {
+      operationId: 'getApiKeyUsage',
+      summary: 'Quota usage of an API key in the current period (docs/policies.md#quotas)',
+      params: ApiKeyIdParams,
+      response: { 200: UsageResponse, 404: NO_USAGE, 503: STORE_DOWN }
+    }
+  }, async (request) => {
+    const { id } = request.params
+    const key = await storeCall('keys.get', () => fastify.apiKeys.get(id))
+    if (key === null) throw new ApiKeyNotFound(id)
+    const quota = key.quota
+    if (quota === null) throw new NoQuota(id)
+    const data = await storeCall('quota', () => fastify.quotas.usage(id, quota))
     return { status: 'success' as const, data }
   })
 

@@ -80,7 +80,7 @@ t.test('SC-02 the raw key is returned once, with Cache-Control: no-store, and ne
 
 t.test('SC-03 list and detail show only the record fields, never the digest', async (t) => {
   // The record's own fields and no more: no hash, no raw key, no piece of either.
-  const fields = ['active', 'burst', 'created_at', 'expires_at', 'id', 'last_used_at', 'name', 'rate_limit', 'services']
+  const fields = ['active', 'burst', 'created_at', 'expires_at', 'id', 'last_used_at', 'name', 'quota', 'rate_limit', 'services']
   const list = (await call('/admin/apikeys', { headers: { authorization: adminAuth() } })).json().data as Array<Record<string, unknown>>
   const one = (await call(`/admin/apikeys/${canary.id}`, { headers: { authorization: adminAuth() } })).json().data as Record<string, unknown>
   t.ok(list.some((rec) => rec.id === canary.id), 'the list holds the canary')

@@ -124,7 +124,7 @@ t.test('the gateway starts the store errors of every operation it uses, and the 
   const e = await scrape(app)
   const operations = find(e, 'gateway_store_errors_total').map((s) => s.labels.operation).sort()
   t.same(operations, ['failures.release', 'failures.reserve', 'keys.create', 'keys.delete', 'keys.findByHash', 'keys.get',
-    'keys.list', 'keys.revoke', 'keys.touch', 'rate_limit', 'services.read', 'services.write'], 'one series per store operation')
+    'keys.list', 'keys.revoke', 'keys.touch', 'quota', 'rate_limit', 'services.read', 'services.write'], 'one series per store operation')
   t.ok(find(e, 'gateway_store_errors_total').every((s) => s.value === 0), 'all at 0')
   for (const name of ['gateway_circuit_breaker_trips_total', 'gateway_retries_total']) {
     t.same(find(e, name).map((s) => [s.labels.service, s.value]).sort(), [['svc-a', 0], ['svc-b', 0], ['svc-c', 0]], `${name} per service at 0`)

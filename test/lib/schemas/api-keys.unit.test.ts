@@ -42,7 +42,7 @@ t.test('key names are printable ASCII: no control, RTL or lookalike characters',
 })
 
 t.test('a record on output keeps only the record fields', async (t) => {
-  const record = { id: 'k', name: 'a', rate_limit: null, burst: null, services: null, active: true, created_at: 'c', expires_at: null, last_used_at: null }
+  const record = { id: 'k', name: 'a', rate_limit: null, burst: null, services: null, active: true, created_at: 'c', expires_at: null, last_used_at: null, quota: null }
   t.same(ApiKeyRecordSchema.parse({ ...record, hash: 'secret', raw_key: 'gw_x' }), record, 'the hash and raw key are stripped')
 })
 

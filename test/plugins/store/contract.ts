@@ -37,7 +37,7 @@ export async function sharedStores (open: (prefix: string) => Promise<Store>, pr
   }
 }
 
-const RECORD_FIELDS = ['active', 'burst', 'created_at', 'expires_at', 'id', 'last_used_at', 'name', 'rate_limit', 'services']
+const RECORD_FIELDS = ['active', 'burst', 'created_at', 'expires_at', 'id', 'last_used_at', 'name', 'quota', 'rate_limit', 'services']
 
 /** A key as the admin API would create it; the hash is of a random raw key. */
 export function makeKey (overrides: Partial<StoredApiKey> = {}): StoredApiKey {
@@ -51,6 +51,7 @@ export function makeKey (overrides: Partial<StoredApiKey> = {}): StoredApiKey {
     created_at: new Date().toISOString(),
     expires_at: null,
     last_used_at: null,
+    quota: null,
     hash: createHash('sha256').update(`gw_${randomBytes(32).toString('base64url')}`).digest('hex'),
     ...overrides
   }
@@ -80,6 +81,20 @@ export function storeContract (t: Test, makeStore: () => Promise<StoreUnderTest>
     const key = makeKey({ name: 'svc', rate_limit: 120, burst: 20, services: ['auth-service'] })
     await store.keys.create(key)
     t.same(await store.keys.findByHash(key.hash), key)
+  }))
+
+  t.test('a key\'s quota is kept, and its counter counts up to the limit and is forgotten with the key', (t) => withStore(t, async (store) => {
+    const quota = { limit: 2, period: 'month' as const, timezone: 'Europe/Berlin' }
+    const key = makeKey({ quota })
+    await store.keys.create(key)
+    t.same((await store.keys.get(key.id))?.quota, quota)
+    t.same((await store.keys.findByHash(key.hash))?.quota, quota)
+    t.match(await store.quotas.consume(key.id, quota), { allowed: true, used: 1, limit: 2 })
+    t.match(await store.quotas.consume(key.id, quota), { allowed: true, used: 2 })
+    t.match(await store.quotas.consume(key.id, quota), { allowed: false, used: 2 })
+    t.match(await store.quotas.usage(key.id, quota), { allowed: false, used: 2 })
+    await store.quotas.forget(key.id)
+    t.match(await store.quotas.usage(key.id, quota), { allowed: true, used: 0 })
   }))
 
   t.test('get returns the record without the hash', (t) => withStore(t, async (store) => {

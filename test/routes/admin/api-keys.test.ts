@@ -26,7 +26,7 @@ t.test('POST /admin/apikeys creates a key: 201, the seed message, the raw key on
   t.equal(body.status, 'success')
   t.equal(body.message, "API key created. Save the raw_key - it won't be shown again!")
   t.match(body.data.raw_key, /^gw_[A-Za-z0-9_-]{49}$/)
-  t.same(Object.keys(body.data.api_key).sort(), ['active', 'burst', 'created_at', 'expires_at', 'id', 'last_used_at', 'name', 'rate_limit', 'services'])
+  t.same(Object.keys(body.data.api_key).sort(), ['active', 'burst', 'created_at', 'expires_at', 'id', 'last_used_at', 'name', 'quota', 'rate_limit', 'services'])
   t.match(body.data.api_key, { name: 'my-app', rate_limit: 100, burst: null, services: null, active: true, expires_at: null, last_used_at: null })
   t.ok(!Number.isNaN(Date.parse(body.data.api_key.created_at)))
 })
@@ -177,6 +177,7 @@ t.test('GET /admin/openapi.json documents every admin route from the zod schemas
     'DELETE /admin/services/{name}',
     'GET /admin/apikeys',
     'GET /admin/apikeys/{id}',
+    'GET /admin/apikeys/{id}/usage',
     'GET /admin/circuit-breakers',
     'GET /admin/openapi.json',
     'GET /admin/services',
