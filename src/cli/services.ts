@@ -93,7 +93,7 @@ export async function services (args: string[], io: CliIo, admin: AdminClientCon
         return 0
       }
       io.stdout.write(table(['NAME', dryRun ? 'WOULD_BE' : 'ACTION', 'CHANGED'],
-        results.map((r) => [r.name, r.action, r.changed.length === 0 ? '-' : r.changed.join(',')])))
+        results.map((r) => [r.name, r.action, r.action === 'created' ? '(new)' : r.changed.length === 0 ? '-' : r.changed.join(',')])))
       const last = results.findLast((r) => r.table_version !== null)
       if (dryRun) io.stdout.write('\ndry run: nothing was applied\n')
       else if (last !== undefined) io.stdout.write(`\ntable version ${last.table_version}\n`)

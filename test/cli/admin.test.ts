@@ -99,7 +99,7 @@ t.test('services apply creates and replaces services from a file, and services l
 `)
   const dry = await cli('services', 'apply', 'services.yaml', '--dry-run')
   t.equal(dry.code, 0, dry.stderr)
-  t.match(dry.stdout, /^NAME\s+WOULD_BE\s+CHANGED\norders\s+created\s+\S+\nuser-service\s+updated\s+backends\n\ndry run: nothing was applied\n$/)
+  t.match(dry.stdout, /^NAME\s+WOULD_BE\s+CHANGED\norders\s+created\s+\(new\)\nuser-service\s+updated\s+backends\n\ndry run: nothing was applied\n$/)
   t.equal((await fetch(`${gw.url}/api/orders/x`)).status, 404, 'a dry run applies nothing')
 
   const applied = await cli('services', 'apply', 'services.yaml', '--json')
@@ -182,4 +182,15 @@ t.test('the executable and `npx api-gateway` print the same JSON as the command 
   })
   t.equal(npx.code, 0, npx.stderr)
   t.same((JSON.parse(npx.stdout) as { services: Array<{ name: string }> }).services.map((s) => s.name), ['orders'])
+})
+
+t.test('services apply to a gateway whose routes file is the truth exits 1 with its 409, changing nothing', async (t) => {
+  const fileMode = await startGateway(t, { services: [{ name: 'fixed', prefix: '/api/fixed', backends: [{ url: backend.url }] }] })
+  const file = join(dir, 'one.yaml')
+  writeFileSync(file, `- name: other\n  prefix: /api/other\n  backends: [{ url: "${backend.url}" }]\n`)
+  const run = await cliInProcess(['services', 'apply', file], { cwd: dir, env: { GATEWAY_ADMIN_URL: fileMode.url, ADMIN_PASSWORD } })
+  t.equal(run.code, 1)
+  t.match(run.stderr, /^error: PUT \/admin\/services\/other\?dry_run=true: 409 Services come from ROUTES_FILE \(SERVICES_SOURCE=file\)/)
+  const list = await cliInProcess(['services', 'list', '--json'], { cwd: dir, env: { GATEWAY_ADMIN_URL: fileMode.url, ADMIN_PASSWORD } })
+  t.same((JSON.parse(list.stdout) as { source: string, services: Array<{ name: string }> }).services.map((s) => s.name), ['fixed'])
 })
