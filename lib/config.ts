@@ -425,7 +425,8 @@ export interface AdminClientConfig {
 
 /**
  * The admin client's settings from the environment and `.env`: GATEWAY_ADMIN_URL, else the local
- * gateway (ADMIN_PORT when set, else PORT, on 127.0.0.1); ADMIN_USERNAME/ADMIN_PASSWORD as the
+ * gateway (ADMIN_HOST:ADMIN_PORT when ADMIN_PORT is set, else HOST:PORT; 127.0.0.1 for a host that
+ * means every interface); ADMIN_USERNAME/ADMIN_PASSWORD as the
  * gateway reads them. Never from a command line, so a password does not end up in shell history.
  */
 export function loadAdminClientConfig (source: NodeJS.ProcessEnv = process.env, options: LoadOptions = {}): AdminClientConfig {
@@ -441,7 +442,12 @@ export function loadAdminClientConfig (source: NodeJS.ProcessEnv = process.env, 
     const fallback = EnvSchema.shape.PORT.safeParse(merged.PORT)
     if (!port.success) problems.push(`ADMIN_PORT: ${port.error.issues[0].message}`)
     if (!fallback.success) problems.push(`PORT: ${fallback.error.issues[0].message}`)
-    if (port.success && fallback.success) url = `http://127.0.0.1:${port.data ?? fallback.data}`
+    if (port.success && fallback.success) {
+      // The address the gateway binds, unless it binds every interface: then loopback reaches it.
+      const bound = (port.data !== undefined ? merged.ADMIN_HOST : merged.HOST)?.trim() ?? ''
+      const host = ['', '0.0.0.0', '::'].includes(bound) ? '127.0.0.1' : bound
+      url = `http://${isIP(host) === 6 ? `[${host}]` : host}:${port.data ?? fallback.data}`
+    }
   }
   const username = EnvSchema.shape.ADMIN_USERNAME.safeParse(merged.ADMIN_USERNAME)
   if (problems.length > 0) throw new ConfigError(problems)

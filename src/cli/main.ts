@@ -19,9 +19,9 @@ Commands:
   services list [--json]
   services apply <file> [--dry-run] [--prune] [--json]
 
-keys and services call the admin API at GATEWAY_ADMIN_URL (default: http://127.0.0.1 on
-ADMIN_PORT, else PORT, else 8081) as ADMIN_USERNAME with ADMIN_PASSWORD, read from the
-environment or .env, never from the command line.
+keys and services call the admin API at GATEWAY_ADMIN_URL (default: the gateway on this
+machine, ADMIN_HOST:ADMIN_PORT, else HOST:PORT) as ADMIN_USERNAME with ADMIN_PASSWORD, read
+from the environment or .env, never from the command line.
 
 Exit status: 0 ok, 1 failed or invalid configuration, 2 usage error.
 `

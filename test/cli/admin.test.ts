@@ -80,10 +80,18 @@ t.test('wrong or missing credentials and an unreachable gateway exit 1 and say w
 
 t.test('without GATEWAY_ADMIN_URL the command calls the local gateway on PORT, with the password from .env', async (t) => {
   const cwd = tempDir(t, 'gw-cli-env-')
-  writeFileSync(join(cwd, '.env'), `PORT=${gw.port}\nADMIN_PASSWORD=${ADMIN_PASSWORD}\n`)
+  writeFileSync(join(cwd, '.env'), `HOST=0.0.0.0\nPORT=${gw.port}\nADMIN_PASSWORD=${ADMIN_PASSWORD}\n`)
   const run = await cliInProcess(['services', 'list', '--json'], { cwd, env: {} })
   t.equal(run.code, 0, run.stderr)
   t.ok(Array.isArray((JSON.parse(run.stdout) as { services: unknown[] }).services))
+  // With ADMIN_PORT the admin listener is the one called: here nothing listens on it.
+  const closed = await freePort()
+  const admin = await cliInProcess(['keys', 'list'], { cwd, env: { ADMIN_HOST: '127.0.0.1', ADMIN_PORT: String(closed) } })
+  t.equal(admin.code, 1)
+  t.match(admin.stderr, `cannot reach the admin API at http://127.0.0.1:${closed} (ECONNREFUSED)`)
+  const invalid = await cliInProcess(['keys', 'list'], { cwd, env: { ADMIN_PORT: 'nine' } })
+  t.equal(invalid.code, 1)
+  t.equal(invalid.stderr, 'config error: ADMIN_PORT: must be a whole number\n')
 })
 
 t.test('services apply creates and replaces services from a file, and services list shows them', async (t) => {
