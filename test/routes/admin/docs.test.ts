@@ -73,3 +73,15 @@ t.test('in a headless browser the page shows every operation of the OpenAPI docu
   t.match(await page.locator('.info .title').textContent(), /API gateway admin API/)
   t.same(problems, [], 'no script error, failed request or CSP violation')
 })
+
+t.test('without ADMIN_PORT the page is on the one listener, still behind Basic auth', async (t) => {
+  const single = await build(t, { ADMIN_PASSWORD })
+  t.equal((await single.inject({ url: '/admin/docs' })).statusCode, 401)
+  const page = await single.inject({ url: '/admin/docs', headers: auth })
+  t.equal(page.statusCode, 200)
+  t.match(page.body, 'src="/admin/docs/static/swagger-initializer.js"')
+  t.equal((await single.inject({ url: '/admin/docs/', headers: auth })).statusCode, 404, 'admin paths are exact: no trailing slash')
+  const spec = await single.inject({ url: '/admin/docs/json', headers: auth })
+  t.equal(spec.statusCode, 200, 'the document the page loads')
+  t.same(spec.json(), (await single.inject({ url: '/admin/openapi.json', headers: auth })).json(), 'is /admin/openapi.json')
+})
