@@ -136,13 +136,7 @@ export interface LoadOptions {
 /** Builds the configuration, or throws ConfigError listing every problem. */
 export function loadConfig (source: NodeJS.ProcessEnv = process.env, options: LoadOptions = {}): Config {
   const cwd = options.cwd ?? process.cwd()
-  const merged: Record<string, string | undefined> = {}
-  if (options.dotenv !== false) {
-    const file = resolve(cwd, '.env')
-    if (existsSync(file)) Object.assign(merged, parseEnv(readFileSync(file, 'utf8')))
-  }
-  // Real environment variables win over `.env`.
-  for (const [k, v] of Object.entries(source)) if (v !== undefined) merged[k] = v
+  const merged = mergedEnvironment(source, options)
 
   const parsed = EnvSchema.safeParse(merged)
   if (!parsed.success) {
@@ -255,6 +249,17 @@ export function loadConfig (source: NodeJS.ProcessEnv = process.env, options: Lo
   })
 }
 
+/** `.env` from the working directory (when present and wanted), then the real environment, which wins. */
+function mergedEnvironment (source: NodeJS.ProcessEnv, options: LoadOptions): Record<string, string | undefined> {
+  const merged: Record<string, string | undefined> = {}
+  if (options.dotenv !== false) {
+    const file = resolve(options.cwd ?? process.cwd(), '.env')
+    if (existsSync(file)) Object.assign(merged, parseEnv(readFileSync(file, 'utf8')))
+  }
+  for (const [k, v] of Object.entries(source)) if (v !== undefined) merged[k] = v
+  return merged
+}
+
 /**
  * The default services (no ROUTES_FILE) and the variable each one's backend comes from. With
  * SERVICES_SOURCE=store they are seeded into the store, and a later start with a changed variable
@@ -329,7 +334,12 @@ export function reloadRoutesFile (config: Config): { services: ServiceConfig[], 
   return { services: problems.length > 0 ? [] : services, problems }
 }
 
-function readRoutesFile (file: string, retry: RetryConfig, timeoutMs: number, problems: string[]): ServiceConfig[] {
+/**
+ * Reads and validates a routes file (JSON by extension, else YAML) with the start-up rules; every
+ * problem is pushed to `problems` as a `ROUTES_FILE: …` line. `api-gateway services apply` reads
+ * its file with this too (docs/cli.md).
+ */
+export function readRoutesFile (file: string, retry: RetryConfig, timeoutMs: number, problems: string[]): ServiceConfig[] {
   let raw: unknown
   try {
     const text = readFileSync(file, 'utf8')
@@ -397,4 +407,53 @@ function deepFreeze<T> (value: T): T {
     Object.freeze(value)
   }
   return value
+}
+
+/** The lines start-up writes to stderr for a ConfigError; `api-gateway check` writes the same (docs/cli.md). */
+export function configErrorLines (err: ConfigError): string[] {
+  return err.problems.map((line) => `config error: ${line}`)
+}
+
+/** Where the `api-gateway` command finds the admin API and how it logs in (docs/cli.md). */
+export interface AdminClientConfig {
+  /** The admin API's origin (no trailing slash), e.g. http://127.0.0.1:8081. */
+  url: string
+  username: string
+  /** Empty when unset: requests then go without credentials (ADMIN_AUTH_ENABLED=false). */
+  password: string
+}
+
+/**
+ * The admin client's settings from the environment and `.env`: GATEWAY_ADMIN_URL, else the local
+ * gateway (ADMIN_HOST:ADMIN_PORT when ADMIN_PORT is set, else HOST:PORT; 127.0.0.1 for a host that
+ * means every interface); ADMIN_USERNAME/ADMIN_PASSWORD as the
+ * gateway reads them. Never from a command line, so a password does not end up in shell history.
+ */
+export function loadAdminClientConfig (source: NodeJS.ProcessEnv = process.env, options: LoadOptions = {}): AdminClientConfig {
+  const merged = mergedEnvironment(source, options)
+  const problems: string[] = []
+  const explicit = (merged.GATEWAY_ADMIN_URL ?? '').trim()
+  let url = explicit
+  if (explicit !== '') {
+    if (!isHttpUrl(explicit)) problems.push('GATEWAY_ADMIN_URL: must be an http:// or https:// URL')
+    else if (/^[a-z]+:\/\/[^/]*@/i.test(explicit)) problems.push('GATEWAY_ADMIN_URL: must not carry credentials (set ADMIN_USERNAME and ADMIN_PASSWORD)')
+  } else {
+    const port = EnvSchema.shape.ADMIN_PORT.safeParse(merged.ADMIN_PORT)
+    const fallback = EnvSchema.shape.PORT.safeParse(merged.PORT)
+    if (!port.success) problems.push(`ADMIN_PORT: ${port.error.issues[0].message}`)
+    if (!fallback.success) problems.push(`PORT: ${fallback.error.issues[0].message}`)
+    if (port.success && fallback.success) {
+      // The address the gateway binds, unless it binds every interface: then loopback reaches it.
+      const bound = (port.data !== undefined ? merged.ADMIN_HOST : merged.HOST)?.trim() ?? ''
+      const host = ['', '0.0.0.0', '::'].includes(bound) ? '127.0.0.1' : bound
+      url = `http://${isIP(host) === 6 ? `[${host}]` : host}:${port.data ?? fallback.data}`
+    }
+  }
+  const username = EnvSchema.shape.ADMIN_USERNAME.safeParse(merged.ADMIN_USERNAME)
+  if (problems.length > 0) throw new ConfigError(problems)
+  return {
+    url: url.replace(/\/+$/, ''),
+    username: username.success ? username.data : 'admin',
+    password: merged.ADMIN_PASSWORD ?? ''
+  }
 }

@@ -2,7 +2,7 @@
 // and WORKERS=n worker processes sharing the port through node:cluster (docs/operations.md#scaling-out).
 import cluster from 'node:cluster'
 import { buildApp } from './app.js'
-import { ConfigError, loadConfig, type Config } from '../lib/config.js'
+import { ConfigError, configErrorLines, loadConfig, type Config } from '../lib/config.js'
 import { listenWithStartupLine } from './startup-line.js'
 
 function readConfig (): Config {
@@ -10,7 +10,7 @@ function readConfig (): Config {
     return loadConfig()
   } catch (err) {
     if (err instanceof ConfigError) {
-      for (const line of err.problems) process.stderr.write(`config error: ${line}\n`)
+      for (const line of configErrorLines(err)) process.stderr.write(line + '\n')
       process.exit(1)
     }
     throw err

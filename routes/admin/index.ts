@@ -2,13 +2,15 @@
 // auth first (plugins/admin-auth.ts, this scope only), gets `Cache-Control: no-store`, and accepts
 // bodies of at most 64 KiB (docs/admin-api.md#api-keys: 413 above); an empty JSON body is no body
 // (routes/admin/json-body.ts). zod validates and serialises every admin route;
-// GET /admin/openapi.json is generated from the same schemas (routes/admin/openapi.ts). A wrong
+// GET /admin/openapi.json is generated from the same schemas (routes/admin/openapi.ts) and
+// GET /admin/docs shows it (routes/admin/docs.ts). A wrong
 // method on an existing path is 405 with `Allow` (routes/admin/method-not-allowed.ts).
 import type { FastifyPluginAsync } from 'fastify'
 import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod'
 import adminAuth from '../../plugins/admin-auth.js'
 import apiKeyRoutes, { formatSchemaErrors } from './api-keys.js'
 import circuitBreakerRoutes from './circuit-breakers.js'
+import adminDocs from './docs.js'
 import { jsonOrNothing } from './json-body.js'
 import methodNotAllowed from './method-not-allowed.js'
 import openApi from './openapi.js'
@@ -38,6 +40,8 @@ const adminRoutes: FastifyPluginAsync = async (fastify) => {
   await fastify.register(apiKeyRoutes)
   await fastify.register(circuitBreakerRoutes)
   await fastify.register(serviceRoutes)
+  // GET /admin/docs: the page for this API, over the document above (routes/admin/docs.ts).
+  await fastify.register(adminDocs)
 }
 
 export default adminRoutes
