@@ -140,6 +140,8 @@ export default fp<RateLimitOptions>(async function rateLimit (fastify, opts) {
   }
 
   const takeSync = store.buckets.takeSync?.bind(store.buckets)
+  const takeLocal = store.buckets.takeLocal?.bind(store.buckets)
+  const takeWithin = store.buckets.takeWithin?.bind(store.buckets)
 
   /**
    * Asks the store for a take; `answer` gets the result, or undefined when the store is (or just
@@ -174,6 +176,13 @@ export default fp<RateLimitOptions>(async function rateLimit (fastify, opts) {
       }
       answer(result)
     }
+    if (takeWithin !== undefined) {
+      // The store keeps one timer per script call for all the takes it carries.
+      takeWithin(id, burst, rpm, storeTimeoutMs, (result, err) => {
+        settle(result, result === undefined ? (err ?? new StoreTimeout(storeTimeoutMs)) : undefined)
+      })
+      return
+    }
     // Expired after the poll phase: when the event loop was stalled, an answer that arrived in
     // time is waiting in the socket, and it must win over the timer that fired in the same turn.
     const timer = setTimeout(() => setImmediate(() => settle(undefined, new StoreTimeout(storeTimeoutMs))), storeTimeoutMs)
@@ -181,31 +190,40 @@ export default fp<RateLimitOptions>(async function rateLimit (fastify, opts) {
     store.buckets.take(id, burst, rpm).then((result) => { cancel(); settle(result) }, (err: unknown) => { cancel(); settle(undefined, err) })
   }
 
+  /** The decision on a take, and its headers. */
+  function decide (reply: FastifyReply, done: (err?: Error) => void, id: string, burst: number, rpm: number, stored: BucketResult | undefined): void {
+    let result = stored
+    if (result !== undefined) {
+      reply.headers(rateLimitHeaders(result, rpm, Date.now()))
+    } else if (failMode === 'open') {
+      // No RateLimit fields while failing open: they would describe a bucket other instances
+      // do not share (docs/reliability.md, LD-05).
+      metrics.rateLimitFailOpen()
+      result = fallback.takeSync(id, burst, rpm)
+    } else {
+      return done(new RateLimitUnavailable())
+    }
+    if (!result.allowed) {
+      metrics.rateLimited()
+      reply.header('retry-after', String(retryAfterSeconds(result)))
+      return done(new RateLimited())
+    }
+    done()
+  }
+
   function hookFor (service: ServiceConfig): onRequestHookHandler {
     return function rateLimitHook (request: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void) {
       const consumer = (request as { consumer?: ConsumerLimits | null }).consumer ?? null
       const { rpm, burst } = limitsFor(consumer, service, defaults)
       const id = bucketId(service, consumer, request.ip)
-
-      fromStore(id, burst, rpm, (stored) => {
-        let result = stored
-        if (result !== undefined) {
-          reply.headers(rateLimitHeaders(result, rpm, Date.now()))
-        } else if (failMode === 'open') {
-          // No RateLimit fields while failing open: they would describe a bucket other instances
-          // do not share (docs/reliability.md, LD-05).
-          metrics.rateLimitFailOpen()
-          result = fallback.takeSync(id, burst, rpm)
-        } else {
-          return done(new RateLimitUnavailable())
-        }
-        if (!result.allowed) {
-          metrics.rateLimited()
-          reply.header('retry-after', String(retryAfterSeconds(result)))
-          return done(new RateLimited())
-        }
-        done()
-      })
+      // A busy bucket's token from this instance's lease: decided now, no network wait
+      // (docs/performance.md#the-redis-bucket-lease). Not while any store domain is down, so an
+      // outage is handled exactly as it always was.
+      if (takeLocal !== undefined && outages.size === 0) {
+        const local = takeLocal(id, burst, rpm)
+        if (local !== undefined) return decide(reply, done, id, burst, rpm, local)
+      }
+      fromStore(id, burst, rpm, (stored) => { decide(reply, done, id, burst, rpm, stored) })
     }
   }
 
