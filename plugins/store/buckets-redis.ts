@@ -53,10 +53,16 @@ type TakeCommand = (key: string, burst: number, rpm: number, n: number) => Promi
 interface Batch {
   readonly lane: Lane
   readonly waiters: BucketAnswer[]
+  /** Each waiter's deadline (monotonic ms; Infinity: none), in the order of `waiters`. */
+  readonly deadlines: number[]
+  /** Set for the earliest deadline still pending; re-armed only when a take actually times out. */
   timer: NodeJS.Timeout | null
-  /** Answered, failed or timed out: whatever comes later is dropped. */
+  /** Answered or failed: whatever comes later is dropped. */
   settled: boolean
 }
+
+/** Stands in for a waiter already answered by its timeout. */
+const answered: BucketAnswer = () => {}
 
 /** The takes of one bucket: those not yet sent, and how many calls are out. */
 interface Lane {
@@ -66,8 +72,8 @@ interface Lane {
   readonly burst: number
   readonly rpm: number
   waiting: BucketAnswer[]
-  /** Monotonic ms by which the waiting takes must be answered (Infinity: no deadline). */
-  deadline: number
+  /** The waiting takes' deadlines (monotonic ms; Infinity: none). */
+  deadlines: number[]
   inFlight: number
   scheduled: boolean
   /** Sends what waits behind a call in flight that has not answered within maxWaitMs. */
@@ -159,11 +165,11 @@ export class RedisBuckets implements BucketStore {
     const name = `${burst}:${rpm}:${id}`
     let lane = this.#lanes.get(name)
     if (lane === undefined) {
-      lane = { name, id, key: this.key(id), burst, rpm, waiting: [], deadline: Infinity, inFlight: 0, scheduled: false, timer: null }
+      lane = { name, id, key: this.key(id), burst, rpm, waiting: [], deadlines: [], inFlight: 0, scheduled: false, timer: null }
       this.#lanes.set(name, lane)
     }
-    if (lane.waiting.length === 0 && timeoutMs !== Infinity) lane.deadline = performance.now() + timeoutMs
     lane.waiting.push(answer)
+    lane.deadlines.push(timeoutMs === Infinity ? Infinity : performance.now() + timeoutMs)
     if (lane.waiting.length >= MAX_BATCH) this.#send(lane)
     else if (lane.inFlight === 0) this.#schedule(lane)
     else if (lane.timer === null) lane.timer = setTimeout(this.#overdue, this.#maxWaitMs, lane)
@@ -191,12 +197,9 @@ export class RedisBuckets implements BucketStore {
       clearTimeout(lane.timer)
       lane.timer = null
     }
-    const batch: Batch = { lane, waiters: lane.waiting, timer: null, settled: false }
+    const batch: Batch = { lane, waiters: lane.waiting, deadlines: lane.deadlines, timer: null, settled: false }
     lane.waiting = []
-    if (lane.deadline !== Infinity) {
-      batch.timer = setTimeout(this.#expire, Math.max(0, lane.deadline - performance.now()), batch)
-      lane.deadline = Infinity
-    }
+    lane.deadlines = []
     // A lease that arrived since these takes queued serves them without a call.
     const leases = this.#leases
     if (leases !== null && leases.size > 0) {
@@ -204,14 +207,15 @@ export class RedisBuckets implements BucketStore {
       while (served < batch.waiters.length && leases.spend(lane.name)) served++
       if (served > 0) {
         const result = leases.result(lane.name) as BucketResult
+        batch.deadlines.splice(0, served)
         for (const answer of batch.waiters.splice(0, served)) answer(result)
         if (batch.waiters.length === 0) {
-          this.#settle(batch)
           this.#next(lane)
           return
         }
       }
     }
+    this.#arm(batch)
     lane.inFlight++
     this.#take(lane.key, lane.burst, lane.rpm, batch.waiters.length).then(
       ([granted, units]) => {
@@ -230,7 +234,7 @@ export class RedisBuckets implements BucketStore {
       })
   }
 
-  /** Marks the batch answered and clears its timer; false when it already was (timed out). */
+  /** Marks the batch answered and clears its timer; false when it already was. */
   #settle (batch: Batch): boolean {
     if (batch.settled) return false
     batch.settled = true
@@ -239,14 +243,30 @@ export class RedisBuckets implements BucketStore {
     return true
   }
 
+  /** Sets the batch's one timer for its earliest pending deadline, if it has one. */
+  #arm (batch: Batch): void {
+    let earliest = Infinity
+    for (let i = 0; i < batch.deadlines.length; i++) {
+      if (batch.waiters[i] !== answered && batch.deadlines[i] < earliest) earliest = batch.deadlines[i]
+    }
+    if (earliest !== Infinity) batch.timer = setTimeout(this.#expire, Math.max(0, earliest - performance.now()), batch)
+  }
+
   // Expired after the poll phase: when the event loop was stalled, an answer that arrived in time
-  // is waiting in the socket, and it must win over the timer that fired in the same turn.
+  // is waiting in the socket, and it must win over the timer that fired in the same turn. Only the
+  // takes whose own deadline passed give up; the others keep waiting for the call.
   readonly #expire = (batch: Batch): void => {
     batch.timer = null
     setImmediate(() => {
       if (batch.settled) return
-      batch.settled = true
-      for (const answer of batch.waiters) answer(undefined)
+      const now = performance.now()
+      for (let i = 0; i < batch.waiters.length; i++) {
+        const answer = batch.waiters[i]
+        if (answer === answered || batch.deadlines[i] > now) continue
+        batch.waiters[i] = answered
+        answer(undefined)
+      }
+      this.#arm(batch)
     })
   }
 
@@ -260,7 +280,8 @@ export class RedisBuckets implements BucketStore {
     for (let i = 0; i < waiters.length; i++) {
       const allowed = i < granted
       if (allowed) state.units -= UNITS_PER_TOKEN
-      else if (this.#leases !== null && this.#leases.spend(lane.name)) {
+      if (waiters[i] === answered) continue // timed out: it was served by the caller's fallback
+      if (!allowed && this.#leases !== null && this.#leases.spend(lane.name)) {
         waiters[i](this.#leases.result(lane.name))
         continue
       }

@@ -244,3 +244,21 @@ t.test('takes waiting on a paused Redis share one timer per script call, and all
   const results = await Promise.all(answers)
   t.same(results, Array(50).fill(undefined), 'every take timed out, none left waiting')
 })
+
+t.test('in one script call, only the takes whose own deadline passed give up; the others get its answer', async (t) => {
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  const prefix = newPrefix(t)
+  const a = await instance(t, prefix, redis.url)
+  await a.buckets.take('warm', 5, 1)
+  redis.pause()
+  const take = async (timeoutMs: number): Promise<BucketResult | undefined> =>
+    await new Promise((resolve) => { a.buckets.takeWithin('mixed', 5, 1, timeoutMs, (result) => { resolve(result) }) })
+  const short = take(50)
+  const long = take(5000)
+  t.equal(await short, undefined, 'the 50 ms take timed out')
+  redis.resume()
+  const result = await long
+  t.match(result, { allowed: true, limit: 5 }, 'the 5 s take, sent in the same call, got its answer')
+  t.equal(result?.remaining, 3, 'replayed as the second take of the call')
+})
