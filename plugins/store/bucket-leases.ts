@@ -37,6 +37,7 @@ export interface LeaseOptions {
 export const MIN_LEASE = 4
 
 interface Lease {
+  /** The bucket id; one lease per bucket, for the limits it was taken with. */
   readonly name: string
   readonly key: string
   readonly burst: number
@@ -96,19 +97,20 @@ export class BucketLeases {
     return Math.min(this.#maxTokens, Math.floor(burst / 8))
   }
 
-  /** Tokens this process holds unused for the bucket `name` (for tests). */
-  held (name: string): number {
-    const lease = this.#leases.get(name)
+  /** Tokens this process holds unused for bucket `id` (for tests). */
+  held (id: string): number {
+    const lease = this.#leases.get(id)
     return lease === undefined || performance.now() >= lease.expiresAt ? 0 : lease.tokens
   }
 
   /**
-   * Spends one leased token of bucket `name` and answers at once, or undefined when there is
-   * none (no lease, empty, expired): then the caller takes its token exactly.
+   * Spends one leased token of bucket `id` and answers at once, or undefined when there is none
+   * (no lease, one taken with other limits, empty, expired): then the caller takes it exactly.
+   * A lease taken with other limits is not touched, so it goes idle and is given back.
    */
-  take (name: string): BucketResult | undefined {
-    const lease = this.#leases.get(name)
-    if (lease === undefined) return undefined
+  take (id: string, burst: number, rpm: number): BucketResult | undefined {
+    const lease = this.#leases.get(id)
+    if (lease === undefined || lease.burst !== burst || lease.rpm !== rpm) return undefined
     const now = performance.now()
     lease.lastUse = now
     if (lease.tokens <= 0 || now >= lease.expiresAt) {
@@ -126,9 +128,9 @@ export class BucketLeases {
    * Spends a leased token for a take that the shared bucket refused or that has not gone out yet;
    * false when there is none. A process never refuses a request while it holds a token.
    */
-  spend (name: string): boolean {
-    const lease = this.#leases.get(name)
-    if (lease === undefined || lease.tokens <= 0) return false
+  spend (id: string, burst: number, rpm: number): boolean {
+    const lease = this.#leases.get(id)
+    if (lease === undefined || lease.tokens <= 0 || lease.burst !== burst || lease.rpm !== rpm) return false
     const now = performance.now()
     if (now >= lease.expiresAt) return false
     lease.tokens--
@@ -137,9 +139,9 @@ export class BucketLeases {
     return true
   }
 
-  /** The headers' view of a take from `name`'s lease, after `spend`. */
-  result (name: string): BucketResult | undefined {
-    const lease = this.#leases.get(name)
+  /** The headers' view of a take from bucket `id`'s lease, after `spend`. */
+  result (id: string): BucketResult | undefined {
+    const lease = this.#leases.get(id)
     return lease === undefined ? undefined : this.#result(lease, performance.now())
   }
 
@@ -148,7 +150,14 @@ export class BucketLeases {
    * enough to lease and has room to spare beyond the half that stays with exact takes.
    */
   consider (name: string, key: string, burst: number, rpm: number, units: number): void {
-    if (this.#closed || this.#leases.has(name)) return
+    if (this.#closed) return
+    const old = this.#leases.get(name)
+    if (old !== undefined) {
+      if (old.burst === burst && old.rpm === rpm) return
+      // The bucket's limits changed: what the old lease holds goes back first.
+      this.#leases.delete(name)
+      this.#end(old).catch(() => {})
+    }
     const max = this.maxFor(burst)
     if (max < MIN_LEASE) return
     if (Math.floor(units / UNITS_PER_TOKEN) - Math.ceil(burst / 2) < MIN_LEASE) return

@@ -135,7 +135,7 @@ export class RedisBuckets implements BucketStore {
   takeLocal (id: string, burst: number, rpm: number): BucketResult | undefined {
     const leases = this.#leases
     if (leases === null || leases.size === 0) return undefined
-    return leases.take(`${burst}:${rpm}:${id}`)
+    return leases.take(id, burst, rpm)
   }
 
   take (id: string, burst: number, rpm: number): Promise<BucketResult> {
@@ -204,9 +204,9 @@ export class RedisBuckets implements BucketStore {
     const leases = this.#leases
     if (leases !== null && leases.size > 0) {
       let served = 0
-      while (served < batch.waiters.length && leases.spend(lane.name)) served++
+      while (served < batch.waiters.length && leases.spend(lane.id, lane.burst, lane.rpm)) served++
       if (served > 0) {
-        const result = leases.result(lane.name) as BucketResult
+        const result = leases.result(lane.id) as BucketResult
         batch.deadlines.splice(0, served)
         for (const answer of batch.waiters.splice(0, served)) answer(result)
         if (batch.waiters.length === 0) {
@@ -223,7 +223,7 @@ export class RedisBuckets implements BucketStore {
         if (this.#settle(batch)) {
           const busy = batch.waiters.length > 1 || lane.waiting.length > 0
           this.#grant(batch.waiters, lane, granted, units)
-          if (busy && leases !== null) leases.consider(lane.name, lane.key, lane.burst, lane.rpm, units - granted * UNITS_PER_TOKEN)
+          if (busy && leases !== null) leases.consider(lane.id, lane.key, lane.burst, lane.rpm, units - granted * UNITS_PER_TOKEN)
         }
         this.#next(lane)
       },
@@ -281,8 +281,8 @@ export class RedisBuckets implements BucketStore {
       const allowed = i < granted
       if (allowed) state.units -= UNITS_PER_TOKEN
       if (waiters[i] === answered) continue // timed out: it was served by the caller's fallback
-      if (!allowed && this.#leases !== null && this.#leases.spend(lane.name)) {
-        waiters[i](this.#leases.result(lane.name))
+      if (!allowed && this.#leases !== null && this.#leases.spend(lane.id, burst, rpm)) {
+        waiters[i](this.#leases.result(lane.id))
         continue
       }
       waiters[i]({
