@@ -234,7 +234,10 @@ export class BucketLeases {
   /** One lease call; undefined when it failed or was given up on (then retried no sooner than a timeout later). */
   async #send (lease: Lease, seq: number, keep: number, want: number): Promise<LeaseReply | undefined> {
     let timer: NodeJS.Timeout | undefined
-    const gaveUp = new Promise<undefined>((resolve) => { timer = setTimeout(resolve, this.#callTimeoutMs, undefined) })
+    const gaveUp = new Promise<undefined>((resolve) => {
+      timer = setTimeout(resolve, this.#callTimeoutMs, undefined)
+      timer.unref() // a give-back at shutdown must not hold the process
+    })
     const reply = await Promise.race([
       this.#call(lease.key, lease.burst, lease.rpm, lease.id, seq, keep, want, this.#durationMs).catch(() => undefined),
       gaveUp
