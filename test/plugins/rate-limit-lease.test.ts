@@ -5,12 +5,13 @@ import t, { type Test } from 'tap'
 import { listen, routesFile, uniquePrefix } from '../support/app.js'
 import { startBackend } from '../support/backends.js'
 import { until } from '../support/basics.js'
-import { http, nextIp, type HttpResponse } from '../support/http.js'
+import { admin, createKey, http, nextIp, type HttpResponse } from '../support/http.js'
+import { ADMIN_PASSWORD } from '../support/gateway-process.js'
 import type { RedisBuckets } from '../../plugins/store/buckets-redis.js'
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
 
-async function twoGateways (t: Test, burst: number): Promise<{ ports: number[], buckets: RedisBuckets[], hits: () => number }> {
+async function twoGateways (t: Test, burst: number, auth = 'optional'): Promise<{ ports: number[], buckets: RedisBuckets[], hits: () => number }> {
   const backend = await startBackend()
   t.teardown(() => backend.close())
   const env = {
@@ -19,7 +20,8 @@ async function twoGateways (t: Test, burst: number): Promise<{ ports: number[], 
     REDIS_KEY_PREFIX: uniquePrefix(),
     RATE_LIMIT_BURST: String(burst),
     RATE_LIMIT_RPM: '1',
-    ROUTES_FILE: routesFile(t, [{ name: 'echo', prefix: '/api/echo', backends: [{ url: backend.url }] }])
+    ADMIN_PASSWORD,
+    ROUTES_FILE: routesFile(t, [{ name: 'echo', prefix: '/api/echo', auth, backends: [{ url: backend.url }] }])
   }
   const gateways = [await listen(t, env), await listen(t, env)]
   return {
@@ -30,9 +32,9 @@ async function twoGateways (t: Test, burst: number): Promise<{ ports: number[], 
 }
 
 /** n requests at once from one client address to each port. */
-async function wave (ports: number[], address: string, n: number): Promise<HttpResponse[]> {
+async function wave (ports: number[], address: string, n: number, headers: Record<string, string> = {}): Promise<HttpResponse[]> {
   return (await Promise.all(ports.map(async (port) =>
-    await Promise.all(Array.from({ length: n }, async (_, i) => await http(port, `/api/echo/${i}`, { localAddress: address })))))).flat()
+    await Promise.all(Array.from({ length: n }, async (_, i) => await http(port, `/api/echo/${i}`, { localAddress: address, headers })))))).flat()
 }
 
 /** What is wrong with a response's rate-limit fields, if anything. */
@@ -82,4 +84,19 @@ t.test('a busy bucket on 2 instances: served from leases, never more than the bu
   }
   t.equal(admitted, burst, 'exactly the bucket was admitted')
   t.equal(hits(), burst, 'and exactly that reached the backend')
+})
+
+t.test('a revoked key is refused on every instance although its bucket is leased', async (t) => {
+  const { ports, buckets } = await twoGateways(t, 10, 'required')
+  const key = await createKey(ports[0], { name: 'leased', burst: 400, rate_limit: 1 })
+  const headers = { 'x-api-key': key.raw }
+  const address = nextIp()
+  for (let round = 0; round < 20 && !buckets.every((b) => (b.leases?.size ?? 0) > 0); round++) {
+    t.same([...new Set((await wave(ports, address, 15, headers)).map((r) => r.status))], [200], 'admitted while valid')
+  }
+  t.ok(buckets.every((b) => (b.leases?.size ?? 0) > 0), 'both instances hold a lease on the key\'s bucket')
+  t.equal((await admin(ports[0], 'POST', `/admin/apikeys/${key.id}/revoke`)).status, 200)
+  t.ok(await until(async () => (await wave([ports[1]], address, 1, headers))[0].status === 401, 5000), 'the other instance refuses it once the revocation arrives')
+  const after = await wave(ports, address, 10, headers)
+  t.same([...new Set(after.map((r) => r.status))], [401], 'and no instance admits it again, leased tokens or not')
 })
