@@ -82,7 +82,8 @@ export interface Config {
   shutdownTimeoutMs: number
   /** After SIGTERM, keep accepting (with /health 503) this long before draining. */
   shutdownDelayMs: number
-  rateLimit: { rpm: number, burst: number, failMode: 'open' | 'closed', storeTimeoutMs: number }
+  /** leases: busy Redis buckets are served from tokens leased ahead (docs/performance.md#the-redis-bucket-lease). */
+  rateLimit: { rpm: number, burst: number, failMode: 'open' | 'closed', storeTimeoutMs: number, leases: boolean }
   circuitBreaker: {
     maxFailures: number
     resetTimeoutMs: number
@@ -214,7 +215,8 @@ export function loadConfig (source: NodeJS.ProcessEnv = process.env, options: Lo
       rpm: e.RATE_LIMIT_RPM,
       burst: e.RATE_LIMIT_BURST,
       failMode: e.RATE_LIMIT_FAIL_MODE,
-      storeTimeoutMs: e.RATE_LIMIT_STORE_TIMEOUT_MS
+      storeTimeoutMs: e.RATE_LIMIT_STORE_TIMEOUT_MS,
+      leases: e.RATE_LIMIT_LEASES
     },
     circuitBreaker: {
       maxFailures: e.CB_MAX_FAILURES,

@@ -75,6 +75,26 @@ export function take (state: BucketState | undefined, now: number, burst: number
   }
 }
 
+/**
+ * The same take as `take`, on a state the caller keeps: refills and takes in place, so a hot
+ * path allocates only the result.
+ */
+export function takeFrom (state: BucketState, now: number, burst: number, rpm: number): BucketResult {
+  const cap = burst * UNITS_PER_TOKEN
+  const elapsed = now > state.at ? now - state.at : 0
+  state.units = Math.min(cap, state.units + elapsed * rpm)
+  state.at = now
+  const allowed = state.units >= UNITS_PER_TOKEN
+  if (allowed) state.units -= UNITS_PER_TOKEN
+  return {
+    allowed,
+    limit: burst,
+    remaining: remaining(state),
+    resetMs: resetMs(state, burst, rpm),
+    retryAfterMs: allowed ? 0 : retryAfterMs(state, rpm)
+  }
+}
+
 /** Milliseconds for an empty bucket to fill: the `w` of RateLimit-Policy, the longest idle life. */
 export function fillMs (burst: number, rpm: number): number {
   return Math.ceil(burst * UNITS_PER_TOKEN / rpm)

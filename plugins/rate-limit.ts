@@ -51,10 +51,16 @@ const StoreTimeout = createError('GW_RATE_LIMIT_STORE_TIMEOUT', 'The rate-limit 
  * service's (or default) burst.
  */
 export function limitsFor (consumer: ConsumerLimits | null, service: ServiceConfig, defaults: { rpm: number, burst: number }): { rpm: number, burst: number } {
-  const rpm = consumer?.rateLimit ?? service.rateLimit?.rpm ?? defaults.rpm
-  const burst = consumer?.burst ?? service.rateLimit?.burst ?? defaults.burst
-  // A zero would divide by zero in the bucket math; the admin API should never store one.
-  return { rpm: Math.max(1, rpm), burst: Math.max(1, burst) }
+  return { rpm: rpmFor(consumer, service, defaults), burst: burstFor(consumer, service, defaults) }
+}
+
+// A zero would divide by zero in the bucket math; the admin API should never store one.
+function rpmFor (consumer: ConsumerLimits | null, service: ServiceConfig, defaults: { rpm: number }): number {
+  return Math.max(1, consumer?.rateLimit ?? service.rateLimit?.rpm ?? defaults.rpm)
+}
+
+function burstFor (consumer: ConsumerLimits | null, service: ServiceConfig, defaults: { burst: number }): number {
+  return Math.max(1, consumer?.burst ?? service.rateLimit?.burst ?? defaults.burst)
 }
 
 /**
@@ -73,15 +79,30 @@ export function bucketId (service: ServiceConfig, consumer: ConsumerLimits | nul
  * §4.1.2 ends when a token exists, and §6 asks that Retry-After not precede its end.
  */
 export function rateLimitHeaders (r: BucketResult, rpm: number, nowMs: number): Record<string, string> {
-  const resetS = Math.ceil(r.resetMs / 1000)
-  const t = r.allowed ? resetS : retryAfterSeconds(r)
-  return {
-    'x-ratelimit-limit': String(r.limit),
-    'x-ratelimit-remaining': String(r.remaining),
-    'x-ratelimit-reset': String(Math.ceil((nowMs + r.resetMs) / 1000)),
-    'ratelimit-policy': `"default";q=${r.limit};w=${Math.max(1, Math.ceil(fillMs(r.limit, rpm) / 1000))}`,
-    ratelimit: `"default";r=${r.remaining};t=${t}`
+  const fields: Record<string, string> = {}
+  writeRateLimitHeaders({ header (name: string, value: string) { fields[name] = value } }, r, rpm, nowMs)
+  return fields
+}
+
+/** The fields above, set one by one on the reply: no object, no key array per request. */
+function writeRateLimitHeaders (reply: { header (name: string, value: string): unknown }, r: BucketResult, rpm: number, nowMs: number): void {
+  const t = r.allowed ? Math.ceil(r.resetMs / 1000) : retryAfterSeconds(r)
+  const policy = policyFor(r.limit, rpm)
+  reply.header('x-ratelimit-limit', policy.limit)
+  reply.header('x-ratelimit-remaining', String(r.remaining))
+  reply.header('x-ratelimit-reset', String(Math.ceil((nowMs + r.resetMs) / 1000)))
+  reply.header('ratelimit-policy', policy.field)
+  reply.header('ratelimit', `"default";r=${r.remaining};t=${t}`)
+}
+
+// The fields that depend only on the limits, kept for the last limits seen: nearly every request
+// of a busy gateway has the same ones.
+let lastPolicy = { burst: 0, rpm: 0, limit: '', field: '' }
+function policyFor (burst: number, rpm: number): { limit: string, field: string } {
+  if (lastPolicy.burst !== burst || lastPolicy.rpm !== rpm) {
+    lastPolicy = { burst, rpm, limit: String(burst), field: `"default";q=${burst};w=${Math.max(1, Math.ceil(fillMs(burst, rpm) / 1000))}` }
   }
+  return lastPolicy
 }
 
 /** Whole seconds until a token exists, at least 1 (RFC 9110 §10.2.3 delay-seconds). */
@@ -140,16 +161,14 @@ export default fp<RateLimitOptions>(async function rateLimit (fastify, opts) {
   }
 
   const takeSync = store.buckets.takeSync?.bind(store.buckets)
+  const takeLocal = store.buckets.takeLocal?.bind(store.buckets)
+  const takeWithin = store.buckets.takeWithin?.bind(store.buckets)
 
   /**
    * Asks the store for a take; `answer` gets the result, or undefined when the store is (or just
-   * turned out to be) unavailable for this bucket. Synchronous for an in-process store.
+   * turned out to be) unavailable for this bucket.
    */
   function fromStore (id: string, burst: number, rpm: number, answer: (r: BucketResult | undefined) => void): void {
-    if (takeSync !== undefined) {
-      answer(takeSync(id, burst, rpm))
-      return
-    }
     let probing: string | undefined // the domain this take probes, when it is down
     if (outages.size > 0) {
       const now = performance.now()
@@ -174,6 +193,13 @@ export default fp<RateLimitOptions>(async function rateLimit (fastify, opts) {
       }
       answer(result)
     }
+    if (takeWithin !== undefined) {
+      // The store keeps one timer per script call for all the takes it carries.
+      takeWithin(id, burst, rpm, storeTimeoutMs, (result, err) => {
+        settle(result, result === undefined ? (err ?? new StoreTimeout(storeTimeoutMs)) : undefined)
+      })
+      return
+    }
     // Expired after the poll phase: when the event loop was stalled, an answer that arrived in
     // time is waiting in the socket, and it must win over the timer that fired in the same turn.
     const timer = setTimeout(() => setImmediate(() => settle(undefined, new StoreTimeout(storeTimeoutMs))), storeTimeoutMs)
@@ -181,31 +207,43 @@ export default fp<RateLimitOptions>(async function rateLimit (fastify, opts) {
     store.buckets.take(id, burst, rpm).then((result) => { cancel(); settle(result) }, (err: unknown) => { cancel(); settle(undefined, err) })
   }
 
+  /** The decision on a take, and its headers. */
+  function decide (reply: FastifyReply, done: (err?: Error) => void, id: string, burst: number, rpm: number, stored: BucketResult | undefined): void {
+    let result = stored
+    if (result !== undefined) {
+      writeRateLimitHeaders(reply, result, rpm, Date.now())
+    } else if (failMode === 'open') {
+      // No RateLimit fields while failing open: they would describe a bucket other instances
+      // do not share (docs/reliability.md, LD-05).
+      metrics.rateLimitFailOpen()
+      result = fallback.takeSync(id, burst, rpm)
+    } else {
+      return done(new RateLimitUnavailable())
+    }
+    if (!result.allowed) {
+      metrics.rateLimited()
+      reply.header('retry-after', String(retryAfterSeconds(result)))
+      return done(new RateLimited())
+    }
+    done()
+  }
+
   function hookFor (service: ServiceConfig): onRequestHookHandler {
     return function rateLimitHook (request: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void) {
       const consumer = (request as { consumer?: ConsumerLimits | null }).consumer ?? null
-      const { rpm, burst } = limitsFor(consumer, service, defaults)
+      const rpm = rpmFor(consumer, service, defaults)
+      const burst = burstFor(consumer, service, defaults)
       const id = bucketId(service, consumer, request.ip)
-
-      fromStore(id, burst, rpm, (stored) => {
-        let result = stored
-        if (result !== undefined) {
-          reply.headers(rateLimitHeaders(result, rpm, Date.now()))
-        } else if (failMode === 'open') {
-          // No RateLimit fields while failing open: they would describe a bucket other instances
-          // do not share (docs/reliability.md, LD-05).
-          metrics.rateLimitFailOpen()
-          result = fallback.takeSync(id, burst, rpm)
-        } else {
-          return done(new RateLimitUnavailable())
-        }
-        if (!result.allowed) {
-          metrics.rateLimited()
-          reply.header('retry-after', String(retryAfterSeconds(result)))
-          return done(new RateLimited())
-        }
-        done()
-      })
+      // An in-process store answers at once.
+      if (takeSync !== undefined) return decide(reply, done, id, burst, rpm, takeSync(id, burst, rpm))
+      // A busy bucket's token from this instance's lease: decided now, no network wait
+      // (docs/performance.md#the-redis-bucket-lease). Not while any store domain is down, so an
+      // outage is handled exactly as it always was.
+      if (takeLocal !== undefined && outages.size === 0) {
+        const local = takeLocal(id, burst, rpm)
+        if (local !== undefined) return decide(reply, done, id, burst, rpm, local)
+      }
+      fromStore(id, burst, rpm, (stored) => { decide(reply, done, id, burst, rpm, stored) })
     }
   }
 

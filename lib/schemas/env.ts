@@ -42,6 +42,7 @@ export const EnvSchema = z.object({
   RATE_LIMIT_BURST: env(int(1).default(10)),
   RATE_LIMIT_FAIL_MODE: env(z.enum(['open', 'closed']).default('open')),
   RATE_LIMIT_STORE_TIMEOUT_MS: env(int(1, 10_000).default(100)),
+  RATE_LIMIT_LEASES: env(bool().default(true)),
   CB_MAX_FAILURES: env(int(1).default(5)),
   CB_RESET_TIMEOUT_SECONDS: env(num(0.01, 86_400).default(30)),
   CB_HALF_OPEN_MAX_REQUESTS: env(int(1).default(3)),

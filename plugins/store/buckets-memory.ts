@@ -8,7 +8,7 @@
 // client addresses therefore costs O(1) per request and at most `maxBuckets` entries.
 import { performance } from 'node:perf_hooks'
 import { LruMap, type CacheEntry } from 'toad-cache'
-import { take } from '../../lib/token-bucket.js'
+import { takeFrom, UNITS_PER_TOKEN } from '../../lib/token-bucket.js'
 import type { BucketResult, BucketStore } from './types.js'
 
 export interface MemoryBucketsOptions {
@@ -60,15 +60,12 @@ export class MemoryBuckets implements BucketStore {
   takeSync (id: string, burst: number, rpm: number): BucketResult {
     const now = this.#now()
     let bucket = this.#buckets.get(id)
-    if (bucket === undefined) this.#makeRoom(now)
-    const { state, result } = take(bucket, now, burst, rpm)
     if (bucket === undefined) {
-      bucket = { units: state.units, at: state.at, fullAt: 0 }
+      this.#makeRoom(now)
+      bucket = { units: burst * UNITS_PER_TOKEN, at: now, fullAt: 0 } // a new bucket is full
       this.#buckets.set(id, bucket)
-    } else {
-      bucket.units = state.units
-      bucket.at = state.at
     }
+    const result = takeFrom(bucket, now, burst, rpm)
     bucket.fullAt = now + result.resetMs
     return result
   }

@@ -22,46 +22,24 @@
 // replays the n steps with lib/token-bucket.ts's arithmetic, giving each waiter what its own
 // single take would have reported. Atomicity and the server clock are those of one take, so N
 // instances batching on one Redis still admit exactly what one bucket allows; calls pipelined on
-// one connection run in the order sent, each exact on its own. The stored hash is unchanged, so
-// instances still running the one-token script share buckets with these during a rolling deploy.
+// one connection run in the order sent, each exact on its own.
+//
+// A busy bucket goes further: plugins/store/bucket-leases.ts takes tokens out of it ahead of need,
+// and its takes are answered in this process (takeLocal) without a call at all. A take the shared
+// bucket refused still gets a token this process holds, so a process never refuses while holding
+// one. Each batch of takes has one deadline timer (takeWithin), not one per take. Without leases
+// the stored hash is what it always was ({u, t}); an instance of a version without leases ignores
+// the reservations, hence RATE_LIMIT_LEASES=false during such an upgrade (docs/configuration.md).
 import { Cluster, type Redis } from 'ioredis'
+import { performance } from 'node:perf_hooks'
 import { keySlot } from './cluster-slot.js'
+import { BucketLeases, type LeaseCommand, type LeaseOptions } from './bucket-leases.js'
+import { LEASE_LUA, TAKE_LUA } from './bucket-scripts.js'
 import { remaining, resetMs, retryAfterMs, UNITS_PER_TOKEN, type BucketState } from '../../lib/token-bucket.js'
-import type { BucketResult, BucketStore } from './types.js'
-
-// Mirrors lib/token-bucket.ts in integer units (one token = 60,000 units, so refill is `rpm` units
-// per millisecond). Stored as a hash {u: units, t: ms of the last take}. Takes up to ARGV[3]
-// tokens; returns {granted, units before the takes}. Nothing granted writes nothing: the stored
-// state already implies the refilled one. PEXPIRE is the time to refill fully, when a missing key
-// (a full bucket) means the same thing, so idle clients cost no memory.
-// redis.replicate_commands(): Redis 3.2–4 need it before writing after TIME; 5+ always replicate
-// effects and keep it as a no-op.
-const TAKE_LUA = `
-if redis.replicate_commands then redis.replicate_commands() end
-local unit = 60000
-local cap = tonumber(ARGV[1]) * unit
-local rpm = tonumber(ARGV[2])
-local n = tonumber(ARGV[3])
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-local units = cap
-local saved = redis.call('HMGET', KEYS[1], 'u', 't')
-if saved[1] then
-  units = tonumber(saved[1])
-  local at = tonumber(saved[2])
-  if now > at then units = units + (now - at) * rpm end
-  if units > cap then units = cap end
-end
-local granted = math.min(n, math.floor(units / unit))
-if granted > 0 then
-  local left = units - granted * unit
-  redis.call('HSET', KEYS[1], 'u', left, 't', now)
-  redis.call('PEXPIRE', KEYS[1], math.ceil((cap - left) / rpm))
-end
-return { granted, units }
-`
+import type { BucketAnswer, BucketResult, BucketStore } from './types.js'
 
 const COMMAND = 'gwRateLimitTake'
+const LEASE_COMMAND = 'gwRateLimitLease'
 /**
  * Waiters per script call. The script's cost does not grow with n; the cap bounds how many
  * requests one failed or timed-out call fails together, and what waits behind one call.
@@ -71,18 +49,31 @@ export const MAX_BATCH = 64
 type TakeReply = [granted: number, units: number]
 type TakeCommand = (key: string, burst: number, rpm: number, n: number) => Promise<TakeReply>
 
-interface Waiter {
-  resolve (result: BucketResult): void
-  reject (err: unknown): void
+/** The takes of one script call, and its one deadline timer. */
+interface Batch {
+  readonly lane: Lane
+  readonly waiters: BucketAnswer[]
+  /** Each waiter's deadline (monotonic ms; Infinity: none), in the order of `waiters`. */
+  readonly deadlines: number[]
+  /** Set for the earliest deadline still pending; re-armed only when a take actually times out. */
+  timer: NodeJS.Timeout | null
+  /** Answered or failed: whatever comes later is dropped. */
+  settled: boolean
 }
+
+/** Stands in for a waiter already answered by its timeout. */
+const answered: BucketAnswer = () => {}
 
 /** The takes of one bucket: those not yet sent, and how many calls are out. */
 interface Lane {
   readonly name: string
+  readonly id: string
   readonly key: string
   readonly burst: number
   readonly rpm: number
-  waiting: Waiter[]
+  waiting: BucketAnswer[]
+  /** The waiting takes' deadlines (monotonic ms; Infinity: none). */
+  deadlines: number[]
   inFlight: number
   scheduled: boolean
   /** Sends what waits behind a call in flight that has not answered within maxWaitMs. */
@@ -97,6 +88,8 @@ export interface RedisBucketsOptions {
    * second call pipelined behind it (default 1 ms).
    */
   maxWaitMs?: number
+  /** Leases of busy buckets (docs/performance.md#the-redis-bucket-lease); false turns them off. */
+  leases?: LeaseOptions | false
 }
 
 export class RedisBuckets implements BucketStore {
@@ -105,20 +98,28 @@ export class RedisBuckets implements BucketStore {
   readonly #lanes = new Map<string, Lane>()
   readonly #maxWaitMs: number
   readonly #cluster: Cluster | null
+  readonly #leases: BucketLeases | null
 
-  /** The client is the caller's: this class defines its script on it and never closes it. */
+  /** The client is the caller's: this class defines its scripts on it and never closes it. */
   constructor (client: Redis | Cluster, opts: RedisBucketsOptions) {
     client.defineCommand(COMMAND, { numberOfKeys: 1, lua: TAKE_LUA })
-    const command = (client as unknown as Record<string, TakeCommand>)[COMMAND]
-    this.#take = command.bind(client)
+    client.defineCommand(LEASE_COMMAND, { numberOfKeys: 1, lua: LEASE_LUA })
+    const commands = client as unknown as Record<string, TakeCommand & LeaseCommand>
+    this.#take = commands[COMMAND].bind(client)
     this.#prefix = opts.keyPrefix
     this.#maxWaitMs = opts.maxWaitMs ?? 1
     this.#cluster = client instanceof Cluster ? client : null
+    this.#leases = opts.leases === false ? null : new BucketLeases(commands[LEASE_COMMAND].bind(client), opts.leases)
   }
 
   /** `<prefix>{rl:<id>}`: the hash tag puts each bucket in one Cluster slot. */
   key (id: string): string {
     return `${this.#prefix}{rl:${id}}`
+  }
+
+  /** The leases of this instance (tests look at them). */
+  get leases (): BucketLeases | null {
+    return this.#leases
   }
 
   /**
@@ -130,24 +131,48 @@ export class RedisBuckets implements BucketStore {
     return this.#cluster.slots[keySlot(this.key(id))]?.[0] ?? ''
   }
 
+  /** A take answered from this instance's lease on the bucket, or undefined (then take exactly). */
+  takeLocal (id: string, burst: number, rpm: number): BucketResult | undefined {
+    const leases = this.#leases
+    if (leases === null || leases.size === 0) return undefined
+    return leases.take(id, burst, rpm)
+  }
+
   take (id: string, burst: number, rpm: number): Promise<BucketResult> {
+    const local = this.takeLocal(id, burst, rpm)
+    if (local !== undefined) return Promise.resolve(local)
     return new Promise((resolve, reject) => {
-      const name = `${burst}:${rpm}:${id}`
-      let lane = this.#lanes.get(name)
-      if (lane === undefined) {
-        lane = { name, key: this.key(id), burst, rpm, waiting: [], inFlight: 0, scheduled: false, timer: null }
-        this.#lanes.set(name, lane)
-      }
-      lane.waiting.push({ resolve, reject })
-      if (lane.waiting.length >= MAX_BATCH) this.#send(lane)
-      else if (lane.inFlight === 0) this.#schedule(lane)
-      else if (lane.timer === null) lane.timer = setTimeout(this.#overdue, this.#maxWaitMs, lane)
+      this.#enqueue(id, burst, rpm, Infinity, (result, err) => { if (result !== undefined) resolve(result); else reject(err) })
     })
   }
 
+  /**
+   * An exact take that answers within timeoutMs: `answer` gets the result, or no result and the
+   * error (none when the time ran out). All takes of one call share one timer, set from the
+   * first of them.
+   */
+  takeWithin (id: string, burst: number, rpm: number, timeoutMs: number, answer: BucketAnswer): void {
+    this.#enqueue(id, burst, rpm, timeoutMs, answer)
+  }
+
   async close (): Promise<void> {
-    // Nothing of its own to close: the store owns the client, and takes still queued go out on it
-    // (or fail with it) like any command.
+    // The store owns the client, and takes still queued go out on it (or fail with it) like any
+    // command; leases give their unused tokens back before the client closes.
+    await this.#leases?.close()
+  }
+
+  #enqueue (id: string, burst: number, rpm: number, timeoutMs: number, answer: BucketAnswer): void {
+    const name = `${burst}:${rpm}:${id}`
+    let lane = this.#lanes.get(name)
+    if (lane === undefined) {
+      lane = { name, id, key: this.key(id), burst, rpm, waiting: [], deadlines: [], inFlight: 0, scheduled: false, timer: null }
+      this.#lanes.set(name, lane)
+    }
+    lane.waiting.push(answer)
+    lane.deadlines.push(timeoutMs === Infinity ? Infinity : performance.now() + timeoutMs)
+    if (lane.waiting.length >= MAX_BATCH) this.#send(lane)
+    else if (lane.inFlight === 0) this.#schedule(lane)
+    else if (lane.timer === null) lane.timer = setTimeout(this.#overdue, this.#maxWaitMs, lane)
   }
 
   // process.nextTick runs once the microtask queue is empty, so the batch holds every take made
@@ -172,20 +197,102 @@ export class RedisBuckets implements BucketStore {
       clearTimeout(lane.timer)
       lane.timer = null
     }
-    const batch = lane.waiting
+    const batch: Batch = { lane, waiters: lane.waiting, deadlines: lane.deadlines, timer: null, settled: false }
     lane.waiting = []
+    lane.deadlines = []
+    // A lease that arrived since these takes queued serves them without a call.
+    const leases = this.#leases
+    if (leases !== null && leases.size > 0) {
+      let served = 0
+      while (served < batch.waiters.length && leases.spend(lane.id, lane.burst, lane.rpm)) served++
+      if (served > 0) {
+        const result = leases.result(lane.id) as BucketResult
+        batch.deadlines.splice(0, served)
+        for (const answer of batch.waiters.splice(0, served)) answer(result)
+        if (batch.waiters.length === 0) {
+          this.#next(lane)
+          return
+        }
+      }
+    }
+    this.#arm(batch)
     lane.inFlight++
-    this.#take(lane.key, lane.burst, lane.rpm, batch.length).then(
+    this.#take(lane.key, lane.burst, lane.rpm, batch.waiters.length).then(
       ([granted, units]) => {
         lane.inFlight--
-        grant(batch, granted, units, lane.burst, lane.rpm)
+        if (this.#settle(batch)) {
+          const busy = batch.waiters.length > 1 || lane.waiting.length > 0
+          this.#grant(batch.waiters, lane, granted, units)
+          if (busy && leases !== null) leases.consider(lane.id, lane.key, lane.burst, lane.rpm, units - granted * UNITS_PER_TOKEN)
+        }
         this.#next(lane)
       },
       (err: unknown) => {
         lane.inFlight--
-        for (const w of batch) w.reject(err)
+        if (this.#settle(batch)) for (const answer of batch.waiters) answer(undefined, err)
         this.#next(lane)
       })
+  }
+
+  /** Marks the batch answered and clears its timer; false when it already was. */
+  #settle (batch: Batch): boolean {
+    if (batch.settled) return false
+    batch.settled = true
+    if (batch.timer !== null) clearTimeout(batch.timer)
+    batch.timer = null
+    return true
+  }
+
+  /** Sets the batch's one timer for its earliest pending deadline, if it has one. */
+  #arm (batch: Batch): void {
+    let earliest = Infinity
+    for (let i = 0; i < batch.deadlines.length; i++) {
+      if (batch.waiters[i] !== answered && batch.deadlines[i] < earliest) earliest = batch.deadlines[i]
+    }
+    if (earliest !== Infinity) batch.timer = setTimeout(this.#expire, Math.max(0, earliest - performance.now()), batch)
+  }
+
+  // Expired after the poll phase: when the event loop was stalled, an answer that arrived in time
+  // is waiting in the socket, and it must win over the timer that fired in the same turn. Only the
+  // takes whose own deadline passed give up; the others keep waiting for the call.
+  readonly #expire = (batch: Batch): void => {
+    batch.timer = null
+    setImmediate(() => {
+      if (batch.settled) return
+      const now = performance.now()
+      for (let i = 0; i < batch.waiters.length; i++) {
+        const answer = batch.waiters[i]
+        if (answer === answered || batch.deadlines[i] > now) continue
+        batch.waiters[i] = answered
+        answer(undefined)
+      }
+      this.#arm(batch)
+    })
+  }
+
+  /**
+   * Replays the batch as single takes at one instant: the first `granted` waiters get a token
+   * each. A waiter the shared bucket refused still gets a token this instance holds in a lease.
+   */
+  #grant (waiters: BucketAnswer[], lane: Lane, granted: number, units: number): void {
+    const { burst, rpm } = lane
+    const state: BucketState = { units, at: 0 }
+    for (let i = 0; i < waiters.length; i++) {
+      const allowed = i < granted
+      if (allowed) state.units -= UNITS_PER_TOKEN
+      if (waiters[i] === answered) continue // timed out: it was served by the caller's fallback
+      if (!allowed && this.#leases !== null && this.#leases.spend(lane.id, burst, rpm)) {
+        waiters[i](this.#leases.result(lane.id))
+        continue
+      }
+      waiters[i]({
+        allowed,
+        limit: burst,
+        remaining: remaining(state),
+        resetMs: resetMs(state, burst, rpm),
+        retryAfterMs: allowed ? 0 : retryAfterMs(state, rpm)
+      })
+    }
   }
 
   #next (lane: Lane): void {
@@ -199,21 +306,5 @@ export class RedisBuckets implements BucketStore {
     if (lane.inFlight === 0 && lane.waiting.length === 0 && !lane.scheduled && this.#lanes.get(lane.name) === lane) {
       this.#lanes.delete(lane.name)
     }
-  }
-}
-
-/** Replays the batch as single takes at one instant: the first `granted` waiters get a token each. */
-function grant (batch: Waiter[], granted: number, units: number, burst: number, rpm: number): void {
-  const state: BucketState = { units, at: 0 }
-  for (let i = 0; i < batch.length; i++) {
-    const allowed = i < granted
-    if (allowed) state.units -= UNITS_PER_TOKEN
-    batch[i].resolve({
-      allowed,
-      limit: burst,
-      remaining: remaining(state),
-      resetMs: resetMs(state, burst, rpm),
-      retryAfterMs: allowed ? 0 : retryAfterMs(state, rpm)
-    })
   }
 }

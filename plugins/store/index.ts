@@ -146,7 +146,7 @@ export class RedisStore implements Store {
     this.#keysSlot = keySlot(`${keyPrefix}{keys}`)
     this.keys = new RedisKeyStore({ client, subscriber, keyPrefix })
     this.services = new RedisServiceStore({ client, subscriber, keyPrefix })
-    this.buckets = new RedisBuckets(client, { keyPrefix })
+    this.buckets = new RedisBuckets(client, { keyPrefix, leases: config.rateLimit.leases ? {} : false })
     this.failures = new RedisFailureCounter(client, { keyPrefix })
     this.quotas = new RedisQuotas(client, { keyPrefix })
   }

@@ -54,11 +54,24 @@ export interface KeyStore {
 /** Everything the rate-limit headers of docs/proxying.md#rate-limits need, from one atomic take. */
 export type { BucketResult } from '../../lib/token-bucket.js'
 
+/** How `takeWithin` answers: a result, or undefined and the error (undefined on a timeout). */
+export type BucketAnswer = (result: BucketResult | undefined, err?: unknown) => void
+
 export interface BucketStore {
   /** Takes one token from bucket `id` (capacity `burst`, refill `rpm` per minute), atomically. */
   take (id: string, burst: number, rpm: number): Promise<BucketResult>
   /** The same take answered at once, for stores that keep buckets in this process. */
   takeSync? (id: string, burst: number, rpm: number): BucketResult
+  /**
+   * A take answered at once from tokens this process already holds (a lease on a shared bucket),
+   * or undefined: then the caller takes its token from the store.
+   */
+  takeLocal? (id: string, burst: number, rpm: number): BucketResult | undefined
+  /**
+   * The take, answered through a callback within timeoutMs: a result, or none and the error
+   * (none at all when the time ran out). Saves the caller a promise and a timer per take.
+   */
+  takeWithin? (id: string, burst: number, rpm: number, timeoutMs: number, answer: BucketAnswer): void
   /**
    * The failure domain of bucket `id`: buckets of one domain become unreachable together (in a
    * Redis Cluster, the node serving the bucket's slot). Absent: every bucket shares one domain.

@@ -13,7 +13,7 @@ t.test('defaults match the seed and the spec', async (t) => {
   t.equal(c.host, '0.0.0.0')
   t.equal(c.port, 8081)
   t.equal(c.storage, 'embedded')
-  t.same(c.rateLimit, { rpm: 60, burst: 10, failMode: 'open', storeTimeoutMs: 100 })
+  t.same(c.rateLimit, { rpm: 60, burst: 10, failMode: 'open', storeTimeoutMs: 100, leases: true })
   t.same(c.circuitBreaker, { maxFailures: 5, resetTimeoutMs: 30000, halfOpenMaxRequests: 3, successThreshold: 2 })
   t.same(c.retry, { maxRetries: 3, initialDelayMs: 100, maxDelayMs: 5000, multiplier: 2, jitterFactor: 0.1 })
   t.same(c.admin, { authEnabled: true, username: 'admin', password: 'pw' })

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { fillMs, fullBucket, refill, remaining, resetMs, retryAfterMs, take, UNITS_PER_TOKEN, type BucketState } from '../../lib/token-bucket.js'
+import { fillMs, fullBucket, refill, remaining, resetMs, retryAfterMs, take, takeFrom, UNITS_PER_TOKEN, type BucketState } from '../../lib/token-bucket.js'
 
 /** Takes `n` times at `now`, threading the state. */
 function takeN (state: BucketState | undefined, n: number, now: number, burst: number, rpm: number) {
@@ -91,4 +91,19 @@ t.test('fillMs is the time an empty bucket takes to fill', async (t) => {
   t.equal(fillMs(20, 600), 2000)
   t.equal(fillMs(10, 60), 10_000)
   t.equal(fillMs(1, 7), 8572)
+})
+
+t.test('takeFrom takes in place exactly what take returns', async (t) => {
+  let pure: BucketState | undefined
+  const kept: BucketState = fullBucket(5, 1000)
+  const mismatches: string[] = []
+  // Takes at uneven times, a burst, a pause, a lowered capacity, a clock step back.
+  const steps: Array<[now: number, burst: number]> = [[1000, 5], [1000, 5], [1001, 5], [1001, 5], [1001, 5], [1002, 5], [1002, 5], [1500, 5], [61_000, 5], [61_000, 3], [60_000, 3], [60_500, 3]]
+  for (const [now, burst] of steps) {
+    const a = take(pure, now, burst, 60)
+    pure = a.state
+    const b = takeFrom(kept, now, burst, 60)
+    if (JSON.stringify(a.result) !== JSON.stringify(b) || a.state.units !== kept.units || a.state.at !== kept.at) mismatches.push(`at ${now}: ${JSON.stringify(a)} vs ${JSON.stringify({ result: b, state: kept })}`)
+  }
+  t.same(mismatches, [])
 })
