@@ -51,6 +51,7 @@ export default fp(async function proxy (app) {
   const tables = app.serviceTables
   // Upgrades are the websocket plugin's, reached only through its decorator.
   const tunnels = app.websocketTunnels
+  const tracing = app.tracing
   app.decorateRequest('proxyRoute', null)
   app.decorateRequest('proxyPath', '')
   app.decorateRequest('proxyRetries', 0)
@@ -60,7 +61,8 @@ export default fp(async function proxy (app) {
     metrics,
     idleTimeoutMs: config.upstreamIdleTimeoutMs,
     sendTimeoutMs: config.clientSendTimeoutMs,
-    ends: app.requestEnds
+    ends: app.requestEnds,
+    tracing: app.tracing
   }
 
   const admit: onRequestHookHandler = function admit (request, reply, done) {
@@ -78,11 +80,16 @@ export default fp(async function proxy (app) {
       // Never a half-open socket: an upgrade the service does not take is answered, then closed.
       if (!route.service.websocket) return done(new BadRequest('This service does not accept WebSocket upgrades'))
     }
+    // Each step gets an INTERNAL span when the request is traced (docs/tracing.md); null otherwise.
+    const authStep = tracing.stepStarted(request, 'authenticate')
     route.authenticate.call(app, request, reply, (err?: Error) => {
+      tracing.stepEnded(authStep, request, err)
       if (err !== undefined) return done(err)
       if (route.limit === null) return done()
-      const pending = route.limit.call(app, request, reply, done) as unknown as Promise<void> | undefined
-      if (pending !== undefined) pending.then(() => done(), done)
+      const limitStep = tracing.stepStarted(request, 'rate_limit')
+      const limited = limitStep === null ? done : (e?: Error) => { tracing.stepEnded(limitStep, request, e); done(e) }
+      const pending = route.limit.call(app, request, reply, limited) as unknown as Promise<void> | undefined
+      if (pending !== undefined) pending.then(() => limited(), limited)
     })
   }
 
@@ -177,7 +184,7 @@ export default fp(async function proxy (app) {
 }, {
   name: 'proxy',
   fastify: '5.x',
-  dependencies: ['config', 'services', 'gateway-metrics', 'request-end', 'websocket']
+  dependencies: ['config', 'services', 'gateway-metrics', 'request-end', 'tracing', 'websocket']
 })
 
 /** The path and query a backend is sent: prefix stripped if the service says so, key parameters removed. */
