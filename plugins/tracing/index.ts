@@ -119,7 +119,17 @@ export default fp(async function tracing (app) {
     })
     : null
   const tracer = pipeline?.tracer ?? null
-  if (pipeline !== null) app.addHook('onClose', async () => { await pipeline.shutdown().catch(() => {}) })
+  if (pipeline !== null) {
+    // What is queued is sent on close, but a collector that is down never holds the exit up for
+    // longer than a batch export may take, nor past SHUTDOWN_TIMEOUT_MS.
+    const graceMs = Math.min(app.config.shutdownTimeoutMs, config.batch.exportTimeoutMillis)
+    app.addHook('onClose', async () => {
+      let timer: NodeJS.Timeout | undefined
+      const gaveUp = new Promise<void>((resolve) => { timer = setTimeout(resolve, graceMs) })
+      await Promise.race([pipeline.shutdown().catch(() => {}), gaveUp])
+      clearTimeout(timer)
+    })
+  }
 
   // Every request: its trace (continued or new) and the sampled flag the backend will see. The
   // SERVER span exists only for proxied requests (the proxy's catch-all route) and only when exporting.

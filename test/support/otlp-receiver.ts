@@ -35,6 +35,8 @@ export interface OtlpReceiver {
   mode: 'ok' | 'error' | 'hang'
   /** Waits (polling, bounded) until `predicate` holds for the spans received; returns them. */
   waitFor (predicate: (spans: ReceivedSpan[]) => boolean, timeoutMs?: number): Promise<ReceivedSpan[]>
+  /** Answers the exports a hanging receiver held with 200 (their spans are not kept) and goes back to 'ok'. */
+  release (): void
   close (): Promise<void>
 }
 
@@ -55,6 +57,10 @@ export async function otlpReceiver (t: Teardownable | null): Promise<OtlpReceive
         await new Promise((resolve) => setTimeout(resolve, 20))
       }
       return receiver.spans
+    },
+    release () {
+      receiver.mode = 'ok'
+      for (const res of held.splice(0)) res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end()
     },
     async close () {
       for (const res of held) res.destroy()
