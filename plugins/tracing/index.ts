@@ -62,6 +62,8 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** The request's W3C trace id (32 hex digits); '' when it ended before the tracing hook ran. */
     traceId: string
+    /** Whether the request's spans are recorded and exported (an exemplar may name its trace). */
+    traceRecorded: boolean
   }
 }
 
@@ -101,6 +103,7 @@ export default fp(async function tracing (app) {
   for (const reason of DROP_REASONS) dropped.inc({ reason }, 0)
 
   app.decorateRequest('traceId', '')
+  app.decorateRequest('traceRecorded', false)
   app.decorateRequest(kSampled as unknown as string, false)
   app.decorateRequest(kTracestate as unknown as string, undefined)
   app.decorateRequest(kSpan as unknown as string, null)
@@ -168,6 +171,7 @@ export default fp(async function tracing (app) {
     r.traceId = sc.traceId
     r[kSampled] = (sc.traceFlags & TraceFlags.SAMPLED) !== 0
     if (span.isRecording()) {
+      r.traceRecorded = true
       r[kSpan] = span
       r[kContext] = trace.setSpan(ROOT_CONTEXT, span)
     }

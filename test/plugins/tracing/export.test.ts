@@ -256,3 +256,36 @@ t.test('the gateway\'s own routes get no span but a trace id', async (t) => {
   t.equal(receiver.spans.filter((s) => s.kind === 'SERVER').length, 1)
   t.equal(serverSpan(spans)?.name, 'GET /api/users')
 })
+
+const PROMETHEUS_ACCEPT = 'application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1'
+
+t.test('an OpenMetrics scrape shows the trace id as the latency histogram\'s exemplar; the text format is unchanged', async (t) => {
+  const { app, port, receiver } = await setup(t)
+  t.equal((await http(port, '/api/users/1')).status, 200)
+  const server = serverSpan(await traceOf(receiver, 4)) as ReceivedSpan
+  const om = await app.inject({ method: 'GET', url: '/metrics', headers: { accept: PROMETHEUS_ACCEPT } })
+  t.equal(om.headers['content-type'], 'application/openmetrics-text; version=1.0.0; charset=utf-8')
+  const lines = om.body.split('\n')
+  t.equal(lines.at(-2), '# EOF')
+  t.equal(lines.at(-1), '')
+  for (const line of lines.slice(0, -2)) {
+    if (!/^# (TYPE|HELP) [a-zA-Z_:][a-zA-Z0-9_:]* /.test(line) && !/^[a-zA-Z_:][a-zA-Z0-9_:]*(\{.*\})? \S+( # \{.*\} \S+( \S+)?)?$/.test(line)) t.fail(`not an OpenMetrics line: ${line}`)
+  }
+  const exemplar = lines.find((l) => l.startsWith('gateway_http_request_duration_seconds_bucket{') && l.includes('path="/api/users"') && l.includes(' # {'))
+  t.ok(exemplar, 'a bucket carries an exemplar')
+  t.match(exemplar, new RegExp(` # \\{trace_id="${server.traceId}"\\} [0-9.e-]+ [0-9.]+$`))
+  t.ok(lines.includes('# TYPE gateway_http_requests counter'), 'a counter family is named without _total')
+  t.ok(lines.some((l) => l.startsWith('gateway_http_requests_total{method="GET",path="/api/users",status="200"} 1')))
+
+  const text = await app.inject({ method: 'GET', url: '/metrics' })
+  t.match(text.headers['content-type'], /^text\/plain/)
+  t.notOk(text.body.includes(' # {'), 'no exemplar in Prometheus text')
+  t.ok(text.body.includes('# TYPE gateway_rate_limited_total counter'), 'counter names keep _total in text after an OpenMetrics scrape')
+  t.ok(text.body.includes('gateway_trace_spans_dropped_total{reason="queue_full"} 0'))
+})
+
+t.test('with export off /metrics does not offer OpenMetrics (no exemplars to show)', async (t) => {
+  const { app } = await setup(t, { OTEL_TRACES_EXPORTER: 'none' })
+  const res = await app.inject({ method: 'GET', url: '/metrics', headers: { accept: PROMETHEUS_ACCEPT } })
+  t.match(res.headers['content-type'], /^text\/plain/)
+})
