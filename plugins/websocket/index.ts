@@ -327,6 +327,7 @@ async function websocket (app: FastifyInstance): Promise<void> {
         duration_ms: Math.round(end.durationMs * 1000) / 1000,
         ip: request.ip,
         consumer: request.consumer?.id ?? null,
+        trace_id: request.traceId || null,
         websocket: true,
         bytes_in: end.bytesIn,
         bytes_out: end.bytesOut,
