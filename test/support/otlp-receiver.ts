@@ -5,7 +5,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net'
 import type { Teardownable } from './basics.js'
 
-export type SpanKindName = 'UNSPECIFIED' | 'INTERNAL' | 'SERVER' | 'CLIENT' | 'PRODUCER' | 'CONSUMER'
+export type SpanKindName = 'UNSET_KIND' | 'INTERNAL' | 'SERVER' | 'CLIENT' | 'PRODUCER' | 'CONSUMER'
 export type StatusName = 'UNSET' | 'OK' | 'ERROR'
 export type AttrValue = string | number | boolean | null
 
@@ -40,7 +40,7 @@ export interface OtlpReceiver {
   close (): Promise<void>
 }
 
-const KINDS: SpanKindName[] = ['UNSPECIFIED', 'INTERNAL', 'SERVER', 'CLIENT', 'PRODUCER', 'CONSUMER']
+const KINDS: SpanKindName[] = ['UNSET_KIND', 'INTERNAL', 'SERVER', 'CLIENT', 'PRODUCER', 'CONSUMER']
 const STATUSES: StatusName[] = ['UNSET', 'OK', 'ERROR']
 
 export async function otlpReceiver (t: Teardownable | null): Promise<OtlpReceiver> {
