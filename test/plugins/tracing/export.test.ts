@@ -11,6 +11,8 @@ import { echo, startBackend, status, type Backend, type Behaviour } from '../../
 import { http } from '../../support/http.js'
 import { otlpReceiver, type OtlpReceiver, type ReceivedSpan } from '../../support/otlp-receiver.js'
 import { service } from '../../support/suite.js'
+import { startWsBackend } from '../../support/ws-backend.js'
+import { dial } from '../../support/ws-client.js'
 import { parseTraceparent } from '../../../lib/trace-context.js'
 
 const BASE: Record<string, string> = {
@@ -288,4 +290,26 @@ t.test('with export off /metrics does not offer OpenMetrics (no exemplars to sho
   const { app } = await setup(t, { OTEL_TRACES_EXPORTER: 'none' })
   const res = await app.inject({ method: 'GET', url: '/metrics', headers: { accept: PROMETHEUS_ACCEPT } })
   t.match(res.headers['content-type'], /^text\/plain/)
+})
+
+t.test('a WebSocket upgrade: a SERVER span ending with 101 and one CLIENT span for the dial, named in the backend\'s traceparent', async (t) => {
+  const receiver = await otlpReceiver(t)
+  const ws = await startWsBackend()
+  t.teardown(() => ws.close())
+  const { url } = await listen(t, {
+    ...BASE,
+    ROUTES_FILE: routesFile(t, [service('chat', '/chat', ws.url, { websocket: true })]),
+    OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url
+  })
+  const client = await dial(`${url.replace('http:', 'ws:')}/chat/room`, { teardown: t })
+  client.close()
+  const spans = await traceOf(receiver, 4)
+  const server = serverSpan(spans) as ReceivedSpan
+  t.equal(server.name, 'GET /chat')
+  t.equal(server.attributes['http.response.status_code'], 101)
+  t.equal(server.attributes['gateway.outcome'], 'upgraded')
+  const dialSpan = spans.find((s) => s.kind === 'CLIENT') as ReceivedSpan
+  t.equal(dialSpan.attributes['http.response.status_code'], 101)
+  t.equal(dialSpan.status, 'UNSET')
+  t.same(parseTraceparent(ws.handshakes[0].headers.traceparent), { traceId: server.traceId, spanId: dialSpan.spanId, sampled: true })
 })
