@@ -6,8 +6,8 @@
 //     per request: a header parse, or a few random bytes, and one string per attempt.
 //   export (OTEL_TRACES_EXPORTER=otlp): a SERVER span per proxied request, INTERNAL spans for
 //     authentication and rate limiting, a CLIENT span per upstream attempt, exported by the SDK's
-//     batch processor (plugins/tracing/sdk.ts). A request the sampler leaves out costs one
-//     non-recording span; its steps and attempts take the cheap path of the first mode.
+//     batch processor (plugins/tracing/sdk.ts). Sampling is decided first, by the same rules as
+//     the SDK's samplers: a request left out never reaches the SDK and takes the first mode's path.
 //
 // The gateway's own core calls in at the steps it owns (no auto-instrumentation): the proxy's
 // admit (authentication, rate limit), the attempt loop (plugins/proxy/exchange.ts) and the
@@ -122,6 +122,7 @@ export default fp(async function tracing (app) {
     })
     : null
   const tracer = pipeline?.tracer ?? null
+  const pinned = pipeline?.ids ?? null
   if (pipeline !== null) {
     // What is queued is sent on close, but a collector that is down never holds the exit up for
     // longer than a batch export may take, nor past SHUTDOWN_TIMEOUT_MS.
@@ -142,17 +143,19 @@ export default fp(async function tracing (app) {
     const parent = parseTraceparent(headers.traceparent)
     // A `tracestate` belongs to the trace its `traceparent` names: dropped with an invalid one.
     r[kTracestate] = parent === null ? undefined : headers.tracestate as string | undefined
-    if (tracer !== null && request.routeOptions.config?.metricPath === UNMATCHED_PATH) {
-      startServerSpan(r, parent)
-    } else {
-      const traceId = parent?.traceId ?? ids.generateTraceId()
-      request.traceId = traceId
-      r[kSampled] = sampledBy(sampler, ratioSampler, parent, traceId)
+    const traceId = parent?.traceId ?? ids.generateTraceId()
+    const sampled = sampledBy(sampler, ratioSampler, parent, traceId)
+    request.traceId = traceId
+    r[kSampled] = sampled
+    if (sampled && tracer !== null && request.routeOptions.config?.metricPath === UNMATCHED_PATH) {
+      startServerSpan(r, parent, traceId)
     }
     done()
   })
 
-  function startServerSpan (r: Traced, parent: RemoteParent | null): void {
+  /** The SERVER span of a sampled proxied request; the SDK's sampler agrees (same rules, same trace id). */
+  function startServerSpan (r: Traced, parent: RemoteParent | null, traceId: string): void {
+    if (parent === null) (pinned as NonNullable<typeof pinned>).pin(traceId)
     const parentContext = parent === null
       ? ROOT_CONTEXT
       : trace.setSpanContext(ROOT_CONTEXT, { traceId: parent.traceId, spanId: parent.spanId, traceFlags: parent.sampled ? TraceFlags.SAMPLED : TraceFlags.NONE, isRemote: true })
@@ -167,6 +170,7 @@ export default fp(async function tracing (app) {
         [ATTR_CLIENT_ADDRESS]: r.ip
       }
     }, parentContext)
+    if (parent === null) (pinned as NonNullable<typeof pinned>).pin(null)
     const sc = span.spanContext()
     r.traceId = sc.traceId
     r[kSampled] = (sc.traceFlags & TraceFlags.SAMPLED) !== 0

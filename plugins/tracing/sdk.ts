@@ -5,8 +5,8 @@
 // counted through the processor's own self-observability counter, the one place the SDK reports them.
 import { createNoopMeter, type Attributes, type Counter, type Meter, type MeterProvider, type Tracer } from '@opentelemetry/api'
 import {
-  AlwaysOffSampler, AlwaysOnSampler, BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler, TracerProvider,
-  type Sampler, type SpanExporter
+  AlwaysOffSampler, AlwaysOnSampler, BatchSpanProcessor, ParentBasedSampler, RandomIdGenerator, TraceIdRatioBasedSampler, TracerProvider,
+  type IdGenerator, type Sampler, type SpanExporter
 } from '@opentelemetry/sdk-trace'
 import { resourceFromAttributes } from '@opentelemetry/resources'
 import { OTLPTraceExporter as ProtobufExporter } from '@opentelemetry/exporter-trace-otlp-proto'
@@ -50,8 +50,29 @@ function dropListener (onDropped: (count: number, reason: DropReason) => void): 
   return { getMeter: () => meter }
 }
 
+/**
+ * Random ids, except that the next root span may be given the trace id the gateway already chose:
+ * the plugin decides sampling before asking the SDK for a span (an unsampled request never builds
+ * one), and the SDK must then see the same trace id its ratio sampler will judge.
+ */
+export class PinnedTraceIds implements IdGenerator {
+  readonly #random = new RandomIdGenerator()
+  #next: string | null = null
+  /** The trace id of the next root span started (synchronously) after this call. */
+  pin (traceId: string | null): void { this.#next = traceId }
+  generateTraceId (): string {
+    const id = this.#next ?? this.#random.generateTraceId()
+    this.#next = null
+    return id
+  }
+
+  generateSpanId (): string { return this.#random.generateSpanId() }
+}
+
 export interface TracePipeline {
   readonly tracer: Tracer
+  /** The provider's id generator (pin a root span's trace id). */
+  readonly ids: PinnedTraceIds
   /** Sends what is queued, then stops; called on close. */
   shutdown (): Promise<void>
 }
@@ -64,13 +85,16 @@ export function tracePipeline (config: TracingConfig, onDropped: (count: number,
     ...config.batch,
     selfObsMeterProvider: dropListener(onDropped)
   })
+  const ids = new PinnedTraceIds()
   const provider = new TracerProvider({
     resource: resourceFromAttributes(config.resource),
     sampler: samplerFor(config.sampler),
+    idGenerator: ids,
     spanProcessors: [processor]
   })
   return {
     tracer: provider.getTracer('api-gateway', VERSION),
+    ids,
     shutdown: () => provider.shutdown()
   }
 }

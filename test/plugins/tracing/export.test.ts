@@ -313,3 +313,17 @@ t.test('a WebSocket upgrade: a SERVER span ending with 101 and one CLIENT span f
   t.equal(dialSpan.status, 'UNSET')
   t.same(parseTraceparent(ws.handshakes[0].headers.traceparent), { traceId: server.traceId, spanId: dialSpan.spanId, sampled: true })
 })
+
+t.test('at ratio sampling, exactly the traces a backend was told are sampled are exported, under the same trace id', async (t) => {
+  const { port, backend, receiver } = await setup(t, { OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: '0.5' })
+  for (let i = 0; i < 24; i++) t.equal((await http(port, '/api/users/1')).status, 200)
+  const sent = backend.proxied().map((r) => parseTraceparent(r.headers.traceparent))
+  const sampled = new Set(sent.filter((p) => p?.sampled === true).map((p) => p?.traceId))
+  t.ok(sampled.size > 0 && sampled.size < 24, `${sampled.size} of 24 sampled at 0.5`)
+  const spans = await receiver.waitFor((all) => all.filter((s) => s.kind === 'SERVER').length >= sampled.size)
+  const exported = new Set(spans.filter((s) => s.kind === 'SERVER').map((s) => s.traceId))
+  t.same([...exported].sort(), [...sampled].sort())
+  for (const p of sent.filter((x) => x?.sampled === true)) {
+    t.ok(spans.some((s) => s.kind === 'CLIENT' && s.spanId === p?.spanId), 'the sampled backend\'s parent is an exported CLIENT span')
+  }
+})
