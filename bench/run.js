@@ -68,6 +68,11 @@
 //              breaker and active health checks are always on in every gateway case.
 //   capped     as full, plus a per-service `maxConcurrent` and MAX_CONCURRENT_REQUESTS, both far
 //              above what 50 connections reach: the cost of the concurrency limiter, never a 503.
+//   traced     as full, each request sending a valid `traceparent` (continued, the backend gets the
+//              gateway's span id); export off, the default: the cost of trace propagation alone
+//              (docs/tracing.md). `full` itself propagates too (a new trace per request).
+//   export10   as full, with span export on (OTEL_TRACES_EXPORTER=otlp) at 10% sampling
+//              (parentbased_traceidratio 0.1) to a local sink that answers every OTLP POST 200.
 //   workers    full pipeline on Redis with WORKERS=<BENCH_WORKERS> (default 2), only when
 //              src/server.ts supports WORKERS; given every CPU (it needs several), so compare it
 //              with care: the load generator and backend compete with it.
@@ -91,6 +96,7 @@
 //                                keys under a random `bench:<id>:` prefix are written and deleted
 import autocannon from 'autocannon'
 import { spawnSync } from 'node:child_process'
+import { createServer } from 'node:http'
 import { randomBytes } from 'node:crypto'
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
@@ -159,8 +165,23 @@ const GATEWAY_KINDS = [
   { kind: 'ratelimit', label: 'gateway: + rate limit', auth: 'optional', key: false, logLevel: 'warn', retries: false },
   { kind: 'keyauth', label: 'gateway: + rate limit + key auth', auth: 'required', key: true, logLevel: 'warn', retries: false },
   { kind: 'full', label: 'gateway: full pipeline', auth: 'required', key: true, logLevel: 'info', retries: true },
-  { kind: 'capped', label: 'gateway: full pipeline + concurrency caps', auth: 'required', key: true, logLevel: 'info', retries: true, caps: true }
+  { kind: 'capped', label: 'gateway: full pipeline + concurrency caps', auth: 'required', key: true, logLevel: 'info', retries: true, caps: true },
+  { kind: 'traced', label: 'gateway: full pipeline, client traceparent continued (export off)', auth: 'required', key: true, logLevel: 'info', retries: true, traceparent: true },
+  { kind: 'export10', label: 'gateway: full pipeline + span export, 10% sampled', auth: 'required', key: true, logLevel: 'info', retries: true, exportSpans: true }
 ]
+
+/** A client's trace context: every request of the `traced` case continues this trace. */
+const CLIENT_TRACEPARENT = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'
+
+/** A local OTLP sink for the export case: reads each POST and answers 200, nothing else. */
+async function startOtlpSink () {
+  const server = createServer((req, res) => {
+    req.resume()
+    req.on('end', () => res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end())
+  })
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
+  return { url: `http://127.0.0.1:${server.address().port}`, close: () => new Promise((resolve) => { server.closeAllConnections(); server.close(resolve) }) }
+}
 
 /** Caps far above what 50 connections can reach: the limiter runs on every request, never sheds. */
 const NEVER_REACHED_CAP = 100000
@@ -201,7 +222,10 @@ async function startGateway (c, backendUrl, withRateLimitOff, attempt = 1) {
     ...(c.retries ? {} : { RETRY_MAX_RETRIES: '0' }),
     ...(c.store === 'redis' ? { REDIS_URL: S.redisUrl, REDIS_KEY_PREFIX: c.redisPrefix } : {}),
     ...(c.workers ? { WORKERS: String(c.workers) } : {}),
-    ...(c.caps ? { MAX_CONCURRENT_REQUESTS: String(NEVER_REACHED_CAP) } : {})
+    ...(c.caps ? { MAX_CONCURRENT_REQUESTS: String(NEVER_REACHED_CAP) } : {}),
+    ...(c.exportSpans
+      ? { OTEL_TRACES_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_ENDPOINT: c.otlpSink, OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: '0.1' }
+      : {})
   }
   const name = `${c.id}${withRateLimitOff ? '-nolimit' : ''}${attempt > 1 ? `-${attempt}` : ''}`
   // Children inherit this script's affinity (CPU 0), so the WORKERS case is given every CPU.
@@ -446,7 +470,9 @@ async function main () {
     if (c.store === 'redis' && !redis) return false
     return true
   })
+  if (selected.some((c) => c.exportSpans)) otlpSink = await startOtlpSink()
   selected.forEach((c, i) => {
+    if (c.exportSpans) c.otlpSink = otlpSink.url
     c.gateway = true
     c.rounds = []
     c.headers = {}
@@ -457,6 +483,7 @@ async function main () {
   for (const c of selected) {
     c.url = c.base + BENCH_PATH
     if (c.key) await createKey(c)
+    if (c.traceparent) c.headers.traceparent = CLIENT_TRACEPARENT
     if (c.workers && childPids(c.proc.pid).length === 0) notes.push(`${c.id}: WORKERS=${c.workers} accepted but no worker processes found`)
   }
   const cases = [direct, baseline, thin, ...selected]
@@ -667,7 +694,19 @@ async function main () {
     const cost = full && capped ? (capped.cpuUs / full.cpuUs - 1) * 100 : NaN
     target(`capped-${store}-cost`, `concurrency caps add ≤ 2% CPU per request to the full pipeline (${store})`, cost,
       (m) => `${fmt(m, 1)}% (${fmt(capped.cpuUs, 1)} vs ${fmt(full.cpuUs, 1)} µs/req; ${fmt(capped.ratio, 2)}× vs ${fmt(full.ratio, 2)}× baseline req/s)`, (m) => m <= 2,
-      `rounds spread ${fmt(spread(full), 0)}% in CPU/req: below that, noise; node bench/concurrency-cap.js isolates the limiter`)
+      full ? `rounds spread ${fmt(spread(full), 0)}% in CPU/req: below that, noise; node bench/concurrency-cap.js isolates the limiter` : null)
+  }
+  // Tracing's cost (docs/tracing.md#cost). `full` already propagates (a new trace per request): the
+  // cost of propagation against no tracing at all is the `full` CPU/req of a run before it.
+  for (const [kind, max, what] of [['traced', 3, 'a continued client traceparent (export off)'], ['export10', 8, 'span export at 10% sampling']]) {
+    for (const store of ['embedded', 'redis']) {
+      const full = byId(`full-${store}`)
+      const traced = byId(`${kind}-${store}`)
+      const cost = full && traced ? (traced.cpuUs / full.cpuUs - 1) * 100 : NaN
+      target(`${kind}-${store}-cost`, `${what} adds ≤ ${max}% CPU per request to the full pipeline (${store})`, cost,
+        (m) => `${fmt(m, 1)}% (${fmt(traced.cpuUs, 1)} vs ${fmt(full.cpuUs, 1)} µs/req)`, (m) => m <= max,
+        full ? `rounds spread ${fmt(spread(full), 0)}% in CPU/req: below that, noise` : null)
+    }
   }
   const at = `${fmt(rate)} req/s = ${S.latencyFraction} × ${saturationOf === baseline ? 'baseline' : 'full (redis)'} saturation`
   const lagCaveat = lagging.length ? 'generator fell behind: unreliable' : null
@@ -716,10 +755,13 @@ async function pinLocalRedis (client) {
 
 let exitCode = 0
 let cleaning = null
+/** The export case's OTLP sink, closed at the end. */
+let otlpSink = null
 async function cleanup () {
   cleaning ??= (async () => {
     if (redisPinned) spawnSync('taskset', ['-a', '-p', redisPinned.mask, String(redisPinned.pid)], { stdio: 'ignore' })
     await procs?.stopAll()
+    await otlpSink?.close()
     if (redis) {
       try { await deleteKeys(redis, redisPrefixBase) } catch {}
       redis.disconnect()

@@ -9,6 +9,8 @@ import { parse as parseYaml } from 'yaml'
 import { EnvSchema } from './schemas/env.js'
 import { RoutesFileSchema, ServiceFileEntry, type ServiceDefinition } from './schemas/routes-file.js'
 import { isHttpUrl } from './schemas/url.js'
+import { tracingConfig, type TracingConfig } from './schemas/otel-env.js'
+import { VERSION } from './version.js'
 
 export { KNOWN_VARIABLES } from './schemas/env.js'
 
@@ -110,6 +112,8 @@ export interface Config {
   shedding: { maxConnections: number, maxConcurrentRequests: number | null, maxWebsocketTunnels: number | null }
   /** The admin plane's own listener, or null to serve it on the public one (docs/configuration.md#load-shedding). */
   adminListener: { host: string, port: number } | null
+  /** Trace context and OpenTelemetry export, from the standard OTEL_* variables (docs/tracing.md). */
+  tracing: TracingConfig
 }
 
 /** One line per problem, each naming the variable. */
@@ -168,6 +172,7 @@ export function loadConfig (source: NodeJS.ProcessEnv = process.env, options: Lo
   }
   const trustProxy = parseTrustProxy(e.TRUST_PROXY, problems)
   const corsOrigins = parseCorsOrigins(e.CORS_ORIGINS, problems)
+  const tracing = tracingConfig(e, VERSION, problems)
 
   const retry: RetryConfig = {
     maxRetries: e.RETRY_MAX_RETRIES,
@@ -247,7 +252,8 @@ export function loadConfig (source: NodeJS.ProcessEnv = process.env, options: Lo
       maxConcurrentRequests: e.MAX_CONCURRENT_REQUESTS ?? null,
       maxWebsocketTunnels: e.MAX_WEBSOCKET_TUNNELS ?? null
     },
-    adminListener: e.ADMIN_PORT === undefined ? null : { host: e.ADMIN_HOST ?? '127.0.0.1', port: e.ADMIN_PORT }
+    adminListener: e.ADMIN_PORT === undefined ? null : { host: e.ADMIN_HOST ?? '127.0.0.1', port: e.ADMIN_PORT },
+    tracing
   })
 }
 

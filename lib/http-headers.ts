@@ -19,7 +19,9 @@ const REQUEST_DROP = new Set([
   'connection', 'keep-alive', 'proxy-connection', 'proxy', 'upgrade', 'http2-settings', 'expect',
   'transfer-encoding', 'te', 'trailer', 'proxy-authorization', 'host',
   'x-api-key',
-  'forwarded', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-real-ip', 'x-request-id'
+  'forwarded', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-real-ip', 'x-request-id',
+  // Written per attempt by the tracing plugin: the gateway's span is the backend's parent (docs/tracing.md).
+  'traceparent', 'tracestate'
 ])
 
 const RESPONSE_DROP = new Set([

@@ -24,7 +24,9 @@ function line (request: FastifyRequest, status: number, durationMs: number, outc
     duration_ms: Math.round(durationMs * 1000) / 1000,
     ip: request.ip,
     consumer: consumer?.id ?? null,
-    outcome
+    outcome,
+    // Joins this line to the backend's logs and to the trace (docs/tracing.md).
+    trace_id: request.traceId || null
   }
   if (retries !== undefined && retries > 0) entry.retries = retries
   if (outcome === 'client_gone') entry.aborted = true

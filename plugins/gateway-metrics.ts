@@ -78,6 +78,7 @@ export default fp(async function gatewayMetrics (fastify) {
     defaultMetrics: { enabled: true, register: registry as never }
   })
   const C = fastify.metrics.client as unknown as typeof promClient
+  const exemplars = fastify.config.tracing.exporting
   const registers = [registry]
   const started = Date.now()
 
@@ -145,8 +146,14 @@ export default fp(async function gatewayMetrics (fastify) {
     help: 'Request duration in seconds (histogram: aggregate across instances with histogram_quantile)',
     labelNames: ['method', 'path'],
     buckets: DURATION_BUCKETS,
-    registers
+    // A recorded request's trace id rides along as the bucket's exemplar, shown on OpenMetrics
+    // scrapes (docs/tracing.md#exemplars); only when spans are exported, so it names a trace that exists.
+    enableExemplars: exemplars,
+    // prom-client refuses exemplars on a registry printing Prometheus text, where they cannot be
+    // shown; ours prints OpenMetrics too (lib/openmetrics.ts), so the histogram is registered by hand.
+    registers: exemplars ? [] : registers
   })
+  if (exemplars) registry.registerMetric(durationSeconds)
   const perService = (name: string, help: string) =>
     new C.Counter({ name, help, labelNames: ['service'], registers })
   const backendRequests = perService('gateway_backend_requests_total', 'Requests sent to backend services (each attempt)')
@@ -268,6 +275,13 @@ export default fp(async function gatewayMetrics (fastify) {
     const s = seriesFor(request.method, routeLabel(request), status, request.metricPath != null)
     s.count.inc()
     s.summary.observe(ms)
-    s.histogram.observe(ms / 1000)
+    // `traceRecorded` is the tracing plugin's (plugins/tracing/): true when the request's spans are exported.
+    if (exemplars && request.traceRecorded) {
+      // prom-client types exemplar labels as the metric's own label names; any names are valid.
+      const exemplarLabels = { trace_id: request.traceId } as never
+      durationSeconds.observe({ labels: { method: request.method, path: routeLabel(request) }, value: ms / 1000, exemplarLabels })
+    } else {
+      s.histogram.observe(ms / 1000)
+    }
   })
 }, { name: 'gateway-metrics', fastify: '5.x', dependencies: ['config', 'request-end'] })

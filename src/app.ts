@@ -14,6 +14,7 @@ import cors from '../plugins/cors.js'
 import requestEnd from '../plugins/request-end.js'
 import gatewayMetrics from '../plugins/gateway-metrics.js'
 import accessLog, { requestSerializer } from '../plugins/access-log.js'
+import tracing from '../plugins/tracing/index.js'
 import store from '../plugins/store/index.js'
 import apiKeys from '../plugins/api-keys.js'
 import rateLimit from '../plugins/rate-limit.js'
@@ -108,6 +109,8 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   await app.register(cors)
   await app.register(requestEnd)
   await app.register(gatewayMetrics)
+  // Trace context for every request, spans when exporting (docs/tracing.md): before the access log reads `trace_id`.
+  await app.register(tracing)
   await app.register(accessLog)
   await app.register(store)
   await app.register(apiKeys)

@@ -2,6 +2,7 @@
 // An unset or empty variable means "use the default"; lib/config.ts cross-checks and shapes them.
 import { z } from 'zod'
 import { backendUrl } from './url.js'
+import { OtelEnvShape } from './otel-env.js'
 
 const blankToUndefined = (v: unknown) => (typeof v === 'string' && v.trim() === '' ? undefined : v)
 const env = <T extends z.ZodType>(schema: T) => z.preprocess(blankToUndefined, schema)
@@ -70,7 +71,9 @@ export const EnvSchema = z.object({
   MAX_CONCURRENT_REQUESTS: env(int(1, 1_000_000).optional()),
   MAX_WEBSOCKET_TUNNELS: env(int(1, 1_000_000).optional()),
   ADMIN_HOST: env(z.string().trim().optional()),
-  ADMIN_PORT: env(int(0, 65535).optional())
+  ADMIN_PORT: env(int(0, 65535).optional()),
+  // Tracing: only the standard OpenTelemetry variables (docs/tracing.md).
+  ...OtelEnvShape
 })
 
 export type Env = z.infer<typeof EnvSchema>

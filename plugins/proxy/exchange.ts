@@ -13,6 +13,7 @@ import { CONNECT_FAILURES, CONNECTION_ERRORS } from '../../lib/upstream-errors.j
 import type { BreakerPermit } from '../circuit-breakers.js'
 import type { GatewayMetrics } from '../gateway-metrics.js'
 import type { RequestEnds } from '../request-end.js'
+import type { TraceAttempt, Tracing } from '../tracing/index.js'
 import { clientHeaders, countExceeds, MAX_HEADER_COUNT, type UpstreamHeaders } from '../../lib/http-headers.js'
 import type { ServiceRoute } from '../services/index.js'
 
@@ -25,6 +26,8 @@ export interface ExchangeContext {
   readonly ends: RequestEnds
   /** Longest a relayed response may wait for the client to take more bytes (CLIENT_SEND_TIMEOUT_MS). */
   readonly sendTimeoutMs: number
+  /** Each attempt's `traceparent` and CLIENT span (docs/tracing.md). */
+  readonly tracing: Tracing
 }
 
 const ATTEMPT_TIMEOUT = Object.assign(new Error('upstream attempt timed out'), { code: 'GW_ATTEMPT_TIMEOUT' })
@@ -43,6 +46,9 @@ class Attempt implements Dispatcher.DispatchHandler {
   discard = false
   /** The response is being relayed to the client. */
   relaying = false
+  /** The attempt's CLIENT span (null unless recorded) and response status (0: none yet). */
+  trace: TraceAttempt | null = null
+  status = 0
 
   constructor (readonly exchange: Exchange, readonly backend: number, readonly permit: BreakerPermit) {}
 
@@ -57,7 +63,9 @@ class Attempt implements Dispatcher.DispatchHandler {
   }
 
   onResponseStart (controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
-    if (statusCode < 200 || this.discard) return
+    if (statusCode < 200) return
+    this.status = statusCode
+    if (this.discard) return
     this.exchange.onResponseStart(this, controller, statusCode, headers)
   }
 
@@ -67,13 +75,21 @@ class Attempt implements Dispatcher.DispatchHandler {
   }
 
   onResponseEnd (): void {
+    this.traced(null)
     if (this.relaying) this.exchange.reply.raw.end()
   }
 
   onResponseError (_controller: Dispatcher.DispatchController, err: Error): void {
+    this.traced(err)
     if (this.timer !== null) clearTimeout(this.timer)
     if (this.discard) return
     this.exchange.onAttemptError(this, err as ErrorWithCode)
+  }
+
+  /** Every dispatched attempt ends here once: its response complete, or an error (undici calls one of the two). */
+  traced (err: Error | null): void {
+    this.exchange.tracing.attemptEnded(this.trace, this.status, err)
+    this.trace = null
   }
 }
 
@@ -129,6 +145,7 @@ export class Exchange {
   }
 
   get retries (): number { return this.#retries }
+  get tracing (): Tracing { return this.#ctx.tracing }
   get timeoutMs (): number { return this.#route.service.timeoutMs }
 
   /**
@@ -163,6 +180,7 @@ export class Exchange {
     const attempt = new Attempt(this, backend, permit)
     this.#current = attempt
     this.#headers.host = target.host
+    attempt.trace = this.#ctx.tracing.attemptStarted(this.request, this.#retries, target, this.#headers)
     attempt.timer = setTimeout(onAttemptTimeout, route.service.timeoutMs, attempt)
     this.#ctx.dispatcher.dispatch({
       origin: target.origin,

@@ -51,6 +51,7 @@ export default fp(async function proxy (app) {
   const tables = app.serviceTables
   // Upgrades are the websocket plugin's, reached only through its decorator.
   const tunnels = app.websocketTunnels
+  const tracing = app.tracing
   app.decorateRequest('proxyRoute', null)
   app.decorateRequest('proxyPath', '')
   app.decorateRequest('proxyRetries', 0)
@@ -60,7 +61,8 @@ export default fp(async function proxy (app) {
     metrics,
     idleTimeoutMs: config.upstreamIdleTimeoutMs,
     sendTimeoutMs: config.clientSendTimeoutMs,
-    ends: app.requestEnds
+    ends: app.requestEnds,
+    tracing: app.tracing
   }
 
   const admit: onRequestHookHandler = function admit (request, reply, done) {
@@ -85,7 +87,10 @@ export default fp(async function proxy (app) {
 
   /** The API-key hook, then the rate limit (unless `rateLimit: false`), then the key's quota. */
   function authenticate (request: FastifyRequest, reply: FastifyReply, route: ServiceRoute, done: (err?: Error) => void): void {
+    // Each step gets an INTERNAL span when the request is traced (docs/tracing.md); null otherwise.
+    const authStep = tracing.stepStarted(request, 'authenticate')
     route.authenticate.call(app, request, reply, (err?: Error) => {
+      tracing.stepEnded(authStep, request, err)
       if (err !== undefined) return done(err)
       // Only a key with a quota has a quota step: nothing more to allocate for every other request.
       const quota = request.consumer?.quota == null ? null : route.quota
@@ -97,8 +102,10 @@ export default fp(async function proxy (app) {
             done(err)
           }
       if (route.limit === null) return next()
-      const pending = route.limit.call(app, request, reply, next) as unknown as Promise<void> | undefined
-      if (pending !== undefined) pending.then(() => next(), next)
+      const limitStep = tracing.stepStarted(request, 'rate_limit')
+      const limited = limitStep === null ? next : (e?: Error) => { tracing.stepEnded(limitStep, request, e); next(e) }
+      const pending = route.limit.call(app, request, reply, limited) as unknown as Promise<void> | undefined
+      if (pending !== undefined) pending.then(() => limited(), limited)
     })
   }
 
@@ -193,7 +200,7 @@ export default fp(async function proxy (app) {
 }, {
   name: 'proxy',
   fastify: '5.x',
-  dependencies: ['config', 'services', 'gateway-metrics', 'request-end', 'websocket']
+  dependencies: ['config', 'services', 'gateway-metrics', 'request-end', 'tracing', 'websocket']
 })
 
 /** The path and query a backend is sent: prefix stripped if the service says so, key parameters removed. */

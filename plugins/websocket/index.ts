@@ -63,6 +63,8 @@ const kProtocol = Symbol('websocket.protocol')
 const kHeaders = Symbol('websocket.headers')
 const kOutcome = Symbol('websocket.outcome')
 const kRoute = Symbol('websocket.route')
+/** How a dial's span ends when the client left first. */
+const CLIENT_LEFT = Object.assign(new Error('client went away'), { code: 'GW_CLIENT_GONE' })
 interface UpgradeRequest extends IncomingMessage {
   [kSocket]: Duplex
   [kHead]: Buffer
@@ -212,9 +214,12 @@ async function websocket (app: FastifyInstance): Promise<void> {
     const target = route.backends[index]
     const url = (target.origin.startsWith('https:') ? 'wss:' : 'ws:') + target.origin.slice(target.origin.indexOf('//')) + path
     let backend: WebSocket
+    // The dial is the upgrade's one upstream attempt: `traceparent` names its span (docs/tracing.md).
+    const headers = upstreamHeaders(request, route.requestHeaders)
+    const attempt = app.tracing.attemptStarted(request, 0, target, headers)
     try {
       backend = new WebSocket(url, offeredProtocols(raw.headers) ?? [], {
-        headers: backendHeaders(upstreamHeaders(request, route.requestHeaders), target.host) as Record<string, string>,
+        headers: backendHeaders(headers, target.host) as Record<string, string>,
         perMessageDeflate: offersDeflate(raw.headers),
         maxPayload: service.wsMaxMessageBytes,
         handshakeTimeout: service.timeoutMs,
@@ -224,6 +229,7 @@ async function websocket (app: FastifyInstance): Promise<void> {
       // ws validates the URL and options synchronously; the request passed every check already.
       leave()
       permit.release()
+      app.tracing.attemptEnded(attempt, 0, err as Error)
       request.log.warn({ err, event: 'websocket_dial_failed', service: route.name }, 'could not start the backend upgrade')
       reply.send(new BadGateway())
       return
@@ -239,6 +245,7 @@ async function websocket (app: FastifyInstance): Promise<void> {
       if (!settle()) return
       leave()
       permit.release()
+      app.tracing.attemptEnded(attempt, 0, CLIENT_LEFT)
       backend.terminate()
       aborted(request, route)
     }
@@ -249,6 +256,7 @@ async function websocket (app: FastifyInstance): Promise<void> {
       if (!settle()) return
       leave()
       const status = res.statusCode ?? 502
+      app.tracing.attemptEnded(attempt, status, null)
       if (status >= 500) {
         gatewayMetrics.backendError(route.name)
         permit.failure()
@@ -267,6 +275,7 @@ async function websocket (app: FastifyInstance): Promise<void> {
     backend.on('error', (err: Error & { code?: string }) => {
       if (!settle()) return
       leave()
+      app.tracing.attemptEnded(attempt, 0, err)
       gatewayMetrics.backendError(route.name)
       permit.failure()
       raw[kOutcome] = 'backend_failed'
@@ -277,6 +286,7 @@ async function websocket (app: FastifyInstance): Promise<void> {
     })
     backend.once('open', () => {
       if (!settle()) return
+      app.tracing.attemptEnded(attempt, 101, null)
       permit.success()
       reply.hijack()
       raw[kProtocol] = backend.protocol
@@ -317,6 +327,7 @@ async function websocket (app: FastifyInstance): Promise<void> {
         duration_ms: Math.round(end.durationMs * 1000) / 1000,
         ip: request.ip,
         consumer: request.consumer?.id ?? null,
+        trace_id: request.traceId || null,
         websocket: true,
         bytes_in: end.bytesIn,
         bytes_out: end.bytesOut,
@@ -356,5 +367,5 @@ function matched (request: FastifyRequest, route: ServiceRoute): void {
 export default fp(websocket, {
   name: 'websocket',
   fastify: '5.x',
-  dependencies: ['config', 'lifecycle', 'gateway-metrics', 'request-end', 'access-log', 'services']
+  dependencies: ['config', 'lifecycle', 'gateway-metrics', 'request-end', 'tracing', 'access-log', 'services']
 })

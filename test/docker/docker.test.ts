@@ -73,6 +73,7 @@ t.test('only the gateway is published on every interface; Prometheus and Grafana
   }
   t.same(compose.services.prometheus.ports, ['127.0.0.1:9090:9090'])
   t.same(compose.services.grafana.ports, ['127.0.0.1:3000:3000'])
+  t.same(compose.services.jaeger.ports, ['127.0.0.1:16686:16686'], 'the Jaeger UI on loopback; OTLP only inside the network')
   t.same(gateway.ports, ['8081:8081'])
 })
 
@@ -163,7 +164,8 @@ t.test('Prometheus scrapes the gateway and loads the rules, Grafana gets the dat
   }
 
   const datasources = parseYaml(read('grafana/provisioning/datasources/prometheus.yml')) as { datasources: Array<{ uid: string, url: string }> }
-  const uids = new Set(datasources.datasources.map((d) => d.uid))
+  const jaeger = parseYaml(read('grafana/provisioning/datasources/jaeger.yml')) as { datasources: Array<{ uid: string, url: string }> }
+  const uids = new Set([...datasources.datasources, ...jaeger.datasources].map((d) => d.uid))
   t.match(datasources.datasources[0].url, /^http:\/\/prometheus:9090/)
   const used = new Set(JSON.stringify(dashboard).match(/"uid":\s*"[^"]+"/g)?.map((m) => m.replace(/"uid":\s*"|"/g, '')))
   used.delete(dashboard.uid)
@@ -273,4 +275,36 @@ t.test('every metric the dashboard and the alert rules query is exposed after re
   t.ok(sample(/^gateway_circuit_breaker_trips_total\{service="auth-service"\} (\S+)$/m) >= 1, 'breaker trips')
   t.ok(sample(/^gateway_retries_total\{service="auth-service"\} (\S+)$/m) >= 1, 'retries')
   t.ok(sample(/^gateway_http_requests_total\{method="GET",path="unmatched",status="404"\} (\S+)$/m) >= 1, 'unmatched paths share one label')
+})
+
+t.test('tracing: the gateway exports to Jaeger in the compose network, and exemplars link to its traces', async (t) => {
+  const env = Object.fromEntries(Object.entries(environment(gateway)).map(([k, v]) => [k, interpolate(v, { ADMIN_PASSWORD: 'x' })]))
+  const tracing = loadConfig(env, { dotenv: false }).tracing
+  t.equal(tracing.exporting, true)
+  const collector = new URL(tracing.url)
+  t.equal(collector.hostname, 'jaeger', 'the collector is the compose service')
+  t.equal(collector.port, '4318', 'Jaeger\'s OTLP/HTTP port')
+  t.equal(collector.pathname, '/v1/traces')
+  t.ok(compose.services.jaeger, 'a jaeger service')
+  t.match(compose.services.jaeger.image, /^jaegertracing\/(jaeger:2|all-in-one:1)/)
+  t.equal(tracing.resource['service.name'], 'api-gateway')
+  // The sample backends report their own spans to the same place, so one trace shows both hops.
+  for (const name of ['auth-service', 'user-service']) t.equal(environment(compose.services[name]).OTEL_EXPORTER_OTLP_ENDPOINT, 'http://jaeger:4318')
+  t.ok(compose.services.prometheus.command?.includes('--enable-feature=exemplar-storage'), 'Prometheus keeps exemplars')
+
+  const prom = parseYaml(read('grafana/provisioning/datasources/prometheus.yml')) as { datasources: Array<{ uid: string, jsonData?: { exemplarTraceIdDestinations?: Array<{ name: string, datasourceUid: string }> } }> }
+  const jaeger = parseYaml(read('grafana/provisioning/datasources/jaeger.yml')) as { datasources: Array<{ uid: string, type: string, url: string }> }
+  t.same(prom.datasources[0].jsonData?.exemplarTraceIdDestinations, [{ name: 'trace_id', datasourceUid: jaeger.datasources[0].uid }], 'the exemplar label the gateway writes opens the trace')
+  t.equal(jaeger.datasources[0].type, 'jaeger')
+  t.match(jaeger.datasources[0].url, /^http:\/\/jaeger:16686/)
+  const withExemplars = JSON.stringify(dashboard).includes('"exemplar":true')
+  t.ok(withExemplars, 'a latency panel shows exemplars')
+
+  // The label name the gateway really uses, on a real OpenMetrics scrape.
+  const ok = await startBackend()
+  t.teardown(() => ok.close())
+  const app = await build(t, { USER_SERVICE_URL: ok.url, OTEL_TRACES_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:9', OTEL_EXPORTER_OTLP_TIMEOUT: '200' })
+  await app.inject('/api/users/1')
+  const scrape = await app.inject({ method: 'GET', url: '/metrics', headers: { accept: 'application/openmetrics-text;version=1.0.0' } })
+  t.match(scrape.body, /^gateway_http_request_duration_seconds_bucket\{.*\} \d+ # \{trace_id="[0-9a-f]{32}"\}/m)
 })

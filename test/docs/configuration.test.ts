@@ -29,8 +29,10 @@ function fieldPaths (schema: z.ZodType, prefix = ''): string[] {
   return Object.entries(inner.shape).flatMap(([key, value]) => fieldPaths(value, prefix === '' ? key : `${prefix}.${key}`))
 }
 
-t.test('the Variables table names exactly the variables the gateway reads', async (t) => {
-  const documented = new Set(firstCells('## Variables').flatMap((cell) => [...cell.matchAll(/`([A-Z][A-Z0-9_]+)`/g)].map((m) => m[1])))
+t.test('the Variables and Tracing tables name exactly the variables the gateway reads', async (t) => {
+  // The OpenTelemetry variables have a table of their own (docs/tracing.md).
+  const cells = [...firstCells('## Variables'), ...firstCells('## Tracing')]
+  const documented = new Set(cells.flatMap((cell) => [...cell.matchAll(/`([A-Z][A-Z0-9_]+)`/g)].map((m) => m[1])))
   t.same([...documented].sort(), [...KNOWN_VARIABLES].sort())
 })
 
