@@ -70,3 +70,4 @@ export const ServiceNotFound = E('SERVICE_NOT_FOUND', 'No service is named "%s";
 export const ServiceConflict = E('SERVICE_CONFLICT', '%s', 409)
 export const ServicesReadOnly = E('SERVICES_READ_ONLY', 'Services come from ROUTES_FILE (SERVICES_SOURCE=file): edit the file and send SIGHUP, or run with SERVICES_SOURCE=store', 409)
 export const ServiceStoreUnavailable = E('SERVICE_STORE_UNAVAILABLE', 'The service store is unavailable; retry shortly', 503)
+export const CacheUnavailable = E('CACHE_UNAVAILABLE', 'The shared response cache (Redis) is unavailable; retry the purge shortly', 503)

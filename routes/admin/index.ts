@@ -8,6 +8,7 @@ import type { FastifyPluginAsync } from 'fastify'
 import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod'
 import adminAuth from '../../plugins/admin-auth.js'
 import apiKeyRoutes, { formatSchemaErrors } from './api-keys.js'
+import cacheRoutes from './cache.js'
 import circuitBreakerRoutes from './circuit-breakers.js'
 import { jsonOrNothing } from './json-body.js'
 import methodNotAllowed from './method-not-allowed.js'
@@ -38,6 +39,7 @@ const adminRoutes: FastifyPluginAsync = async (fastify) => {
   await fastify.register(apiKeyRoutes)
   await fastify.register(circuitBreakerRoutes)
   await fastify.register(serviceRoutes)
+  await fastify.register(cacheRoutes)
 }
 
 export default adminRoutes
