@@ -38,8 +38,8 @@ export interface CachedGateway {
 }
 
 /** A gateway whose service `c` (prefix `/c`) caches with `cache` settings, in front of `backendUrl`. */
-export async function cachedGateway (t: Teardownable, backendUrl: string, cache: Record<string, unknown> = {}, env: Record<string, string> = {}, service: Record<string, unknown> = {}): Promise<CachedGateway> {
-  const ROUTES_FILE = routesFile(t, [{ name: 'c', prefix: '/c', backends: [{ url: backendUrl }], rateLimit: false, cache, ...service }])
+export async function cachedGateway (t: Teardownable, backendUrl: string, cache: Record<string, unknown> = {}, env: Record<string, string> = {}, service: Record<string, unknown> = {}, others: unknown[] = []): Promise<CachedGateway> {
+  const ROUTES_FILE = routesFile(t, [{ name: 'c', prefix: '/c', backends: [{ url: backendUrl }], rateLimit: false, cache, ...service }, ...others])
   const { app } = await listen(t, { ROUTES_FILE, ...env })
   const port = (app.server.address() as { port: number }).port
   return { app, port, get: async (path, opts) => await http(port, path, opts) }
