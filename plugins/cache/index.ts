@@ -43,6 +43,13 @@ declare module 'fastify' {
 }
 
 const UNSAFE = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
+/**
+ * How long a URL whose response could not be stored is fetched without coalescing (Varnish's
+ * "hit-for-miss"): requests for it would otherwise queue behind each other's fetch for nothing.
+ */
+const UNCACHEABLE_MS = 5000
+/** URLs remembered as uncacheable, at most; the memory is cleared when it fills. */
+const UNCACHEABLE_MAX = 10_000
 /** Reply fields the 304 of RFC 9110 §15.4.5 keeps from the stored response. */
 const NOT_MODIFIED_FIELDS = ['cache-control', 'content-location', 'date', 'etag', 'expires', 'vary', 'last-modified']
 /** No reply: clientHeaders with this applies the response header policy and adds nothing. */
@@ -67,6 +74,12 @@ export default fp(async function responseCache (app) {
   const cacheStore: CacheStore = shared ?? new MemoryCacheStore(config.cacheMaxBytes)
   const fleet: FleetCoordination | null = shared
   const flights = new Map<string, Flight>()
+  /** Keys whose last response was not storable, with the time until which they skip coalescing. */
+  const uncacheable = new Map<string, number>()
+  function markUncacheable (key: string): void {
+    if (uncacheable.size >= UNCACHEABLE_MAX) uncacheable.clear()
+    uncacheable.set(key, Date.now() + UNCACHEABLE_MS)
+  }
   metrics.cacheBytes(() => cacheStore.bytes())
 
   function markPurged (service: string | null, prefix: string | null): void {
@@ -143,7 +156,16 @@ export default fp(async function responseCache (app) {
       request.proxyTap = new Fill(request, reply, route, settings, key, req, found.fallback, fwd, null)
       return false
     }
-    const deadline = Date.now() + route.service.timeoutMs
+    const now = Date.now()
+    const pass = uncacheable.get(key)
+    if (pass !== undefined) {
+      if (pass > now) {
+        request.proxyTap = new Fill(request, reply, route, settings, key, req, found.fallback, fwd, null)
+        return false
+      }
+      uncacheable.delete(key)
+    }
+    const deadline = now + route.service.timeoutMs
     const ahead = flights.get(key)
     if (ahead !== undefined) {
       // Another request of this instance is fetching this URL: wait for it (bounded), then look again.
@@ -165,7 +187,13 @@ export default fp(async function responseCache (app) {
             release(flight)
             return true
           }
-          if (!await fleet.locked(key)) token = await fleet.lock(key, route.service.timeoutMs)
+          if (await fleet.locked(key)) continue
+          token = await fleet.lock(key, route.service.timeoutMs)
+          // The other fetch may have stored its entry and let go between our look and our lock.
+          if (token !== null && await answeredFromStore(request, reply, route, key, req, 'collapsed')) {
+            release(flight, token)
+            return true
+          }
         }
       } catch {
         // Redis went away meanwhile: this instance fetches on its own.
@@ -240,9 +268,11 @@ export default fp(async function responseCache (app) {
       this.reply.header('cache-status', `${CACHE_NAME}; fwd=${this.fwd}; fwd-status=${status}`)
       if (this.request.raw.method !== 'GET' || this.lead?.flight.purged === true) return this.#none()
       const decision = storageDecision(this.req, status, headers, this.settings)
-      if (decision === null) return this.#none()
       const declared = Number(headers['content-length'])
-      if (declared > this.settings.maxEntryBytes) return this.#none()
+      if (decision === null || declared > this.settings.maxEntryBytes) {
+        markUncacheable(this.key)
+        return this.#none()
+      }
       const stored = clientHeaders(headers, NO_REPLY, this.route.service.stripPrefix && this.route.prefix !== '/' ? this.route.prefix : null)
       const entry = { policy: decision.policy.toObject(), status, headers: stored as CacheEntry['headers'], variant: variantOf(headers.vary, this.req.headers), expiresAt: decision.expiresAt }
       return new BodySink(this, entry)
@@ -254,9 +284,12 @@ export default fp(async function responseCache (app) {
       return null
     }
 
+    tooLarge (): void { markUncacheable(this.key) }
+
     /** The whole body arrived: stored (unless a purge came meanwhile), then the waiters look again. */
     complete (entry: CacheEntry): void {
       if (this.lead?.flight.purged === true) return this.settle()
+      uncacheable.delete(this.key)
       cacheStore.put(this.key, entry).catch((err: Error) => {
         this.request.log.debug({ event: 'cache_store_failed', service: this.route.name, reason: err.message }, 'response not stored')
       }).finally(() => { this.settle() })
@@ -273,6 +306,7 @@ export default fp(async function responseCache (app) {
       if (this.#chunks === null) return
       this.#length += buf.length
       if (this.#length > this.fill.settings.maxEntryBytes) {
+        this.fill.tooLarge()
         this.abort()
         return
       }
