@@ -58,6 +58,7 @@ const NO_REPLY = { getHeaders: () => ({}) } as unknown as FastifyReply
 /** The fetch of one URL in progress on this instance: the others wait for it to settle. */
 class Flight {
   readonly settled: Promise<void>
+  readonly startedAt = Date.now()
   #resolve!: () => void
   /** A purge covered this URL while it was being fetched: what comes back is not stored. */
   purged = false
@@ -166,11 +167,17 @@ export default fp(async function responseCache (app) {
       uncacheable.delete(key)
     }
     const deadline = now + route.service.timeoutMs
-    const ahead = flights.get(key)
+    let ahead = flights.get(key)
+    // A safety net: a fetch is never waited for longer than its service's timeout, even if some
+    // path failed to settle it.
+    if (ahead !== undefined && ahead.startedAt + route.service.timeoutMs < now) {
+      release(ahead)
+      ahead = undefined
+    }
     if (ahead !== undefined) {
       // Another request of this instance is fetching this URL: wait for it (bounded), then look again.
       await settledBefore(ahead.settled, deadline)
-      if (await answeredFromStore(request, reply, route, key, req, 'collapsed')) return true
+      if (await answeredFromStore(request, reply, route, key, req)) return true
       request.proxyTap = new Fill(request, reply, route, settings, key, req, found.fallback, fwd, null)
       return false
     }
@@ -183,14 +190,14 @@ export default fp(async function responseCache (app) {
         // Another instance is fetching it: wait for its entry until the lock goes or time runs out.
         while (token === null && Date.now() < deadline) {
           await fleet.changed(key)
-          if (await answeredFromStore(request, reply, route, key, req, 'collapsed')) {
+          if (await answeredFromStore(request, reply, route, key, req)) {
             release(flight)
             return true
           }
           if (await fleet.locked(key)) continue
           token = await fleet.lock(key, route.service.timeoutMs)
           // The other fetch may have stored its entry and let go between our look and our lock.
-          if (token !== null && await answeredFromStore(request, reply, route, key, req, 'collapsed')) {
+          if (token !== null && await answeredFromStore(request, reply, route, key, req)) {
             release(flight, token)
             return true
           }
@@ -203,8 +210,12 @@ export default fp(async function responseCache (app) {
     return false
   }
 
-  /** A second look after waiting for another fetch: true when the stored entry answered. */
-  async function answeredFromStore (request: FastifyRequest, reply: FastifyReply, route: ServiceRoute, key: string, req: PolicyRequest, param: string): Promise<boolean> {
+  /**
+   * A second look after waiting for another request's fetch: true when its entry answered. RFC 9211
+   * calls such a request collapsed (a forward request shared); it cost no backend request, so the
+   * metrics count it as a hit.
+   */
+  async function answeredFromStore (request: FastifyRequest, reply: FastifyReply, route: ServiceRoute, key: string, req: PolicyRequest): Promise<boolean> {
     let found: Selection
     try {
       found = select(await cacheStore.get(key), req)
@@ -213,7 +224,7 @@ export default fp(async function responseCache (app) {
     }
     if (found.fresh === null) return false
     count(route, 'hit')
-    answer(request, reply, found.fresh.entry, found.fresh.policy, `${CACHE_NAME}; hit; ${param}`)
+    answer(request, reply, found.fresh.entry, found.fresh.policy, `${CACHE_NAME}; fwd=miss; collapsed`)
     return true
   }
 
@@ -244,8 +255,10 @@ export default fp(async function responseCache (app) {
       readonly lead: { flight: Flight, token: string | null } | null
     ) {
       reply.header('cache-status', `${CACHE_NAME}; fwd=${fwd}`)
-      // Whatever happens (a shed, a breaker 503, a client gone before any answer): settled.
-      reply.raw.once('close', () => { this.settle() })
+      // Whatever happens (a shed, a breaker 503, a client gone before any answer): settled. A
+      // client that left while this request waited for another fetch closes no more.
+      if (reply.raw.closed) this.settle()
+      else reply.raw.once('close', () => { this.settle() })
     }
 
     settle (): void {
@@ -257,7 +270,11 @@ export default fp(async function responseCache (app) {
 
     onFailure (status: number): boolean {
       const fallback = this.fallback
-      if (status < 500 || fallback === null || fallback.entry.expiresAt <= Date.now()) return false
+      if (status < 500 || fallback === null || fallback.entry.expiresAt <= Date.now()) {
+        // An error answers this request: nothing will be stored, the waiters need not wait.
+        this.settle()
+        return false
+      }
       this.#stale = true
       answer(this.request, this.reply, fallback.entry, fallback.policy, `${CACHE_NAME}; fwd=${this.fwd}; fwd-status=${status}; detail=stale-if-error`)
       this.settle()
@@ -270,7 +287,8 @@ export default fp(async function responseCache (app) {
       const decision = storageDecision(this.req, status, headers, this.settings)
       const declared = Number(headers['content-length'])
       if (decision === null || declared > this.settings.maxEntryBytes) {
-        markUncacheable(this.key)
+        // A 304 answers the client's own condition; it says nothing about the URL.
+        if (status !== 304) markUncacheable(this.key)
         return this.#none()
       }
       const stored = clientHeaders(headers, NO_REPLY, this.route.service.stripPrefix && this.route.prefix !== '/' ? this.route.prefix : null)

@@ -30,7 +30,7 @@ t.test('many concurrent identical misses on one instance reach the backend once'
   const results = await Promise.all(answers)
   t.equal(backend.hits, 1)
   t.ok(results.every((r) => r.status === 200 && r.body === '/c/popular #1'), 'every caller got the one response')
-  const collapsed = results.filter((r) => r.headers['cache-status'] === 'gateway; hit; collapsed').length
+  const collapsed = results.filter((r) => r.headers['cache-status'] === 'gateway; fwd=miss; collapsed').length
   t.equal(collapsed, N - 1)
 })
 
