@@ -62,6 +62,11 @@ t.test('on Redis, a purge made through one instance is seen by both within 1 s',
   t.equal(status(await b.get('/c/shared')), 'gateway; hit', 'refilled by a, shared again')
   await admin(a.port, 'DELETE', '/admin/cache')
   t.equal(status(await b.get('/c/shared')), 'gateway; fwd=miss; fwd-status=200')
+
+  // An update through one instance invalidates the URL for the other.
+  t.equal(status(await a.get('/c/shared')), 'gateway; hit')
+  t.equal((await a.get('/c/shared', { method: 'PUT', body: '{}', headers: { 'content-type': 'application/json' } })).status, 200)
+  t.equal(status(await b.get('/c/shared')), 'gateway; fwd=miss; fwd-status=200')
 })
 
 t.test('a response being fetched while its URL is purged is relayed but not stored', async (t) => {
