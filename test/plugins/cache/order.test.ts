@@ -48,3 +48,25 @@ t.test('gateway_cache_requests_total counts hit, miss and bypass per service; th
   t.equal(metricValue(m, 'gateway_cache_requests_total', { service: 'c', result: 'stale' }), 0)
   t.ok(metricValue(m, 'gateway_cache_bytes') > 'GET /c/m #1'.length)
 })
+
+t.test('a hit takes no concurrency slot and no breaker permit', async (t) => {
+  const backend = await scriptedBackend(t, (req) => ({ status: req.url === '/c/fail' ? 500 : 200 }))
+  let release = (): void => {}
+  const gw = await cachedGateway(t, backend.url, {}, { RETRY_MAX_RETRIES: '0', CB_MAX_FAILURES: '1', CB_RESET_TIMEOUT_SECONDS: '600' }, { maxConcurrent: 1, queueTimeoutMs: 0 })
+  await gw.get('/c/cached')
+  backend.behave((req, res) => { if (req.url === '/c/slow') release = () => { res.writeHead(200).end('slow') } })
+  const slow = gw.get('/c/slow')
+  const { until } = await import('../../support/basics.js')
+  t.ok(await until(() => backend.hits === 2), 'the one slot is held')
+  t.equal((await gw.get('/c/other')).status, 503, 'a miss is shed')
+  const hit = await gw.get('/c/cached')
+  t.equal(hit.status, 200)
+  t.equal(hit.headers['cache-status'], 'gateway; hit')
+  release()
+  t.equal((await slow).status, 200)
+
+  backend.behave((_req, res) => { res.writeHead(500).end() })
+  t.equal((await gw.get('/c/fail')).status, 500)
+  t.equal((await gw.get('/c/uncached')).status, 503, 'the breaker is open')
+  t.equal((await gw.get('/c/cached')).headers['cache-status'], 'gateway; hit', 'a fresh hit is served while it is open')
+})
