@@ -85,6 +85,9 @@ function withoutDirective (cc: string, directive: string): string {
  */
 export function storageDecision (req: PolicyRequest, status: number, given: Record<string, string | string[] | undefined>, settings: CacheConfig): StorageDecision | null {
   if (!STORABLE_STATUS.has(status) || given['set-cookie'] !== undefined) return null
+  // Without Cache-Control, Expires or a ttlSeconds nothing can make it fresh (no heuristics): the
+  // common uncacheable answer costs no policy at all.
+  if (settings.ttlSeconds === 0 && given['cache-control'] === undefined && given.expires === undefined) return null
   const vary = given.vary
   if (vary !== undefined && String(vary).split(',').some((v) => v.trim() === '*')) return null
   const headers = given as CachePolicy.Headers
