@@ -27,7 +27,7 @@ import { MemoryCacheStore } from './store-memory.js'
 import { RedisCacheStore } from './store-redis.js'
 import { purgeMatches, type CacheEntry, type CacheStore, type FleetCoordination } from './types.js'
 
-/** The cache's name in Cache-Status (RFC 9211 §2). */
+/** The cache's name in Cache-Status (RFC 9211 section 2). */
 export const CACHE_NAME = 'gateway'
 
 export interface ResponseCache {
@@ -50,7 +50,7 @@ const UNSAFE = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
 const UNCACHEABLE_MS = 5000
 /** URLs remembered as uncacheable, at most; the memory is cleared when it fills. */
 const UNCACHEABLE_MAX = 10_000
-/** Reply fields the 304 of RFC 9110 §15.4.5 keeps from the stored response. */
+/** Reply fields the 304 of RFC 9110 section 15.4.5 keeps from the stored response. */
 const NOT_MODIFIED_FIELDS = ['cache-control', 'content-location', 'date', 'etag', 'expires', 'vary', 'last-modified']
 /** No reply: clientHeaders with this applies the response header policy and adds nothing. */
 const NO_REPLY = { getHeaders: () => ({}) } as unknown as FastifyReply
@@ -345,7 +345,7 @@ export default fp(async function responseCache (app) {
     }
   }
 
-  /** An unsafe method's tap: a success drops the URL's entries (RFC 9111 §4.4). */
+  /** An unsafe method's tap: a success drops the URL's entries (RFC 9111 section 4.4). */
   class Invalidation implements ResponseTap {
     constructor (readonly request: FastifyRequest, readonly key: string) {}
     onHead (status: number): null {

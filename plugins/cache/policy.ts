@@ -19,7 +19,7 @@ const CACHE_HOST = 'gateway'
 const OPTIONS: CachePolicy.Options = { shared: true, cacheHeuristic: 0, immutableMinTimeToLive: 0 }
 
 /**
- * The heuristically cacheable statuses (RFC 9110 §15.1) this cache stores: 206 is left out, as
+ * The heuristically cacheable statuses (RFC 9110 section 15.1) this cache stores: 206 is left out, as
  * range requests are not served from the cache.
  */
 const STORABLE_STATUS = new Set([200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501])
@@ -78,7 +78,7 @@ function withoutDirective (cc: string, directive: string): string {
 }
 
 /**
- * Whether (and until when) a response may be stored: RFC 9111 §3 by the library (no-store,
+ * Whether (and until when) a response may be stored: RFC 9111 section 3 by the library (no-store,
  * private, Authorization without public / s-maxage / must-revalidate, request no-store), plus the
  * gateway's rules: a status from STORABLE_STATUS, no Set-Cookie, no `Vary: *`, and fresh by
  * s-maxage / max-age / Expires, or by the service's `ttlSeconds` when it states no freshness.
@@ -97,7 +97,7 @@ export function storageDecision (req: PolicyRequest, status: number, given: Reco
   const explicit = cc['s-maxage'] !== undefined || cc['max-age'] !== undefined || headers.expires !== undefined
   let policy = original
   let lookup: CachePolicy.Headers | null = null
-  // The library never reuses a must-revalidate response, even fresh; RFC 9111 §5.2.2.2 only
+  // The library never reuses a must-revalidate response, even fresh; RFC 9111 section 5.2.2.2 only
   // forbids reusing it once stale. Its freshness is what we keep (and no stale-if-error).
   if (cc['must-revalidate'] !== undefined) lookup = { ...headers, 'cache-control': withoutDirective(String(headers['cache-control']), 'must-revalidate') }
   if (!explicit && settings.ttlSeconds > 0) {
@@ -118,7 +118,7 @@ export function storageDecision (req: PolicyRequest, status: number, given: Reco
 /**
  * How long past freshness an entry may stand in for an error: the response's own `stale-if-error`
  * (RFC 5861), else the service's `staleIfErrorSeconds` unless the response forbids serving it
- * stale (must-revalidate, proxy-revalidate, s-maxage: RFC 9111 §4.2.4).
+ * stale (must-revalidate, proxy-revalidate, s-maxage: RFC 9111 section 4.2.4).
  */
 function staleIfErrorSeconds (cc: Record<string, string>, settings: CacheConfig): number {
   const own = Number(cc['stale-if-error'])
@@ -134,7 +134,7 @@ export interface Selection {
   fallback: { entry: CacheEntry, policy: CachePolicy } | null
 }
 
-/** Picks, among a URL's variants, the one that answers `req` (RFC 9111 §4). */
+/** Picks, among a URL's variants, the one that answers `req` (RFC 9111 section 4). */
 export function select (entries: CacheEntry[], req: PolicyRequest): Selection {
   let fallback: Selection['fallback'] = null
   for (const entry of entries) {
@@ -145,13 +145,13 @@ export function select (entries: CacheEntry[], req: PolicyRequest): Selection {
   return { fresh: null, fallback }
 }
 
-/** The Age an answer from `policy` carries: whole seconds (RFC 9111 §5.1). */
+/** The Age an answer from `policy` carries: whole seconds (RFC 9111 section 5.1). */
 export function ageOf (policy: CachePolicy): string {
   return String(Math.max(0, Math.floor(policy.age())))
 }
 
 /**
- * Whether a conditional request is answered 304 by a stored 200 (RFC 9110 §13.1.2, §13.1.3):
+ * Whether a conditional request is answered 304 by a stored 200 (RFC 9110 section 13.1.2, section 13.1.3):
  * If-None-Match by weak comparison, else If-Modified-Since against Last-Modified.
  */
 export function notModified (given: IncomingHttpHeaders, entry: CacheEntry): boolean {
