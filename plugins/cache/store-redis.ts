@@ -130,8 +130,10 @@ export class RedisCacheStore implements CacheStore, FleetCoordination {
         const [next, keys] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', SCAN_COUNT)
         cursor = next
         const mine = keys.filter((k) => purgeMatches(k.slice(this.#p.length), service, prefix))
-        // One key per command: in a Cluster the keys of one batch live in different slots.
-        for (const k of mine) await this.#client.unlink(k)
+        if (mine.length === 0) continue
+        // In a Cluster the keys of one batch live in different slots: one command each, sent together.
+        if (this.#client.isCluster) await Promise.all(mine.map(async (k) => await this.#client.unlink(k)))
+        else await this.#client.unlink(...mine)
         n += mine.length
       } while (cursor !== '0')
     }
