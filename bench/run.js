@@ -73,6 +73,10 @@
 //              (docs/tracing.md). `full` itself propagates too (a new trace per request).
 //   export10   as full, with span export on (OTEL_TRACES_EXPORTER=otlp) at 10% sampling
 //              (parentbased_traceidratio 0.1) to a local sink that answers every OTLP POST 200.
+//   cachehit   as plain, with the service's response cache on (`ttlSeconds: 3600`): every measured
+//              request is a hit (compare with plain: the same request proxied).
+//   cachemiss  as plain, with the cache on but nothing storable (`ttlSeconds: 0`, the backend states
+//              no freshness): every request is a miss; the cost of the cache on the miss path.
 //   workers    full pipeline on Redis with WORKERS=<BENCH_WORKERS> (default 2), only when
 //              src/server.ts supports WORKERS; given every CPU (it needs several), so compare it
 //              with care: the load generator and backend compete with it.
@@ -167,7 +171,12 @@ const GATEWAY_KINDS = [
   { kind: 'full', label: 'gateway: full pipeline', auth: 'required', key: true, logLevel: 'info', retries: true },
   { kind: 'capped', label: 'gateway: full pipeline + concurrency caps', auth: 'required', key: true, logLevel: 'info', retries: true, caps: true },
   { kind: 'traced', label: 'gateway: full pipeline, client traceparent continued (export off)', auth: 'required', key: true, logLevel: 'info', retries: true, traceparent: true },
-  { kind: 'export10', label: 'gateway: full pipeline + span export, 10% sampled', auth: 'required', key: true, logLevel: 'info', retries: true, exportSpans: true }
+  { kind: 'export10', label: 'gateway: full pipeline + span export, 10% sampled', auth: 'required', key: true, logLevel: 'info', retries: true, exportSpans: true },
+  // The response cache (docs/caching.md) against `plain`, the same request proxied: every request a
+  // hit (the backend's answer stored for an hour), and every request a miss (nothing storable: the
+  // lookup, the coalescing and the body tap run, nothing is kept).
+  { kind: 'cachehit', label: 'gateway: plain proxy + cache hit', auth: 'none', key: false, logLevel: 'warn', retries: false, noLimit: true, cache: { ttlSeconds: 3600 }, expectCache: 'gateway; hit' },
+  { kind: 'cachemiss', label: 'gateway: plain proxy + cache miss', auth: 'none', key: false, logLevel: 'warn', retries: false, noLimit: true, cache: { ttlSeconds: 0 }, expectCache: 'gateway; fwd=miss; fwd-status=200' }
 ]
 
 /** A client's trace context: every request of the `traced` case continues this trace. */
@@ -200,6 +209,7 @@ function routesFile (c, backendUrl, withRateLimitOff) {
   const service = { name: 'bench', prefix: '/bench', backends: [{ url: backendUrl }], auth: c.auth }
   if (withRateLimitOff) service.rateLimit = false
   if (c.caps) service.maxConcurrent = NEVER_REACHED_CAP
+  if (c.cache) service.cache = c.cache
   const file = join(tmp, `routes-${c.id}${withRateLimitOff ? '-nolimit' : ''}.json`)
   writeFileSync(file, JSON.stringify({ services: [service] }, null, 2))
   return file
@@ -288,6 +298,12 @@ async function probe (c) {
     const anon = await fetch(c.url)
     await anon.arrayBuffer()
     c.checks.push(anon.status === 401 ? 'key required (401 without X-API-Key)' : `WARNING: ${anon.status} without a key (expected 401)`)
+  }
+  if (c.expectCache) {
+    const again = await fetch(c.url, { headers: c.headers })
+    await again.arrayBuffer()
+    const status = again.headers.get('cache-status')
+    c.checks.push(status === c.expectCache ? `Cache-Status: ${status}` : `WARNING: Cache-Status ${status} (expected ${c.expectCache})`)
   }
   if (c.kind === 'full') {
     const metrics = await fetch(`${c.base}/metrics`).then((r) => r.text()).catch(() => '')
@@ -707,6 +723,17 @@ async function main () {
         (m) => `${fmt(m, 1)}% (${fmt(traced.cpuUs, 1)} vs ${fmt(full.cpuUs, 1)} µs/req)`, (m) => m <= max,
         full ? `rounds spread ${fmt(spread(full), 0)}% in CPU/req: below that, noise` : null)
     }
+  }
+  // The response cache (docs/caching.md), against the same request proxied (plain).
+  for (const store of ['embedded', 'redis']) {
+    const plain = byId(`plain-${store}`)
+    const hit = byId(`cachehit-${store}`)
+    const miss = byId(`cachemiss-${store}`)
+    target(`cachehit-${store}-rps`, `a cache hit serves ≥ 2 × the req/s of the same request proxied (${store})`, plain && hit ? hit.rps / plain.rps : NaN,
+      (m) => `${fmt(m, 2)} × (${fmt(hit.rps)} vs ${fmt(plain.rps)} req/s)`, (m) => m >= 2)
+    target(`cachemiss-${store}-cost`, `a cache miss adds ≤ 5% CPU per request to the same request proxied (${store})`, plain && miss ? (miss.cpuUs / plain.cpuUs - 1) * 100 : NaN,
+      (m) => `${fmt(m, 1)}% (${fmt(miss.cpuUs, 1)} vs ${fmt(plain.cpuUs, 1)} µs/req)`, (m) => m <= 5,
+      `rounds spread ${fmt(plain ? spread(plain) : NaN, 0)}% in CPU/req: below that, noise`)
   }
   const at = `${fmt(rate)} req/s = ${S.latencyFraction} × ${saturationOf === baseline ? 'baseline' : 'full (redis)'} saturation`
   const lagCaveat = lagging.length ? 'generator fell behind: unreliable' : null

@@ -52,8 +52,17 @@ export interface ServiceConfig {
   wsIdleTimeoutMs: number
   /** WebSocket tunnels open (or opening) at once for this service; null: no bound of its own. */
   maxTunnels: number | null
+  /** The response cache (docs/caching.md), or null when the service caches nothing. */
+  cache: CacheConfig | null
   /** The validated routes-file entry this service was shaped from (what the store keeps). */
   definition: ServiceDefinition
+}
+
+/** A service's response cache settings (docs/caching.md). */
+export interface CacheConfig {
+  ttlSeconds: number
+  maxEntryBytes: number
+  staleIfErrorSeconds: number
 }
 
 export interface RedisConfig {
@@ -110,6 +119,8 @@ export interface Config {
    * open WebSocket tunnels (null: none).
    */
   shedding: { maxConnections: number, maxConcurrentRequests: number | null, maxWebsocketTunnels: number | null }
+  /** The embedded response cache's bound in bytes (docs/caching.md); unused with STORAGE=redis. */
+  cacheMaxBytes: number
   /** The admin plane's own listener, or null to serve it on the public one (docs/configuration.md#load-shedding). */
   adminListener: { host: string, port: number } | null
   /** Trace context and OpenTelemetry export, from the standard OTEL_* variables (docs/tracing.md). */
@@ -252,6 +263,7 @@ export function loadConfig (source: NodeJS.ProcessEnv = process.env, options: Lo
       maxConcurrentRequests: e.MAX_CONCURRENT_REQUESTS ?? null,
       maxWebsocketTunnels: e.MAX_WEBSOCKET_TUNNELS ?? null
     },
+    cacheMaxBytes: e.CACHE_MAX_BYTES,
     adminListener: e.ADMIN_PORT === undefined ? null : { host: e.ADMIN_HOST ?? '127.0.0.1', port: e.ADMIN_PORT },
     tracing
   })
@@ -316,6 +328,7 @@ export function serviceFromDefinition (s: ServiceDefinition, retry: RetryConfig,
     wsMaxMessageBytes: s.wsMaxMessageBytes,
     wsIdleTimeoutMs: s.wsIdleTimeoutMs,
     maxTunnels: s.maxTunnels ?? null,
+    cache: s.cache === undefined ? null : { ...s.cache },
     definition: s
   }
 }

@@ -75,3 +75,5 @@ export const IpForbidden = E('IP_FORBIDDEN', 'Requests from this client address 
 export const QuotaExceeded = E('QUOTA_EXCEEDED', 'The API key has used its quota for this period; retry after the Retry-After delay', 429)
 export const QuotaUnavailable = E('QUOTA_UNAVAILABLE', 'Quota accounting is temporarily unavailable; retry shortly', 503)
 export const NoQuota = E('NO_QUOTA', 'The API key "%s" has no quota; set one with "quota" when creating a key', 404)
+// The response cache (docs/caching.md).
+export const CacheUnavailable = E('CACHE_UNAVAILABLE', 'The shared response cache (Redis) is unavailable; retry the purge shortly', 503)

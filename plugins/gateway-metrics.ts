@@ -10,6 +10,10 @@ import { routeLabel } from './request-end.js'
 
 export type BreakerStateName = 'closed' | 'open' | 'half-open'
 
+/** The label set of gateway_cache_requests_total (docs/caching.md#metrics). */
+export const CACHE_RESULTS = ['hit', 'miss', 'stale', 'bypass'] as const
+export type CacheResult = typeof CACHE_RESULTS[number]
+
 /** Every store operation whose failure is counted: the label set of gateway_store_errors_total. */
 export const STORE_OPERATIONS = [
   'keys.findByHash', 'keys.touch', 'keys.create', 'keys.list', 'keys.get', 'keys.revoke', 'keys.delete',
@@ -34,6 +38,10 @@ export interface GatewayMetrics {
   removeService (service: string): void
   /** The version of the service table in use (docs/admin-api.md#managing-services). */
   servicesVersion (version: number): void
+  /** One request to a caching service: how the response cache answered it (docs/caching.md). */
+  cacheResult (service: string, result: CacheResult): void
+  /** Where the gauge of bytes held by the response cache reads from (null: nothing to report). */
+  cacheBytes (read: () => number | null): void
   /** This app's registry (what GET /metrics exposes). */
   readonly registry: promClient.Registry
 }
@@ -184,6 +192,25 @@ export default fp(async function gatewayMetrics (fastify) {
     registers
   })
 
+  const cacheRequests = new C.Counter({
+    name: 'gateway_cache_requests_total',
+    help: 'Requests to caching services by how the response cache answered: hit, miss, stale (served instead of an error), bypass',
+    labelNames: ['service', 'result'],
+    registers
+  })
+  let readCacheBytes: () => number | null = () => null
+  // eslint-disable-next-line no-new -- registering it is the point; `collect` runs on each scrape
+  new C.Gauge({
+    name: 'gateway_cache_bytes',
+    help: 'Bytes held by the embedded response cache (bodies and headers)',
+    registers,
+    collect () {
+      const bytes = readCacheBytes()
+      if (bytes !== null) this.set(bytes)
+    }
+  })
+  const cacheSeries = new Map<string, Array<{ inc (): void }>>()
+
   // Label children, created once per value so the hot path does a Map lookup and an increment.
   interface ServiceSeries { requests: { inc (): void }, errors: { inc (): void }, trips: { inc (): void }, retries: { inc (): void }, shed: { inc (): void }, state: { set (v: number): void } }
   const services = new Map<string, ServiceSeries>()
@@ -239,10 +266,26 @@ export default fp(async function gatewayMetrics (fastify) {
     addService,
     removeService (name) {
       for (const c of [...perServiceCounters, breakerState]) c.remove({ service: name })
+      if (cacheSeries.delete(name)) for (const result of CACHE_RESULTS) cacheRequests.remove({ service: name, result })
       services.delete(name)
       removed.add(name)
     },
-    servicesVersion (version) { tableVersion.set(version) }
+    servicesVersion (version) { tableVersion.set(version) },
+    cacheResult (name, result) {
+      let byResult = cacheSeries.get(name)
+      if (byResult === undefined) {
+        if (removed.has(name)) return
+        // The whole label set at once, so every result reads 0 rather than "no data" until it happens.
+        byResult = CACHE_RESULTS.map((r) => {
+          const c = cacheRequests.labels(name, r)
+          c.inc(0)
+          return c
+        })
+        cacheSeries.set(name, byResult)
+      }
+      byResult[CACHE_RESULTS.indexOf(result)].inc()
+    },
+    cacheBytes (read) { readCacheBytes = read }
   }
   fastify.decorate('gatewayMetrics', metrics)
 

@@ -23,6 +23,7 @@ import healthChecks from '../plugins/health-checks.js'
 import ipRules from '../plugins/ip-rules.js'
 import quotas from '../plugins/quotas.js'
 import services from '../plugins/services/index.js'
+import responseCache from '../plugins/cache/index.js'
 import healthRoutes from '../routes/health.js'
 import infoRoutes from '../routes/info.js'
 import metricsRoutes from '../routes/metrics.js'
@@ -122,6 +123,9 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   await app.register(circuitBreakers)
   await app.register(healthChecks)
   await app.register(services)
+  // A preHandler: after the proxy's admit (key, scopes, rate limit), before its handler takes a
+  // concurrency slot or a breaker permit (docs/caching.md).
+  await app.register(responseCache)
 
   await app.register(healthRoutes)
   await app.register(infoRoutes)

@@ -70,6 +70,7 @@ export const EnvSchema = z.object({
   MAX_CONNECTIONS: env(int(1, 1_000_000).default(10_000)),
   MAX_CONCURRENT_REQUESTS: env(int(1, 1_000_000).optional()),
   MAX_WEBSOCKET_TUNNELS: env(int(1, 1_000_000).optional()),
+  CACHE_MAX_BYTES: env(int(1024, 64 * 1024 ** 3).default(64 * 1024 * 1024)),
   ADMIN_HOST: env(z.string().trim().optional()),
   ADMIN_PORT: env(int(0, 65535).optional()),
   // Tracing: only the standard OpenTelemetry variables (docs/tracing.md).

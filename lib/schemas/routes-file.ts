@@ -29,6 +29,16 @@ const WebSocketFields = {
   maxTunnels: z.number().int().min(1).max(1_000_000).optional()
 }
 
+/** A service's response cache (docs/caching.md): present = GET/HEAD answers are cached. */
+export const CacheSettings = z.strictObject({
+  ttlSeconds: z.number().int().min(0).max(31_536_000).default(0)
+    .describe('Freshness given to a response that states none (0: only explicitly fresh responses are stored)'),
+  maxEntryBytes: z.number().int().min(1).max(256 * 1024 * 1024).default(1024 * 1024)
+    .describe('Largest body stored; a larger response is relayed and not stored'),
+  staleIfErrorSeconds: z.number().int().min(0).max(31_536_000).default(0)
+    .describe('How long past its freshness an entry may answer instead of a backend error or an open breaker')
+}).describe('Shared HTTP response cache for GET and HEAD (RFC 9111)')
+
 const RetryOverride = z.strictObject({
   maxRetries: z.number().int().min(0).max(20),
   initialDelayMs: ms(0, MAX_RETRY_DELAY_MS, '10 minutes'),
@@ -73,6 +83,7 @@ export const ServiceFileEntry = z.strictObject({
   healthPath: z.string().regex(/^\/\S*$/, 'must start with /').default('/health'),
   maxConcurrent: z.number().int().min(1).optional(),
   queueTimeoutMs: z.number().int().min(0).max(600_000).default(0),
+  cache: CacheSettings.optional(),
   ...WebSocketFields,
   ...PolicyFields
 })

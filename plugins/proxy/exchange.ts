@@ -30,6 +30,26 @@ export interface ExchangeContext {
   readonly tracing: Tracing
 }
 
+/** Receives a relayed response's body as it streams to the client (docs/caching.md). */
+export interface ResponseSink {
+  chunk (buf: Buffer): void
+  end (): void
+  /** The body will not complete: the client left or the backend cut it. */
+  abort (): void
+}
+
+/**
+ * What another plugin may attach to a proxied request (`request.proxyTap`) to see its response
+ * without owning the relay: the response cache stores bodies through it and answers instead of an
+ * error from a stale entry (docs/caching.md).
+ */
+export interface ResponseTap {
+  /** The head about to be relayed (the tap may set reply headers): a sink for its body, or null. */
+  onHead (status: number, headers: Record<string, string | string[] | undefined>): ResponseSink | null
+  /** The proxy is about to answer a 5xx (a backend's, a timeout, a connection error, an open breaker): true when the tap answered instead. */
+  onFailure (status: number): boolean
+}
+
 const ATTEMPT_TIMEOUT = Object.assign(new Error('upstream attempt timed out'), { code: 'GW_ATTEMPT_TIMEOUT' })
 const CLIENT_GONE = Object.assign(new Error('client went away'), { code: 'GW_CLIENT_GONE' })
 
@@ -49,6 +69,8 @@ class Attempt implements Dispatcher.DispatchHandler {
   /** The attempt's CLIENT span (null unless recorded) and response status (0: none yet). */
   trace: TraceAttempt | null = null
   status = 0
+  /** Where the relayed body is copied as well (request.proxyTap), or null. */
+  sink: ResponseSink | null = null
 
   constructor (readonly exchange: Exchange, readonly backend: number, readonly permit: BreakerPermit) {}
 
@@ -71,12 +93,15 @@ class Attempt implements Dispatcher.DispatchHandler {
 
   onResponseData (controller: Dispatcher.DispatchController, chunk: Buffer): void {
     if (!this.relaying) return
+    if (this.sink !== null) this.sink.chunk(chunk)
     if (!this.exchange.reply.raw.write(chunk)) this.exchange.stalled(controller)
   }
 
   onResponseEnd (): void {
     this.traced(null)
-    if (this.relaying) this.exchange.reply.raw.end()
+    if (!this.relaying) return
+    if (this.sink !== null) this.sink.end()
+    this.exchange.reply.raw.end()
   }
 
   onResponseError (_controller: Dispatcher.DispatchController, err: Error): void {
@@ -225,6 +250,15 @@ export class Exchange {
       this.#fail(new BadGateway())
       return
     }
+    const tap = this.request.proxyTap
+    if (tap !== null) {
+      if (status >= 500 && tap.onFailure(status)) {
+        attempt.discard = true // drained; the tap answered
+        this.#settled = true
+        return
+      }
+      attempt.sink = tap.onHead(status, headers)
+    }
     this.#settled = true
     attempt.relaying = true
     const service = this.#route.service
@@ -268,6 +302,7 @@ export class Exchange {
     const route = this.#route
     const metrics = this.#ctx.metrics
     if (attempt.relaying) {
+      attempt.sink?.abort()
       // Headers were sent: the client sees a cut body and a closed connection.
       if (this.#clientGone) return
       metrics.backendError(route.name)
@@ -335,6 +370,7 @@ export class Exchange {
   #fail (err: Error): void {
     this.#settled = true
     if (this.reply.sent) return
+    if (this.request.proxyTap?.onFailure((err as { statusCode?: number }).statusCode ?? 502) === true) return
     this.reply.send(err)
   }
 
@@ -352,6 +388,7 @@ export class Exchange {
     this.#nextPermit = null
     const attempt = this.#current
     if (attempt !== null) {
+      attempt.sink?.abort()
       if (attempt.timer !== null) clearTimeout(attempt.timer)
       attempt.permit.release() // a no-op once the attempt had an outcome
       attempt.abort(CLIENT_GONE)

@@ -16,7 +16,7 @@ import { noop } from '../../lib/noop.js'
 import { isIdempotent } from '../../lib/retry-policy.js'
 import { UNMATCHED_PATH } from '../request-end.js'
 import { acquireAll, type ConcurrencyLimit } from '../../lib/concurrency.js'
-import { Exchange, type ExchangeContext } from './exchange.js'
+import { Exchange, type ExchangeContext, type ResponseTap } from './exchange.js'
 import { upstreamHeaders } from '../../lib/http-headers.js'
 import { isSafePath, normalizePath, stripPrefix, withoutKeyParams } from './paths.js'
 import type { ServiceRoute } from '../services/index.js'
@@ -32,6 +32,8 @@ declare module 'fastify' {
     proxyPath: string
     /** Retries made so far (the access log and X-Retry-Count report it). */
     proxyRetries: number
+    /** Sees the response of this request (the response cache, docs/caching.md), or null. */
+    proxyTap: ResponseTap | null
   }
 }
 
@@ -55,6 +57,7 @@ export default fp(async function proxy (app) {
   app.decorateRequest('proxyRoute', null)
   app.decorateRequest('proxyPath', '')
   app.decorateRequest('proxyRetries', 0)
+  app.decorateRequest('proxyTap', null)
 
   const ctx: ExchangeContext = {
     dispatcher,
@@ -148,6 +151,8 @@ export default fp(async function proxy (app) {
   function send (request: FastifyRequest, reply: FastifyReply, route: ServiceRoute, slots: () => void = noop): void {
     const permit = route.breaker.acquire()
     if (permit === null) {
+      // A stale cached answer may stand in for the 503 (docs/caching.md#stale-if-error).
+      if (request.proxyTap?.onFailure(503) === true) return
       reply.header('retry-after', String(route.breaker.retryAfterSeconds()))
       reply.send(new CircuitOpen())
       return

@@ -121,6 +121,7 @@ export class RedisStore implements Store {
   readonly #target: string
   /** Cluster: the slot of the API key records, which /ready is about. */
   readonly #keysSlot: number
+  readonly #keyPrefix: string
   readonly #stopWatching: Array<() => void> = []
   #closed = false
   #clusterDown = false
@@ -143,12 +144,22 @@ export class RedisStore implements Store {
     this.#log = log
     this.#target = target
     const keyPrefix = config.redis.keyPrefix
+    this.#keyPrefix = keyPrefix
     this.#keysSlot = keySlot(`${keyPrefix}{keys}`)
     this.keys = new RedisKeyStore({ client, subscriber, keyPrefix })
     this.services = new RedisServiceStore({ client, subscriber, keyPrefix })
     this.buckets = new RedisBuckets(client, { keyPrefix, leases: config.rateLimit.leases ? {} : false })
     this.failures = new RedisFailureCounter(client, { keyPrefix })
     this.quotas = new RedisQuotas(client, { keyPrefix })
+  }
+
+  /**
+   * The command and subscriber connections and the key prefix, for a plugin that keeps records of
+   * its own in the same Redis (the response cache, plugins/cache/store-redis.ts). The store still
+   * owns and closes them.
+   */
+  get connections (): { client: Client, subscriber: Redis, keyPrefix: string } {
+    return { client: this.#client, subscriber: this.#subscriber, keyPrefix: this.#keyPrefix }
   }
 
   /** Resolves true once commands can run and invalidations are subscribed, false after waitMs. */

@@ -9,6 +9,7 @@ import type { FastifyPluginAsync } from 'fastify'
 import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod'
 import adminAuth from '../../plugins/admin-auth.js'
 import apiKeyRoutes, { formatSchemaErrors } from './api-keys.js'
+import cacheRoutes from './cache.js'
 import circuitBreakerRoutes from './circuit-breakers.js'
 import adminDocs from './docs.js'
 import { jsonOrNothing } from './json-body.js'
@@ -40,6 +41,7 @@ const adminRoutes: FastifyPluginAsync = async (fastify) => {
   await fastify.register(apiKeyRoutes)
   await fastify.register(circuitBreakerRoutes)
   await fastify.register(serviceRoutes)
+  await fastify.register(cacheRoutes)
   // GET /admin/docs: the page for this API, over the document above (routes/admin/docs.ts).
   await fastify.register(adminDocs)
 }

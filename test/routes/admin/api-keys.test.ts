@@ -174,6 +174,8 @@ t.test('GET /admin/openapi.json documents every admin route from the zod schemas
     .flatMap(([path, methods]) => Object.keys(methods).map((m) => `${m.toUpperCase()} ${path}`)).sort()
   t.same(ops, [
     'DELETE /admin/apikeys/{id}',
+    'DELETE /admin/cache',
+    'DELETE /admin/cache/{name}',
     'DELETE /admin/services/{name}',
     'GET /admin/apikeys',
     'GET /admin/apikeys/{id}',

@@ -1,0 +1,209 @@
+// The Redis response cache store (docs/caching.md#stores): entries shared by every instance, each
+// URL one hash (one field per variant) that expires with its longest-lived variant. It also
+// coordinates the fleet: a lock per URL so one instance fetches a missing entry while the others
+// wait for it, and a channel that tells every instance about fills and purges.
+//
+// It uses the store plugin's connections (plugins/store/index.ts `RedisStore.connections`): no
+// offline queue, a command timeout, so with Redis down every call fails at once and the cache
+// steps aside (docs/caching.md#when-redis-is-down).
+import { randomBytes } from 'node:crypto'
+import type { Cluster, Redis } from 'ioredis'
+import { purgeMatches, type CacheEntry, type CacheStore, type FleetCoordination } from './types.js'
+
+type Client = Redis | Cluster
+
+/** HSET the variant, and make the key live at least as long as it. */
+const PUT_LUA = `
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+local ttl = tonumber(ARGV[3])
+if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
+return 1`
+
+/** Deletes the lock only if it is still ours (it may have expired and been taken by another). */
+const UNLOCK_LUA = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`
+
+/** How often a waiter looks for the entry when no message tells it (a message may be missed). */
+const POLL_MS = 50
+const SCAN_COUNT = 500
+
+interface Scripted {
+  gwCachePut (key: string, field: string, value: Buffer, ttlMs: number): Promise<number>
+  gwCacheUnlock (key: string, token: string): Promise<number>
+}
+
+/** Glob metacharacters of SCAN MATCH, escaped. */
+function globEscape (s: string): string {
+  return s.replace(/[*?[\]\\]/g, '\\$&')
+}
+
+export function encodeEntry (entry: CacheEntry): Buffer {
+  const meta = Buffer.from(JSON.stringify({ p: entry.policy, s: entry.status, h: entry.headers, v: entry.variant, x: entry.expiresAt }))
+  const head = Buffer.allocUnsafe(4)
+  head.writeUInt32BE(meta.length)
+  return Buffer.concat([head, meta, entry.body])
+}
+
+export function decodeEntry (buf: Buffer): CacheEntry | null {
+  if (buf.length < 4) return null
+  const n = buf.readUInt32BE(0)
+  if (buf.length < 4 + n) return null
+  try {
+    const m = JSON.parse(buf.subarray(4, 4 + n).toString('utf8')) as { p: CacheEntry['policy'], s: number, h: CacheEntry['headers'], v: string, x: number }
+    return { policy: m.p, status: m.s, headers: m.h, variant: m.v, expiresAt: m.x, body: buf.subarray(4 + n) }
+  } catch {
+    return null
+  }
+}
+
+export interface RedisCacheStoreOptions {
+  client: Client
+  subscriber: Redis
+  keyPrefix: string
+}
+
+export class RedisCacheStore implements CacheStore, FleetCoordination {
+  readonly kind = 'redis'
+  readonly #client: Client & Scripted
+  readonly #subscriber: Redis
+  readonly #p: string
+  readonly #lockP: string
+  readonly #channel: string
+  readonly #id = randomBytes(8).toString('hex')
+  readonly #waiters = new Map<string, Set<() => void>>()
+  readonly #purgeListeners: Array<(service: string | null, prefix: string | null) => void> = []
+  readonly #onMessage: (channel: string, message: string) => void
+
+  constructor (opts: RedisCacheStoreOptions) {
+    const client = opts.client
+    client.defineCommand('gwCachePut', { numberOfKeys: 1, lua: PUT_LUA })
+    client.defineCommand('gwCacheUnlock', { numberOfKeys: 1, lua: UNLOCK_LUA })
+    this.#client = client as Client & Scripted
+    this.#subscriber = opts.subscriber
+    this.#p = `${opts.keyPrefix}cache:`
+    this.#lockP = `${opts.keyPrefix}cache-lock:`
+    this.#channel = `${opts.keyPrefix}cache`
+    this.#onMessage = (channel, message) => { if (channel === this.#channel) this.#heard(message) }
+    opts.subscriber.on('message', this.#onMessage)
+    // Queued by the subscriber until Redis answers; ioredis resubscribes after every reconnect.
+    opts.subscriber.subscribe(this.#channel).catch(() => {})
+  }
+
+  /** Whether a command could run now: with Redis down the cache steps aside without trying. */
+  get available (): boolean {
+    return this.#client.status === 'ready'
+  }
+
+  async get (key: string): Promise<CacheEntry[]> {
+    if (!this.available) throw new Error('redis unavailable')
+    const fields = await this.#client.hgetallBuffer(this.#p + key)
+    const now = Date.now()
+    const out: CacheEntry[] = []
+    for (const name in fields) {
+      const entry = decodeEntry(fields[name])
+      if (entry !== null && entry.expiresAt > now) out.push(entry)
+    }
+    return out
+  }
+
+  async put (key: string, entry: CacheEntry): Promise<void> {
+    const ttl = entry.expiresAt - Date.now()
+    if (ttl <= 0) return
+    await this.#client.gwCachePut(this.#p + key, `v:${entry.variant}`, encodeEntry(entry), ttl)
+    this.#client.publish(this.#channel, `filled ${key}`).catch(() => {})
+  }
+
+  async delete (key: string): Promise<void> {
+    await this.#client.del(this.#p + key)
+  }
+
+  async purge (service: string | null, prefix: string | null): Promise<number> {
+    const pattern = globEscape(this.#p) + (service === null ? '*' : `${globEscape(service)}:${prefix === null ? '' : globEscape(prefix.replace(/\/$/, ''))}*`)
+    const nodes = this.#client.isCluster
+      ? (this.#client as Cluster).nodes('master')
+      : [this.#client as Redis]
+    let n = 0
+    for (const node of nodes) {
+      let cursor = '0'
+      do {
+        const [next, keys] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', SCAN_COUNT)
+        cursor = next
+        const mine = keys.filter((k) => purgeMatches(k.slice(this.#p.length), service, prefix))
+        if (mine.length === 0) continue
+        // In a Cluster the keys of one batch live in different slots: one command each, sent together.
+        if (this.#client.isCluster) await Promise.all(mine.map(async (k) => await this.#client.unlink(k)))
+        else await this.#client.unlink(...mine)
+        n += mine.length
+      } while (cursor !== '0')
+    }
+    await this.#client.publish(this.#channel, `purge ${JSON.stringify([service, prefix])}`)
+    return n
+  }
+
+  bytes (): null { return null }
+
+  async close (): Promise<void> {
+    this.#subscriber.off('message', this.#onMessage)
+    for (const set of this.#waiters.values()) for (const wake of set) wake()
+    this.#waiters.clear()
+  }
+
+  // The fleet: one fetch per missing URL across instances (docs/caching.md#request-coalescing).
+
+  async lock (key: string, ttlMs: number): Promise<string | null> {
+    const token = `${this.#id}:${randomBytes(4).toString('hex')}`
+    const ok = await this.#client.set(this.#lockP + key, token, 'PX', Math.max(1, ttlMs), 'NX')
+    return ok === 'OK' ? token : null
+  }
+
+  async unlock (key: string, token: string): Promise<void> {
+    await this.#client.gwCacheUnlock(this.#lockP + key, token)
+    // Waiters of a fetch that stored nothing stop waiting at once.
+    await this.#client.publish(this.#channel, `filled ${key}`)
+  }
+
+  /**
+   * Resolves when another instance reports `key` filled (or gave up on it), or after POLL_MS,
+   * whichever is first: the caller then looks the entry up again, until its own deadline.
+   */
+  async changed (key: string): Promise<void> {
+    await new Promise<void>((resolve) => {
+      let set = this.#waiters.get(key)
+      if (set === undefined) this.#waiters.set(key, set = new Set())
+      const wake = (): void => {
+        clearTimeout(timer)
+        const s = this.#waiters.get(key)
+        s?.delete(wake)
+        if (s?.size === 0) this.#waiters.delete(key)
+        resolve()
+      }
+      const timer = setTimeout(wake, POLL_MS)
+      set.add(wake)
+    })
+  }
+
+  /** Whether `key`'s lock is still held (by anyone). */
+  async locked (key: string): Promise<boolean> {
+    return await this.#client.exists(this.#lockP + key) === 1
+  }
+
+  onPurge (listener: (service: string | null, prefix: string | null) => void): void {
+    this.#purgeListeners.push(listener)
+  }
+
+  #heard (message: string): void {
+    const space = message.indexOf(' ')
+    const kind = message.slice(0, space)
+    const rest = message.slice(space + 1)
+    if (kind === 'filled') {
+      const set = this.#waiters.get(rest)
+      if (set !== undefined) for (const wake of [...set]) wake()
+    } else if (kind === 'purge') {
+      try {
+        const [service, prefix] = JSON.parse(rest) as [string | null, string | null]
+        for (const l of this.#purgeListeners) l(service, prefix)
+      } catch {}
+    }
+  }
+}
