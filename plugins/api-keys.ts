@@ -16,12 +16,24 @@ import { findCredential } from '../lib/credentials.js'
 import { AmbiguousCredentials, InvalidApiKey, MissingApiKey, RateLimited, ServiceForbidden, StoreUnavailable } from '../lib/errors.js'
 import type { ApiKeyRecord, StoredApiKey } from './store/types.js'
 
+/** A verified JWT's identity toward the backend (plugins/jwt/, docs/jwt.md). */
+export interface TokenIdentity {
+  /** The consumer claim (`sub`), header-safe: what X-Consumer-Id carries. */
+  subject: string
+  issuer: string
+  /** JWT_FORWARD_TOKEN: whether the backend receives the Authorization field. */
+  forward: boolean
+}
+
 export interface Consumer {
+  /** Bucket and log identity: the key id, or `jwt:<iss>:<sub>`. */
   id: string
   name: string
   rateLimit: number | null
   burst: number | null
   services: string[] | null
+  /** null for an API key. */
+  token: TokenIdentity | null
 }
 
 export interface NewApiKey {
@@ -92,7 +104,8 @@ function toConsumer (key: StoredApiKey): Consumer {
     name: key.name,
     rateLimit: key.rate_limit,
     burst: key.burst,
-    services: key.services === null ? null : Object.freeze([...key.services]) as string[]
+    services: key.services === null ? null : Object.freeze([...key.services]) as string[],
+    token: null
   })
 }
 

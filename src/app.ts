@@ -16,6 +16,7 @@ import gatewayMetrics from '../plugins/gateway-metrics.js'
 import accessLog, { requestSerializer } from '../plugins/access-log.js'
 import store from '../plugins/store/index.js'
 import apiKeys from '../plugins/api-keys.js'
+import jwt from '../plugins/jwt/index.js'
 import rateLimit from '../plugins/rate-limit.js'
 import circuitBreakers from '../plugins/circuit-breakers.js'
 import healthChecks from '../plugins/health-checks.js'
@@ -109,6 +110,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   await app.register(accessLog)
   await app.register(store)
   await app.register(apiKeys)
+  await app.register(jwt)
   await app.register(rateLimit)
   await app.register(circuitBreakers)
   await app.register(healthChecks)

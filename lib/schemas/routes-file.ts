@@ -2,7 +2,7 @@
 // an unknown field is an error naming its path. lib/config.ts adds the cross-checks and defaults
 // that depend on the environment.
 import { z } from 'zod'
-import { backendUrl } from './url.js'
+import { backendUrl, httpUrl } from './url.js'
 
 const prefixSchema = z.string().regex(/^\/[A-Za-z0-9._~\-/]*$/, 'must start with / and use only URL path characters')
   .refine((p) => !p.includes('//') && !/(^|\/)\.\.?(\/|$)/.test(p), 'must not contain empty, . or .. segments')
@@ -26,6 +26,27 @@ const WebSocketFields = {
   /** Tunnels open (or opening) at once; absent: no bound but MAX_WEBSOCKET_TUNNELS. */
   maxTunnels: z.number().int().min(1).max(1_000_000).optional()
 }
+
+/** RFC 6749 §3.3 scope-token: printable ASCII but space, `"` and `\\`. */
+const scopeToken = z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]{1,128}$/, 'must be a scope token (printable ASCII, no space, " or \\)')
+
+/** Which credentials a service accepts and the scopes a JWT must carry for it (docs/jwt.md). */
+const AuthFields = {
+  authMethods: z.array(z.enum(['apikey', 'jwt'])).min(1).max(2)
+    .refine((m) => new Set(m).size === m.length, 'must not repeat a method').optional()
+    .describe('Credentials this service accepts: apikey, jwt (default both)'),
+  scopes: z.array(scopeToken).max(64).optional()
+    .describe('Scopes a JWT must carry (scope or scp claim) to call this service; 403 insufficient_scope otherwise')
+}
+
+/** One more token issuer besides JWT_ISSUER (docs/jwt.md); unset fields take the JWT_* defaults. */
+export const IssuerEntry = z.strictObject({
+  issuer: z.string().trim().min(1).max(2048),
+  jwksUrl: httpUrl().optional(),
+  audiences: z.array(z.string().min(1)).min(1).optional(),
+  algorithms: z.array(z.string()).min(1).optional()
+})
+export type IssuerDefinition = z.output<typeof IssuerEntry>
 
 const RetryOverride = z.strictObject({
   maxRetries: z.number().int().min(0).max(20),
@@ -52,7 +73,8 @@ export const ServiceFileEntry = z.strictObject({
   healthPath: z.string().regex(/^\/\S*$/, 'must start with /').default('/health'),
   maxConcurrent: z.number().int().min(1).optional(),
   queueTimeoutMs: z.number().int().min(0).max(600_000).default(0),
-  ...WebSocketFields
+  ...WebSocketFields,
+  ...AuthFields
 })
 
 /** A validated service definition (defaults applied), as the routes file and the store hold it. */
@@ -60,7 +82,7 @@ export type ServiceDefinition = z.output<typeof ServiceFileEntry>
 
 export const RoutesFileSchema = z.union([
   z.array(ServiceFileEntry),
-  z.strictObject({ services: z.array(ServiceFileEntry) })
+  z.strictObject({ services: z.array(ServiceFileEntry), issuers: z.array(IssuerEntry).optional() })
 ])
 
 export type RoutesFile = z.infer<typeof RoutesFileSchema>
