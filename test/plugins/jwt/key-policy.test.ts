@@ -1,0 +1,109 @@
+// The key-set policy itself (plugins/jwt/key-sets.ts with the verifier), against a real local
+// IdP over real sockets, with the policy's periods shortened so time-driven behaviour (background
+// refresh from Cache-Control, removal of an old key, the unknown-kid throttle, backoff) fits in a
+// test. The gateway-level cases with the real periods are in key-sets.test.ts.
+import t from 'tap'
+import pino from 'pino'
+import { Agent } from 'undici'
+import { KeySet, type FetchOutcome, type KeySetPolicy } from '../../../plugins/jwt/key-sets.js'
+import { TokenVerifier, type Verdict, type VerifyOutcome } from '../../../plugins/jwt/verifier.js'
+import { type Teardownable, until } from '../../support/basics.js'
+import { idp } from '../../support/jwt.js'
+import type { Idp } from '../../support/idp.js'
+
+const log = pino({ level: 'silent' })
+
+function setup (t: Teardownable, i: Idp, policy: Partial<KeySetPolicy>, jwksUrl: string | null = i.jwksUrl) {
+  const dispatcher = new Agent()
+  const fetches: FetchOutcome[] = []
+  const outcomes: VerifyOutcome[] = []
+  const keys = new KeySet({ issuer: i.issuer, jwksUrl, dispatcher, log, onFetch: (_iss, o) => fetches.push(o), policy })
+  const verifier = new TokenVerifier([{ config: { issuer: i.issuer, jwksUrl, audiences: null, algorithms: ['RS256', 'ES256', 'EdDSA'] }, keys }], {
+    clockToleranceSeconds: 0,
+    consumerClaim: 'sub',
+    forwardToken: true,
+    onOutcome: (o) => outcomes.push(o)
+  })
+  t.teardown(async () => {
+    keys.close()
+    await dispatcher.close()
+  })
+  const check = async (token: string): Promise<Verdict> => await verifier.check(token, Date.now())
+  return { keys, verifier, fetches, outcomes, check }
+}
+
+t.test('background refresh follows the JWKS answer\'s Cache-Control max-age', async (t) => {
+  const i = await idp(t)
+  i.cacheControl = 'public, max-age=1'
+  const { keys } = setup(t, i, { minRefreshMs: 100 })
+  keys.start()
+  t.ok(await until(() => i.jwksHits >= 3, 10_000, 20), 'refetched about every second')
+  t.ok(await until(() => keys.pending === null, 5000, 10))
+  i.cacheControl = null
+  await keys.refresh()
+  const hits = i.jwksHits
+  await new Promise((resolve) => setTimeout(resolve, 1500))
+  t.equal(i.jwksHits, hits, 'without Cache-Control: the 300 s default, no refetch in 1.5 s')
+})
+
+t.test('an old key removed by the IdP stops verifying once the set is refreshed, cached tokens included', async (t) => {
+  const i = await idp(t, ['RS256'])
+  const { keys, check } = setup(t, i, { kidRefetchMs: 60_000 })
+  await keys.refresh()
+  const old = i.keys.get(i.published[0])
+  const token = await i.sign({ key: old })
+  t.equal((await check(token)).ok, true, 'verified with the old key')
+  const fresh = await i.addKey('EdDSA')
+  t.equal((await check(await i.sign({ key: fresh }))).ok, true, 'the new key, first request')
+  t.equal((await check(token)).ok, true, 'old and new served: the old token still verifies')
+  i.published = [fresh.kid]
+  await keys.refresh()
+  const after = await check(token)
+  t.equal(after.ok, false, 'old key removed: the cached token is verified again and refused')
+  t.equal(after.ok ? null : after.outcome, 'unknown_kid')
+})
+
+t.test('unknown kids refetch at most once per period; a fetch in flight is shared', async (t) => {
+  const i = await idp(t)
+  const { keys, check, outcomes } = setup(t, i, { kidRefetchMs: 1000 })
+  await keys.refresh()
+  const base = i.jwksHits
+  const tokens = await Promise.all(Array.from({ length: 200 }, (_, n) => i.sign({ kid: `k${n}` })))
+  const verdicts = await Promise.all(tokens.map(check))
+  t.ok(verdicts.every((v) => !v.ok), 'all refused')
+  t.equal(i.jwksHits - base, 1, 'one fetch for 200 unknown kids at once')
+  t.equal(outcomes.filter((o) => o === 'unknown_kid').length, 200)
+  await new Promise((resolve) => setTimeout(resolve, 1100))
+  await check(await i.sign({ kid: 'later' }))
+  t.equal(i.jwksHits - base, 2, 'once the period passed, one more')
+})
+
+t.test('never fetched: backoff up to the cap, Retry-After follows it, first success ends it', async (t) => {
+  const i = await idp(t)
+  i.setDown(true)
+  const { keys, fetches, check } = setup(t, i, { firstRetryMs: 50, maxRetryMs: 200 }, null)
+  keys.start()
+  t.ok(await until(() => fetches.length >= 5, 10_000, 10), 'retried again and again')
+  t.equal(keys.retryAfterSeconds(), 1, 'Retry-After rounds up to 1 s under a short cap')
+  const v = await check(await i.sign())
+  t.equal(v.ok ? null : v.outcome, 'no_keys')
+  i.setDown(false)
+  t.ok(await until(() => keys.keys !== null, 10_000, 10), 'fetched once the IdP is up')
+  t.equal((await check(await i.sign())).ok, true)
+  t.ok(fetches.includes('ok'))
+  t.ok(fetches.every((f) => f === 'unreachable' || f === 'ok'), 'outage fetches counted as unreachable')
+})
+
+t.test('a discovery document naming another issuer, and a JWKS that is not one, are refused', async (t) => {
+  const i = await idp(t)
+  const missing = setup(t, { ...i, issuer: `${i.issuer}/other` } as Idp, { firstRetryMs: 10_000 }, null)
+  t.equal(await missing.keys.refresh(), false)
+  t.same(missing.fetches, ['bad_status'], 'no discovery document at <issuer>/other')
+  // Same server, but `iss` differs by a trailing slash: discovery requires an exact match.
+  const wrong = setup(t, { ...i, issuer: `${i.issuer}/` } as Idp, { firstRetryMs: 10_000 }, null)
+  t.equal(await wrong.keys.refresh(), false)
+  t.same(wrong.fetches, ['invalid'], 'a discovery document naming another issuer')
+  const notJwks = setup(t, i, { firstRetryMs: 10_000 }, `${i.issuer}/.well-known/openid-configuration`)
+  t.equal(await notJwks.keys.refresh(), false)
+  t.same(notJwks.fetches, ['invalid'], 'a JSON document without keys is invalid')
+})
