@@ -313,21 +313,23 @@ function jwtConfig (e: ReturnType<typeof EnvSchema.parse>, fromFile: IssuerDefin
   const defaults = algorithms(e.JWT_ALGORITHMS, 'JWT_ALGORITHMS')
   const issuers: IssuerConfig[] = []
   const seen = new Set<string>()
-  const add = (d: IssuerDefinition, where: string): void => {
-    if (seen.has(d.issuer)) problems.push(`${where}issuer: "${d.issuer}" is configured twice`)
+  // `where`: null for the JWT_* variables, else the routes-file path of the entry.
+  const add = (d: IssuerDefinition, where: string | null): void => {
+    const name = (field: 'issuer' | 'jwksUrl'): string => where !== null ? `${where}${field}` : field === 'issuer' ? 'JWT_ISSUER' : 'JWT_JWKS_URL'
+    if (seen.has(d.issuer)) problems.push(`${name('issuer')}: "${d.issuer}" is configured twice`)
     seen.add(d.issuer)
     if (d.jwksUrl === undefined && !isHttpUrl(d.issuer)) {
-      problems.push(`${where}issuer: must be an http(s) URL for OpenID Connect discovery, or give its JWKS URL (${where === 'JWT_' ? 'JWT_JWKS_URL' : 'jwksUrl'})`)
+      problems.push(`${name('issuer')}: must be an http(s) URL for OpenID Connect discovery, or give its JWKS URL (${name('jwksUrl')})`)
     }
     issuers.push({
       issuer: d.issuer,
       jwksUrl: d.jwksUrl ?? null,
       audiences: d.audiences ?? null,
-      algorithms: d.algorithms === undefined ? defaults : algorithms(d.algorithms, `${where}algorithms`)
+      algorithms: d.algorithms === undefined ? defaults : algorithms(d.algorithms, `${where ?? ''}algorithms`)
     })
   }
   if (e.JWT_ISSUER !== undefined) {
-    add({ issuer: e.JWT_ISSUER, jwksUrl: e.JWT_JWKS_URL, audiences: e.JWT_AUDIENCE?.length === 0 ? undefined : e.JWT_AUDIENCE }, 'JWT_')
+    add({ issuer: e.JWT_ISSUER, jwksUrl: e.JWT_JWKS_URL, audiences: e.JWT_AUDIENCE?.length === 0 ? undefined : e.JWT_AUDIENCE }, null)
   } else {
     if (e.JWT_JWKS_URL !== undefined) problems.push('JWT_JWKS_URL: needs JWT_ISSUER (the iss its tokens carry)')
     if (e.JWT_AUDIENCE !== undefined) problems.push('JWT_AUDIENCE: needs JWT_ISSUER')
