@@ -54,6 +54,18 @@ export interface KeySetOptions {
   policy?: Partial<KeySetPolicy>
 }
 
+/** A URL as logs may show it: without user information (a JWKS URL may embed credentials). */
+function shown (url: string): string {
+  try {
+    const u = new URL(url)
+    u.username = ''
+    u.password = ''
+    return u.href
+  } catch {
+    return '(invalid URL)'
+  }
+}
+
 class FetchFailed extends Error {
   constructor (readonly outcome: FetchOutcome, message: string) { super(message) }
 }
@@ -229,11 +241,11 @@ export class KeySet {
         signal: AbortSignal.timeout(p.fetchTimeoutMs)
       })
     } catch (err) {
-      throw new FetchFailed('unreachable', (err as Error).message)
+      throw new FetchFailed('unreachable', `${shown(url)}: ${(err as Error).message}`)
     }
     if (res.statusCode !== 200) {
       res.body.resume()
-      throw new FetchFailed('bad_status', `${url} answered ${res.statusCode}`)
+      throw new FetchFailed('bad_status', `${shown(url)} answered ${res.statusCode}`)
     }
     const chunks: Buffer[] = []
     let size = 0
@@ -242,7 +254,7 @@ export class KeySet {
         size += (chunk as Buffer).length
         if (size > p.maxBytes) {
           res.body.destroy()
-          throw new FetchFailed('invalid', `${url} answered more than ${p.maxBytes} bytes`)
+          throw new FetchFailed('invalid', `${shown(url)} answered more than ${p.maxBytes} bytes`)
         }
         chunks.push(chunk as Buffer)
       }
@@ -254,7 +266,7 @@ export class KeySet {
     try {
       body = JSON.parse(Buffer.concat(chunks).toString('utf8'))
     } catch {
-      throw new FetchFailed('invalid', `${url} did not answer JSON`)
+      throw new FetchFailed('invalid', `${shown(url)} did not answer JSON`)
     }
     return { status: res.statusCode, headers: res.headers, body }
   }
