@@ -8,13 +8,12 @@
 import type { FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
 import promClient from '@platformatic/prom-client'
-import { Agent, interceptors } from 'undici'
 import type { ServiceConfig } from '../../lib/config.js'
 import { bearerToken, findCredential } from '../../lib/credentials.js'
 import { API_KEY_PREFIX } from '../../lib/api-key-format.js'
 import { AmbiguousToken, ApiKeyNotAccepted, InsufficientScope, InvalidToken, TokenKeysUnavailable, TokenRequired } from '../../lib/errors.js'
 import { isCompactJws, missingScope } from '../../lib/jwt.js'
-import { FETCH_OUTCOMES, KeySet, type FetchOutcome } from './key-sets.js'
+import { FETCH_OUTCOMES, jwksDispatcher, KeySet, type FetchOutcome } from './key-sets.js'
 import { TokenVerifier, VERIFY_OUTCOMES, type Failure, type Verdict } from './verifier.js'
 
 export interface JwtAuth {
@@ -93,8 +92,7 @@ export default fp(async function jwt (app) {
   })
   for (const i of settings.issuers) for (const o of FETCH_OUTCOMES) fetches.inc({ issuer: i.issuer, outcome: o }, 0)
 
-  // Its own pool, so closing the app closes the connections to the IdPs; redirects followed.
-  const dispatcher = new Agent({ connections: 4, keepAliveTimeout: 10_000 }).compose(interceptors.redirect({ maxRedirections: 3 }))
+  const dispatcher = jwksDispatcher()
   const log = app.log.child({ plugin: 'jwt' })
   for (const issuer of settings.issuers) {
     keySets.set(issuer.issuer, new KeySet({

@@ -9,7 +9,7 @@
 //   - a failed refresh keeps the keys in use (logged, counted) and is tried again later.
 import type { FastifyBaseLogger } from 'fastify'
 import { createLocalJWKSet, type JSONWebKeySet, type JWK, type JWTVerifyGetKey } from 'jose'
-import type { Dispatcher } from 'undici'
+import { Agent, interceptors, type Dispatcher } from 'undici'
 import { refreshDelayMs } from '../../lib/jwt.js'
 
 /** Outcomes of one JWKS (or discovery) fetch, the label set of gateway_jwt_jwks_fetches_total. */
@@ -52,6 +52,11 @@ export interface KeySetOptions {
   log: FastifyBaseLogger
   onFetch: (issuer: string, outcome: FetchOutcome) => void
   policy?: Partial<KeySetPolicy>
+}
+
+/** The HTTP client of key fetches: its own small pool (closed with the app), up to 3 redirects. */
+export function jwksDispatcher (): Dispatcher {
+  return new Agent({ connections: 4, keepAliveTimeout: 10_000 }).compose(interceptors.redirect({ maxRedirections: 3 }))
 }
 
 /** A URL as logs may show it: without user information (a JWKS URL may embed credentials). */

@@ -4,8 +4,8 @@
 // test. The gateway-level cases with the real periods are in key-sets.test.ts.
 import t from 'tap'
 import pino from 'pino'
-import { Agent } from 'undici'
-import { KeySet, type FetchOutcome, type KeySetPolicy } from '../../../plugins/jwt/key-sets.js'
+import { SignJWT } from 'jose'
+import { jwksDispatcher, KeySet, type FetchOutcome, type KeySetPolicy } from '../../../plugins/jwt/key-sets.js'
 import { TokenVerifier, type Verdict, type VerifyOutcome } from '../../../plugins/jwt/verifier.js'
 import { type Teardownable, until } from '../../support/basics.js'
 import { idp } from '../../support/jwt.js'
@@ -14,7 +14,7 @@ import type { Idp } from '../../support/idp.js'
 const log = pino({ level: 'silent' })
 
 function setup (t: Teardownable, i: Idp, policy: Partial<KeySetPolicy>, jwksUrl: string | null = i.jwksUrl) {
-  const dispatcher = new Agent()
+  const dispatcher = jwksDispatcher()
   const fetches: FetchOutcome[] = []
   const outcomes: VerifyOutcome[] = []
   const keys = new KeySet({ issuer: i.issuer, jwksUrl, dispatcher, log, onFetch: (_iss, o) => fetches.push(o), policy })
@@ -106,4 +106,44 @@ t.test('a discovery document naming another issuer, and a JWKS that is not one, 
   const notJwks = setup(t, i, { firstRetryMs: 10_000 }, `${i.issuer}/.well-known/openid-configuration`)
   t.equal(await notJwks.keys.refresh(), false)
   t.same(notJwks.fetches, ['invalid'], 'a JSON document without keys is invalid')
+})
+
+t.test('a token without kid is tried against every key that fits its alg; one without exp is accepted', async (t) => {
+  const i = await idp(t, ['RS256', 'RS256', 'EdDSA'])
+  const { keys, check } = setup(t, i, {})
+  await keys.refresh()
+  const second = i.keys.get(i.published[1])
+  const noKid = async (claims: Record<string, unknown> = {}) => await new SignJWT({ iss: i.issuer, sub: 'no-kid', exp: Math.floor(Date.now() / 1000) + 60, ...claims })
+    .setProtectedHeader({ alg: 'RS256' }).sign(second?.privateKey as never)
+  const ok = await check(await noKid())
+  t.equal(ok.ok, true, 'the second of two RS256 keys verified it')
+  const tampered = (await noKid({ sub: 'x' })).replace(/\.[^.]+$/, '.' + Buffer.from('nope').toString('base64url'))
+  const bad = await check(tampered)
+  t.equal(bad.ok ? null : bad.outcome, 'bad_signature', 'no key verifies it')
+  const forever = await check(await i.sign({ claims: { exp: undefined } }))
+  t.equal(forever.ok, true, 'no exp: accepted')
+  t.ok(forever.ok && forever.expiresAtMs > Date.now() && forever.expiresAtMs <= Date.now() + 300_000, 'and kept for 5 minutes at most')
+})
+
+t.test('a JWKS behind a redirect is followed; an oversized or non-JSON answer is invalid', async (t) => {
+  const i = await idp(t)
+  const { createServer } = await import('node:http')
+  const big = 'x'.repeat(2048)
+  const server = createServer((req, res) => {
+    if (req.url === '/moved') res.writeHead(302, { location: i.jwksUrl }).end()
+    else if (req.url === '/big') res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: [], pad: big }))
+    else res.writeHead(200, { 'content-type': 'text/html' }).end('<html>')
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => server.close())
+  const base = `http://127.0.0.1:${(server.address() as { port: number }).port}`
+  const moved = setup(t, i, {}, `${base}/moved`)
+  t.equal(await moved.keys.refresh(), true, 'redirect followed')
+  t.equal((await moved.check(await i.sign())).ok, true)
+  const oversized = setup(t, i, { maxBytes: 1024, firstRetryMs: 10_000 }, `${base}/big`)
+  t.equal(await oversized.keys.refresh(), false)
+  t.same(oversized.fetches, ['invalid'], 'over maxBytes')
+  const html = setup(t, i, { firstRetryMs: 10_000 }, `${base}/html`)
+  t.equal(await html.keys.refresh(), false)
+  t.same(html.fetches, ['invalid'], 'not JSON')
 })
