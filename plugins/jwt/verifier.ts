@@ -126,10 +126,6 @@ export class TokenVerifier {
     return p
   }
 
-  clear (): void {
-    this.#cache.clear()
-  }
-
   async #verify (token: string): Promise<Verdict> {
     let alg: unknown
     let iss: unknown
