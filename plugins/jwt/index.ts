@@ -119,7 +119,8 @@ export default fp(async function jwt (app) {
   app.addHook('onReady', async () => { for (const k of keySets.values()) k.start() })
   app.addHook('onClose', async () => {
     for (const k of keySets.values()) k.close()
-    await dispatcher.close()
+    // A key fetch in flight never holds up shutdown.
+    await dispatcher.destroy()
   })
 
   function hookFor (service: ServiceConfig, keyHook: onRequestHookHandler): onRequestHookHandler {

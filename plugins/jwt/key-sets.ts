@@ -168,6 +168,7 @@ export class KeySet {
   }
 
   #failed (err: unknown): void {
+    if (this.#closed) return
     const outcome = err instanceof FetchFailed ? err.outcome : 'unreachable'
     this.#opts.onFetch(this.issuer, outcome)
     this.#failures++
