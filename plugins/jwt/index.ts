@@ -78,7 +78,7 @@ export default fp(async function jwt (app) {
   const registers = [gatewayMetrics.registry]
   const verifications = new promClient.Counter({
     name: 'gateway_jwt_verifications_total',
-    help: 'JWT verifications by outcome (a token answered from the verified-token cache is not counted)',
+    help: 'JWT tokens checked, by outcome (every refusal; a valid token only when its signature was checked, not from the cache)',
     labelNames: ['outcome'],
     registers
   })

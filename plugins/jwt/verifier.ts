@@ -36,6 +36,9 @@ export interface Refused {
   readonly outcome: Failure
   /** For `no_keys`: the Retry-After of the 503. */
   readonly retryAfter: number
+  /** The key set (and its version) the refusal was decided with; null when no key was involved. */
+  readonly keySet: KeySet | null
+  readonly version: number
 }
 
 export type Verdict = Verified | Refused
@@ -53,11 +56,17 @@ export interface VerifierOptions {
   cacheSize?: number
   /** How long a verified token without `exp` is kept before it is verified again. */
   noExpiryTtlMs?: number
-  /** Called once per verification actually made (a cache hit is not one). */
+  /** Called for every refusal, and for a valid token when it was verified (not from the cache). */
   onOutcome: (outcome: VerifyOutcome) => void
 }
 
-const refused = (outcome: Failure, retryAfter = 0): Refused => ({ ok: false, outcome, retryAfter })
+const refused = (outcome: Failure, retryAfter = 0, keySet: KeySet | null = null, version = 0): Refused => ({ ok: false, outcome, retryAfter, keySet, version })
+/**
+ * Refusals that the same token meets again as long as the keys do not change: remembered, so a
+ * client retrying an expired or forged token costs a lookup, not a signature check. Never
+ * `unknown_kid` (a later refetch may find the key), `not_yet_valid` (time fixes it) or `no_keys`.
+ */
+const REMEMBERED: ReadonlySet<Failure> = new Set(['expired', 'bad_signature', 'wrong_issuer', 'wrong_audience', 'bad_algorithm', 'malformed'])
 /** Longest consumer claim accepted: it becomes a bucket id, a log field and a header. */
 const MAX_SUBJECT = 1024
 
@@ -83,12 +92,14 @@ export class TokenVerifier {
   readonly #issuers: Map<string, Issuer & { options: JWTVerifyOptions, allowed: ReadonlySet<string>, headerIssuer: string }>
   readonly #opts: VerifierOptions
   readonly #cache: LruMap<Verified>
+  readonly #refusals: LruMap<Refused>
   readonly #inflight = new Map<string, Promise<Verdict>>()
   readonly #noExpiryTtlMs: number
 
   constructor (issuers: readonly Issuer[], opts: VerifierOptions) {
     this.#opts = opts
     this.#cache = new LruMap<Verified>(opts.cacheSize ?? 10_000)
+    this.#refusals = new LruMap<Refused>(opts.cacheSize ?? 10_000)
     this.#noExpiryTtlMs = opts.noExpiryTtlMs ?? 300_000
     this.#issuers = new Map(issuers.map((i) => [i.config.issuer, {
       ...i,
@@ -112,11 +123,21 @@ export class TokenVerifier {
       if (now < hit.expiresAtMs && hit.version === hit.keySet.version) return hit
       this.#cache.delete(hash)
     }
+    const no = this.#refusals.get(hash)
+    if (no !== undefined) {
+      // Counted like any refusal: a client insisting with a bad token shows in the metrics.
+      if (no.keySet === null || no.version === no.keySet.version) {
+        this.#opts.onOutcome(no.outcome)
+        return no
+      }
+      this.#refusals.delete(hash)
+    }
     const running = this.#inflight.get(hash)
     if (running !== undefined) return running
     const p = this.#verify(token).then((verdict) => {
       this.#opts.onOutcome(verdict.ok ? 'valid' : verdict.outcome)
       if (verdict.ok) this.#cache.set(hash, verdict)
+      else if (REMEMBERED.has(verdict.outcome)) this.#refusals.set(hash, verdict)
       return verdict
     }, () => {
       this.#opts.onOutcome('malformed')
@@ -148,16 +169,18 @@ export class TokenVerifier {
       if (pending !== null) await pending
       if (keys.keys === null) return refused('no_keys', keys.retryAfterSeconds())
     }
+    let version = keys.version
     let result = await this.#attempt(token, issuer)
     if (result === 'unknown_kid') {
       // A rotated key: fetch the set again now (at most once per 30 s) and try once more.
       const refetch = keys.refetchForKid()
       if (refetch !== null) {
         await refetch
+        version = keys.version
         result = await this.#attempt(token, issuer)
       }
     }
-    if (typeof result === 'string') return refused(result)
+    if (typeof result === 'string') return refused(result, 0, keys, version)
     return this.#accept(result.payload, issuer, result.version)
   }
 

@@ -147,3 +147,33 @@ t.test('a JWKS behind a redirect is followed; an oversized or non-JSON answer is
   t.equal(await html.keys.refresh(), false)
   t.same(html.fetches, ['invalid'], 'not JSON')
 })
+
+t.test('a repeated token, valid or refused, costs no second signature check until the keys change', async (t) => {
+  const jose = await import('jose')
+  let verifications = 0
+  const { TokenVerifier: Counting } = await t.mockImport<typeof import('../../../plugins/jwt/verifier.js')>('../../../plugins/jwt/verifier.js', {
+    jose: { ...jose, jwtVerify: async (...args: Parameters<typeof jose.jwtVerify>) => { verifications++; return await jose.jwtVerify(...args) } }
+  })
+  const i = await idp(t, ['ES256'])
+  const dispatcher = jwksDispatcher()
+  const keys = new KeySet({ issuer: i.issuer, jwksUrl: i.jwksUrl, dispatcher, log, onFetch: () => {}, policy: {} })
+  t.teardown(async () => { keys.close(); await dispatcher.close() })
+  await keys.refresh()
+  const outcomes: string[] = []
+  const verifier = new Counting([{ config: { issuer: i.issuer, jwksUrl: i.jwksUrl, audiences: null, algorithms: ['ES256'] }, keys }], {
+    clockToleranceSeconds: 0, consumerClaim: 'sub', forwardToken: true, onOutcome: (o) => outcomes.push(o)
+  })
+  const good = await i.sign()
+  const expired = await i.sign({ claims: { exp: 1000 } })
+  for (let n = 0; n < 5; n++) {
+    t.equal((await verifier.check(good, Date.now())).ok, true)
+    t.equal((await verifier.check(expired, Date.now())).ok, false)
+  }
+  t.equal(verifications, 2, 'one signature check per token')
+  t.same(outcomes, ['valid', ...Array(5).fill('expired')], 'refusals are counted each time, a cached valid token is not')
+  await i.addKey('ES256')
+  await keys.refresh()
+  await verifier.check(good, Date.now())
+  await verifier.check(expired, Date.now())
+  t.equal(verifications, 4, 'new keys: both verified again')
+})
