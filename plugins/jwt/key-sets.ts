@@ -9,12 +9,11 @@
 //   - a failed refresh keeps the keys in use (logged, counted) and is tried again later.
 import type { FastifyBaseLogger } from 'fastify'
 import { createLocalJWKSet, type JSONWebKeySet, type JWK, type JWTVerifyGetKey } from 'jose'
-import { Agent, interceptors, type Dispatcher } from 'undici'
+import type { Dispatcher } from 'undici'
 import { refreshDelayMs } from '../../lib/jwt.js'
+import { FetchFailed, getJson, type FetchOutcome } from './fetch.js'
 
-/** Outcomes of one JWKS (or discovery) fetch, the label set of gateway_jwt_jwks_fetches_total. */
-export const FETCH_OUTCOMES = ['ok', 'unchanged', 'unreachable', 'bad_status', 'invalid'] as const
-export type FetchOutcome = typeof FETCH_OUTCOMES[number]
+export { FETCH_OUTCOMES, jwksDispatcher, type FetchOutcome } from './fetch.js'
 
 export interface KeySetPolicy {
   fetchTimeoutMs: number
@@ -52,27 +51,6 @@ export interface KeySetOptions {
   log: FastifyBaseLogger
   onFetch: (issuer: string, outcome: FetchOutcome) => void
   policy?: Partial<KeySetPolicy>
-}
-
-/** The HTTP client of key fetches: its own small pool (closed with the app), up to 3 redirects. */
-export function jwksDispatcher (): Dispatcher {
-  return new Agent({ connections: 4, keepAliveTimeout: 10_000 }).compose(interceptors.redirect({ maxRedirections: 3 }))
-}
-
-/** A URL as logs may show it: without user information (a JWKS URL may embed credentials). */
-function shown (url: string): string {
-  try {
-    const u = new URL(url)
-    u.username = ''
-    u.password = ''
-    return u.href
-  } catch {
-    return '(invalid URL)'
-  }
-}
-
-class FetchFailed extends Error {
-  constructor (readonly outcome: FetchOutcome, message: string) { super(message) }
 }
 
 /** Keys the gateway will ever verify with: public, asymmetric, for signatures. */
@@ -192,7 +170,7 @@ export class KeySet {
   async #load (): Promise<number> {
     if (this.#jwksUrl === null) this.#jwksUrl = await this.#discover()
     const url = this.#jwksUrl
-    const { status, headers, body } = await this.#get(url).catch((err: unknown) => {
+    const { status, headers, body } = await getJson(this.#opts.dispatcher, url, this.#policy).catch((err: unknown) => {
       // A discovered jwks_uri that went away is looked up again next time.
       if (this.#opts.jwksUrl === null && err instanceof FetchFailed && err.outcome === 'bad_status') this.#jwksUrl = null
       throw err
@@ -224,56 +202,11 @@ export class KeySet {
   /** OpenID Connect Discovery 1.0 §4: the document's `issuer` must be exactly ours. */
   async #discover (): Promise<string> {
     const base = this.issuer.replace(/\/+$/, '')
-    const { body } = await this.#get(`${base}/.well-known/openid-configuration`)
+    const { body } = await getJson(this.#opts.dispatcher, `${base}/.well-known/openid-configuration`, this.#policy)
     const doc = body as { issuer?: unknown, jwks_uri?: unknown }
     if (doc === null || typeof doc !== 'object') throw new FetchFailed('invalid', 'the discovery document is not a JSON object')
     if (doc.issuer !== this.issuer) throw new FetchFailed('invalid', 'the discovery document names another issuer')
     if (typeof doc.jwks_uri !== 'string' || !/^https?:\/\//i.test(doc.jwks_uri)) throw new FetchFailed('invalid', 'the discovery document has no http(s) jwks_uri')
     return doc.jwks_uri
-  }
-
-  async #get (url: string): Promise<{ status: number, headers: Record<string, string | string[] | undefined>, body: unknown }> {
-    const p = this.#policy
-    let res: Dispatcher.ResponseData
-    try {
-      const u = new URL(url)
-      res = await this.#opts.dispatcher.request({
-        origin: u.origin,
-        path: `${u.pathname}${u.search}`,
-        method: 'GET',
-        headers: { accept: 'application/json' },
-        headersTimeout: p.fetchTimeoutMs,
-        bodyTimeout: p.fetchTimeoutMs,
-        signal: AbortSignal.timeout(p.fetchTimeoutMs)
-      })
-    } catch (err) {
-      throw new FetchFailed('unreachable', `${shown(url)}: ${(err as Error).message}`)
-    }
-    if (res.statusCode !== 200) {
-      res.body.resume()
-      throw new FetchFailed('bad_status', `${shown(url)} answered ${res.statusCode}`)
-    }
-    const chunks: Buffer[] = []
-    let size = 0
-    try {
-      for await (const chunk of res.body) {
-        size += (chunk as Buffer).length
-        if (size > p.maxBytes) {
-          res.body.destroy()
-          throw new FetchFailed('invalid', `${shown(url)} answered more than ${p.maxBytes} bytes`)
-        }
-        chunks.push(chunk as Buffer)
-      }
-    } catch (err) {
-      if (err instanceof FetchFailed) throw err
-      throw new FetchFailed('unreachable', (err as Error).message)
-    }
-    let body: unknown
-    try {
-      body = JSON.parse(Buffer.concat(chunks).toString('utf8'))
-    } catch {
-      throw new FetchFailed('invalid', `${shown(url)} did not answer JSON`)
-    }
-    return { status: res.statusCode, headers: res.headers, body }
   }
 }
