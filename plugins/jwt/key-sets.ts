@@ -43,6 +43,16 @@ export const DEFAULT_POLICY: KeySetPolicy = {
   maxBytes: 1024 * 1024
 }
 
+export interface KeySetStatus {
+  issuer: string
+  keys: 'loaded' | 'never_fetched'
+  key_count: number
+  /** When a fetch last succeeded (ISO-8601), or null. */
+  last_fetch: string | null
+  /** The outcome of the failing fetches since the last success, or null when the last one worked. */
+  failing: FetchOutcome | null
+}
+
 export interface KeySetOptions {
   issuer: string
   /** null: OpenID Connect discovery (`<issuer>/.well-known/openid-configuration` → jwks_uri). */
@@ -71,6 +81,9 @@ export class KeySet {
   #fetching: Promise<boolean> | null = null
   #timer: NodeJS.Timeout | null = null
   #failures = 0
+  #keyCount = 0
+  #lastSuccess: number | null = null
+  #lastFailure: FetchOutcome | null = null
   #nextAttemptAt = 0
   #lastKidRefetch = -Infinity
   #lastWarn = -Infinity
@@ -139,7 +152,19 @@ export class KeySet {
     this.#timer.unref()
   }
 
+  /** What /ready shows of this issuer (it never changes readiness: an IdP outage is not the gateway's). */
+  status (): KeySetStatus {
+    return {
+      issuer: this.issuer,
+      keys: this.keys === null ? 'never_fetched' : 'loaded',
+      key_count: this.#keyCount,
+      last_fetch: this.#lastSuccess === null ? null : new Date(this.#lastSuccess).toISOString(),
+      failing: this.#failures > 0 ? this.#lastFailure : null
+    }
+  }
+
   #succeeded (ttl: number): void {
+    this.#lastSuccess = Date.now()
     if (this.#failures > 0) this.#opts.log.info({ event: 'jwks_fetched', issuer: this.issuer }, `token keys of ${this.issuer} fetched again`)
     this.#failures = 0
     this.#schedule(ttl)
@@ -148,6 +173,7 @@ export class KeySet {
   #failed (err: unknown): void {
     if (this.#closed) return
     const outcome = err instanceof FetchFailed ? err.outcome : 'unreachable'
+    this.#lastFailure = outcome
     this.#opts.onFetch(this.issuer, outcome)
     this.#failures++
     const never = this.keys === null
@@ -191,6 +217,7 @@ export class KeySet {
       this.keys = local
       this.#fingerprint = fingerprint
       this.version++
+      this.#keyCount = keys.length
       outcome = 'ok'
       this.#opts.log.info({ event: 'jwks_loaded', issuer: this.issuer, keys: keys.length, kids: keys.map((k) => k.kid ?? null) },
         `token keys of ${this.issuer} loaded (${keys.length})`)
