@@ -4,7 +4,7 @@
 import CachePolicy from 'http-cache-semantics'
 
 /**
- * Asymmetric JWS algorithms (RFC 7518 §3, RFC 8037) the gateway may accept. `none` and every HMAC
+ * Asymmetric JWS algorithms (RFC 7518 section 3, RFC 8037) the gateway may accept. `none` and every HMAC
  * (`HS*`) are refused whatever is configured: with a public key set, an HMAC "verified" with the
  * public key as its secret is the classic algorithm-confusion forgery.
  */
@@ -30,7 +30,7 @@ export function partitionAlgorithms (list: readonly string[]): { allowed: string
   return { allowed, refused, unknown }
 }
 
-/** Whether a Bearer value is shaped like a compact JWS: three base64url segments (RFC 7515 §7.1). */
+/** Whether a Bearer value is shaped like a compact JWS: three base64url segments (RFC 7515 section 7.1). */
 export function isCompactJws (token: string): boolean {
   let dots = 0
   let segment = 0
@@ -50,7 +50,7 @@ export function isCompactJws (token: string): boolean {
   return dots === 2
 }
 
-/** The scopes a token grants: `scope` (space-separated, RFC 8693 §4.2) and `scp` (array or string). */
+/** The scopes a token grants: `scope` (space-separated, RFC 8693 section 4.2) and `scp` (array or string). */
 export function scopesOf (claims: Record<string, unknown>): Set<string> {
   const scopes = new Set<string>()
   const add = (value: unknown): void => {

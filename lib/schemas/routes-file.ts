@@ -27,7 +27,7 @@ const WebSocketFields = {
   maxTunnels: z.number().int().min(1).max(1_000_000).optional()
 }
 
-/** RFC 6749 §3.3 scope-token: printable ASCII but space, `"` and `\\`. */
+/** RFC 6749 section 3.3 scope-token: printable ASCII but space, `"` and `\\`. */
 const scopeToken = z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]{1,128}$/, 'must be a scope token (printable ASCII, no space, " or \\)')
 
 /** Which credentials a service accepts and the scopes a JWT must carry for it (docs/jwt.md). */

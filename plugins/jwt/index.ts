@@ -3,7 +3,7 @@
 // gets an authenticate hook that verifies `Authorization: Bearer <compact JWS>` and otherwise
 // hands the request to the API-key hook. A valid token makes the consumer `jwt:<iss>:<sub>`: its
 // own rate-limit bucket, its id in the access log, X-Consumer-Id toward the backend.
-// Answers follow RFC 6750 §3: 401 `error="invalid_token"`, 403 `error="insufficient_scope"`, in the
+// Answers follow RFC 6750 section 3: 401 `error="invalid_token"`, 403 `error="insufficient_scope"`, in the
 // gateway's JSON envelope; 503 with Retry-After while an issuer's keys were never fetched.
 import type { FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify'
 import fp from 'fastify-plugin'

@@ -226,7 +226,7 @@ export class KeySet {
     return refreshDelayMs(url, status, headers, { defaultMs: this.#policy.defaultRefreshMs, minMs: this.#policy.minRefreshMs, maxMs: this.#policy.maxRefreshMs })
   }
 
-  /** OpenID Connect Discovery 1.0 §4: the document's `issuer` must be exactly ours. */
+  /** OpenID Connect Discovery 1.0 section 4: the document's `issuer` must be exactly ours. */
   async #discover (): Promise<string> {
     const base = this.issuer.replace(/\/+$/, '')
     const { body } = await getJson(this.#opts.dispatcher, `${base}/.well-known/openid-configuration`, this.#policy)
