@@ -77,6 +77,10 @@
 //              request is a hit (compare with plain: the same request proxied).
 //   cachemiss  as plain, with the cache on but nothing storable (`ttlSeconds: 0`, the backend states
 //              no freshness): every request is a miss; the cost of the cache on the miss path.
+//   jwt        as full, but the consumer is a JWT (one token, repeated: verified once, then from
+//              the verified-token cache; docs/jwt.md) from a local issuer this script serves
+//              (JWT_ISSUER, JWT_JWKS_URL). Target: ≤ 5% more CPU per request than `full`. A
+//              first-seen token's cost per algorithm is bench/jwt-verify.js's.
 //   workers    full pipeline on Redis with WORKERS=<BENCH_WORKERS> (default 2), only when
 //              src/server.ts supports WORKERS; given every CPU (it needs several), so compare it
 //              with care: the load generator and backend compete with it.
@@ -176,7 +180,8 @@ const GATEWAY_KINDS = [
   // hit (the backend's answer stored for an hour), and every request a miss (nothing storable: the
   // lookup, the coalescing and the body tap run, nothing is kept).
   { kind: 'cachehit', label: 'gateway: plain proxy + cache hit', auth: 'none', key: false, logLevel: 'warn', retries: false, noLimit: true, cache: { ttlSeconds: 3600 }, expectCache: 'gateway; hit' },
-  { kind: 'cachemiss', label: 'gateway: plain proxy + cache miss', auth: 'none', key: false, logLevel: 'warn', retries: false, noLimit: true, cache: { ttlSeconds: 0 }, expectCache: 'gateway; fwd=miss; fwd-status=200' }
+  { kind: 'cachemiss', label: 'gateway: plain proxy + cache miss', auth: 'none', key: false, logLevel: 'warn', retries: false, noLimit: true, cache: { ttlSeconds: 0 }, expectCache: 'gateway; fwd=miss; fwd-status=200' },
+  { kind: 'jwt', label: 'gateway: full pipeline, JWT consumer', auth: 'required', key: false, jwt: true, logLevel: 'info', retries: true }
 ]
 
 /** A client's trace context: every request of the `traced` case continues this trace. */
@@ -191,6 +196,27 @@ async function startOtlpSink () {
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
   return { url: `http://127.0.0.1:${server.address().port}`, close: () => new Promise((resolve) => { server.closeAllConnections(); server.close(resolve) }) }
 }
+
+
+/**
+ * The JWT cases' issuer: an ES256 key made here, its JWKS served by this script on loopback, and
+ * one token (an hour long) every JWT case sends. Started only when a JWT case runs.
+ */
+async function startIssuer () {
+  const { exportJWK, SignJWT } = await import('jose')
+  const { generateKeyPairSync } = await import('node:crypto')
+  const { createServer } = await import('node:http')
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' })
+  const jwks = JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid: 'bench', alg: 'ES256', use: 'sig' }] })
+  const server = createServer((_req, res) => { res.writeHead(200, { 'content-type': 'application/json' }).end(jwks) })
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
+  server.unref()
+  const issuer = 'https://bench-issuer.example'
+  const token = await new SignJWT({ scope: 'bench' }).setProtectedHeader({ alg: 'ES256', kid: 'bench', typ: 'JWT' })
+    .setIssuer(issuer).setSubject('bench-consumer').setIssuedAt().setExpirationTime('1h').sign(privateKey)
+  return { issuer, jwksUrl: `http://127.0.0.1:${server.address().port}/jwks`, token, close: () => server.close() }
+}
+let jwtIssuer = null
 
 /** Caps far above what 50 connections can reach: the limiter runs on every request, never sheds. */
 const NEVER_REACHED_CAP = 100000
@@ -235,7 +261,8 @@ async function startGateway (c, backendUrl, withRateLimitOff, attempt = 1) {
     ...(c.caps ? { MAX_CONCURRENT_REQUESTS: String(NEVER_REACHED_CAP) } : {}),
     ...(c.exportSpans
       ? { OTEL_TRACES_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_ENDPOINT: c.otlpSink, OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: '0.1' }
-      : {})
+      : {}),
+    ...(c.jwt ? { JWT_ISSUER: jwtIssuer.issuer, JWT_JWKS_URL: jwtIssuer.jwksUrl } : {})
   }
   const name = `${c.id}${withRateLimitOff ? '-nolimit' : ''}${attempt > 1 ? `-${attempt}` : ''}`
   // Children inherit this script's affinity (CPU 0), so the WORKERS case is given every CPU.
@@ -304,6 +331,13 @@ async function probe (c) {
     await again.arrayBuffer()
     const status = again.headers.get('cache-status')
     c.checks.push(status === c.expectCache ? `Cache-Status: ${status}` : `WARNING: Cache-Status ${status} (expected ${c.expectCache})`)
+  }
+  if (c.jwt) {
+    // The same token with its signature's last characters changed: it must not verify.
+    const token = c.headers.authorization.slice(7)
+    const forged = await fetch(c.url, { headers: { authorization: `Bearer ${token.slice(0, -4)}${token.endsWith('AAAA') ? 'BBBB' : 'AAAA'}` } })
+    await forged.arrayBuffer()
+    c.checks.push(forged.status === 401 ? 'token verified (401 for a forged signature), then answered from the verified-token cache' : `WARNING: ${forged.status} for a forged token (expected 401)`)
   }
   if (c.kind === 'full') {
     const metrics = await fetch(`${c.base}/metrics`).then((r) => r.text()).catch(() => '')
@@ -427,6 +461,7 @@ function describe (c) {
   }
   if (c.kind === 'ratelimit') parts.push('auth "optional", no key sent: anonymous per-IP token bucket, retries off, LOG_LEVEL=warn')
   if (c.kind === 'keyauth') parts.push('auth "required", X-API-Key: key lookup + per-key token bucket, retries off, LOG_LEVEL=warn')
+  if (c.kind === 'jwt') parts.push('as "full pipeline", but `Authorization: Bearer <JWT>` (ES256, one token repeated) instead of an API key: per-consumer token bucket `jwt:<iss>:<sub>`')
   if (c.kind === 'capped') parts.push(`as "full pipeline", plus maxConcurrent and MAX_CONCURRENT_REQUESTS of ${NEVER_REACHED_CAP} (the limiter runs, never sheds)`)
   if (c.kind === 'full') {
     parts.push('as "+ key auth", plus retries on (RETRY_MAX_RETRIES=3) and LOG_LEVEL=info (one JSON line per request to a file)')
@@ -495,10 +530,12 @@ async function main () {
     c.adminPassword = randomBytes(12).toString('hex')
     c.redisPrefix = `${redisPrefixBase}${i}:`
   })
+  if (selected.some((c) => c.jwt)) jwtIssuer = await startIssuer()
   await Promise.all(selected.map((c) => setUpGateway(c, backendUrl)))
   for (const c of selected) {
     c.url = c.base + BENCH_PATH
     if (c.key) await createKey(c)
+    if (c.jwt) c.headers = { authorization: `Bearer ${jwtIssuer.token}` }
     if (c.traceparent) c.headers.traceparent = CLIENT_TRACEPARENT
     if (c.workers && childPids(c.proc.pid).length === 0) notes.push(`${c.id}: WORKERS=${c.workers} accepted but no worker processes found`)
   }
@@ -701,7 +738,7 @@ async function main () {
   // The concurrency limiter's cost: CPU per request is steadier than req/s on a shared machine, but
   // a few percent still hide in its round-to-round spread, which the caveat reports.
   const spread = (c) => {
-    const xs = c.rounds.map((x) => x.cpuUs).filter(Number.isFinite)
+    const xs = (c?.rounds ?? []).map((x) => x.cpuUs).filter(Number.isFinite)
     return xs.length > 1 ? (Math.max(...xs) / Math.min(...xs) - 1) * 100 : NaN
   }
   for (const store of ['embedded', 'redis']) {
@@ -734,6 +771,15 @@ async function main () {
     target(`cachemiss-${store}-cost`, `a cache miss adds ≤ 5% CPU per request to the same request proxied (${store})`, plain && miss ? (miss.cpuUs / plain.cpuUs - 1) * 100 : NaN,
       (m) => `${fmt(m, 1)}% (${fmt(miss.cpuUs, 1)} vs ${fmt(plain.cpuUs, 1)} µs/req)`, (m) => m <= 5,
       `rounds spread ${fmt(plain ? spread(plain) : NaN, 0)}% in CPU/req: below that, noise`)
+  }
+  // A JWT consumer (repeated token) against an API-key consumer, same pipeline otherwise.
+  for (const store of ['embedded', 'redis']) {
+    const full = byId(`full-${store}`)
+    const jwt = byId(`jwt-${store}`)
+    const cost = full && jwt ? (jwt.cpuUs / full.cpuUs - 1) * 100 : NaN
+    target(`jwt-${store}-cost`, `a JWT consumer (repeated token) costs ≤ 5% more CPU per request than an API key (${store})`, cost,
+      (m) => `${fmt(m, 1)}% (${fmt(jwt.cpuUs, 1)} vs ${fmt(full.cpuUs, 1)} µs/req; ${fmt(jwt.ratio, 2)}× vs ${fmt(full.ratio, 2)}× baseline req/s)`, (m) => m <= 5,
+      `rounds spread ${fmt(spread(full), 0)}% in CPU/req; a first-seen token: node bench/jwt-verify.js`)
   }
   const at = `${fmt(rate)} req/s = ${S.latencyFraction} × ${saturationOf === baseline ? 'baseline' : 'full (redis)'} saturation`
   const lagCaveat = lagging.length ? 'generator fell behind: unreliable' : null
@@ -787,6 +833,7 @@ let otlpSink = null
 async function cleanup () {
   cleaning ??= (async () => {
     if (redisPinned) spawnSync('taskset', ['-a', '-p', redisPinned.mask, String(redisPinned.pid)], { stdio: 'ignore' })
+    jwtIssuer?.close()
     await procs?.stopAll()
     await otlpSink?.close()
     if (redis) {

@@ -1,7 +1,8 @@
 // `npm run demo`: the quick start that works. The compiled gateway on the embedded store, with two
 // sample backends for user-service and one for auth-service (docker/sample-backend.js) on free
 // loopback ports and a routes file pointing at them; port 8081 (or PORT); ADMIN_PASSWORD when set,
-// else a generated one. Prints the password it used and the next three curl commands.
+// else a generated one. Prints the password it used and the next three curl commands. A local demo
+// token issuer (examples/demo-issuer.js) is JWT_ISSUER, so a minted token works too (docs/jwt.md).
 // SIGINT/SIGTERM stop the gateway (it drains), then the backends, then the demo (exit 0).
 import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
@@ -14,6 +15,7 @@ import { fileURLToPath } from 'node:url'
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 const SERVER = join(ROOT, 'dist/src/server.js')
 const BACKEND = join(ROOT, 'docker/sample-backend.js')
+const ISSUER = join(ROOT, 'examples/demo-issuer.js')
 
 if (!existsSync(SERVER)) {
   process.stderr.write('demo: dist/ is missing; run `npm ci` (or `npm run build`) first\n')
@@ -56,6 +58,9 @@ for (const name of ['user-service-1', 'user-service-2', 'auth-service']) {
   start(name, [BACKEND], { PORT: String(p), SERVICE_NAME: name }, 'ignore')
   backends.push({ name, url: `http://127.0.0.1:${p}` })
 }
+const issuerPort = await freePort()
+start('demo-issuer', [ISSUER], { PORT: String(issuerPort) }, 'ignore')
+const issuer = `http://127.0.0.1:${issuerPort}`
 const routesFile = join(dataDir, 'demo-routes.json')
 writeFileSync(routesFile, JSON.stringify({
   services: [
@@ -72,6 +77,8 @@ const gateway = start('gateway', ['--max-semi-space-size=16', SERVER], {
   ROUTES_FILE: routesFile,
   ADMIN_PASSWORD: password,
   ADMIN_AUTH_ENABLED: 'true',
+  // Its keys are fetched in the background: the gateway starts without waiting for the issuer.
+  JWT_ISSUER: issuer,
   HEALTH_CHECK_INTERVAL_SECONDS: process.env.HEALTH_CHECK_INTERVAL_SECONDS || '5'
 }, ['ignore', 'inherit', 'inherit'])
 
@@ -119,6 +126,10 @@ Next:
   curl ${base}/health
   curl -u ${q(`admin:${password}`)} -X POST ${base}/admin/apikeys -H 'Content-Type: application/json' -d '{"name":"my-app","rate_limit":100}'
   curl -H "X-API-Key: <data.raw_key from the answer above>" ${base}/api/users/me
+
+Or as a JWT consumer, with a token minted by the demo issuer at ${issuer}:
+  TOKEN=$(curl -s '${issuer}/token?sub=demo-user')
+  curl -H "Authorization: Bearer $TOKEN" ${base}/api/users/me
 
 Ctrl-C stops the gateway and the backends.
 `)

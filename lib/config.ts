@@ -7,15 +7,17 @@ import { extname, resolve } from 'node:path'
 import { parseEnv } from 'node:util'
 import { parse as parseYaml } from 'yaml'
 import { EnvSchema } from './schemas/env.js'
-import { RoutesFileSchema, ServiceFileEntry, type ServiceDefinition } from './schemas/routes-file.js'
+import { RoutesFileSchema, ServiceFileEntry, type IssuerDefinition, type ServiceDefinition } from './schemas/routes-file.js'
 import { isHttpUrl } from './schemas/url.js'
 import { tracingConfig, type TracingConfig } from './schemas/otel-env.js'
 import { VERSION } from './version.js'
+import { partitionAlgorithms } from './jwt.js'
 
 export { KNOWN_VARIABLES } from './schemas/env.js'
 
 export type BalanceStrategy = 'round-robin' | 'weighted' | 'random'
 export type ServiceAuth = 'optional' | 'required' | 'none'
+export type AuthMethod = 'apikey' | 'jwt'
 
 export interface RetryConfig {
   maxRetries: number
@@ -39,6 +41,10 @@ export interface ServiceConfig {
   stripPrefix: boolean
   timeoutMs: number
   auth: ServiceAuth
+  /** Credentials the service accepts (docs/jwt.md); `auth: required` means one of them. */
+  authMethods: readonly AuthMethod[]
+  /** Scopes a JWT must carry to call the service; empty: none. API keys carry no scopes. */
+  scopes: readonly string[]
   rateLimit: { rpm: number, burst: number } | null
   /** `rateLimit: false` in the routes file: this service takes no tokens at all. */
   unlimited: boolean
@@ -63,6 +69,30 @@ export interface CacheConfig {
   ttlSeconds: number
   maxEntryBytes: number
   staleIfErrorSeconds: number
+}
+
+/** One accepted token issuer (docs/jwt.md). */
+export interface IssuerConfig {
+  /** The exact `iss` value accepted. */
+  issuer: string
+  /** Where its keys are; null: OpenID Connect discovery from `<issuer>/.well-known/openid-configuration`. */
+  jwksUrl: string | null
+  /** `aud` must contain one of these; null: not checked. */
+  audiences: string[] | null
+  /** Allowed `alg` values (never none or HS*). */
+  algorithms: string[]
+}
+
+export interface JwtConfig {
+  /** Empty: JWT consumers are off and every non-key Bearer passes through untouched. */
+  issuers: IssuerConfig[]
+  clockToleranceSeconds: number
+  /** The claim naming the consumer (`sub` by default). */
+  consumerClaim: string
+  /** true: the backend receives the token; false: Authorization is removed. */
+  forwardToken: boolean
+  /** Algorithms configured but refused (none, HS*): start-up logs a warning naming them. */
+  refusedAlgorithms: string[]
 }
 
 export interface RedisConfig {
@@ -125,6 +155,8 @@ export interface Config {
   adminListener: { host: string, port: number } | null
   /** Trace context and OpenTelemetry export, from the standard OTEL_* variables (docs/tracing.md). */
   tracing: TracingConfig
+  /** JWT and OpenID Connect consumers (docs/jwt.md). */
+  jwt: JwtConfig
 }
 
 /** One line per problem, each naming the variable. */
@@ -192,9 +224,16 @@ export function loadConfig (source: NodeJS.ProcessEnv = process.env, options: Lo
     multiplier: e.RETRY_MULTIPLIER,
     jitterFactor: e.RETRY_JITTER_FACTOR
   }
+  const fileIssuers: IssuerDefinition[] = []
   const services = e.ROUTES_FILE !== undefined
-    ? readRoutesFile(resolve(cwd, e.ROUTES_FILE), retry, e.UPSTREAM_TIMEOUT_MS, problems)
+    ? readRoutesFile(resolve(cwd, e.ROUTES_FILE), retry, e.UPSTREAM_TIMEOUT_MS, problems, fileIssuers)
     : defaultServices(e.AUTH_SERVICE_URL, e.USER_SERVICE_URL, retry, e.UPSTREAM_TIMEOUT_MS)
+  const jwt = jwtConfig(e, fileIssuers, problems)
+  if (jwt.issuers.length === 0) {
+    services.forEach((s, i) => {
+      if (s.authMethods.length === 1 && s.authMethods[0] === 'jwt') problems.push(`ROUTES_FILE: ${i}.authMethods: ${JWT_OFF}`)
+    })
+  }
 
   if (problems.length > 0) throw new ConfigError(problems)
 
@@ -265,7 +304,8 @@ export function loadConfig (source: NodeJS.ProcessEnv = process.env, options: Lo
     },
     cacheMaxBytes: e.CACHE_MAX_BYTES,
     adminListener: e.ADMIN_PORT === undefined ? null : { host: e.ADMIN_HOST ?? '127.0.0.1', port: e.ADMIN_PORT },
-    tracing
+    tracing,
+    jwt
   })
 }
 
@@ -278,6 +318,55 @@ function mergedEnvironment (source: NodeJS.ProcessEnv, options: LoadOptions): Re
   }
   for (const [k, v] of Object.entries(source)) if (v !== undefined) merged[k] = v
   return merged
+}
+
+const JWT_OFF = 'service accepts only "jwt" but no issuer is configured (set JWT_ISSUER or issuers in ROUTES_FILE)'
+
+/**
+ * The accepted issuers: JWT_ISSUER (with JWT_JWKS_URL, JWT_AUDIENCE) first, then the routes
+ * file's `issuers`; JWT_ALGORITHMS and the other JWT_* variables are the defaults of every one.
+ */
+function jwtConfig (e: ReturnType<typeof EnvSchema.parse>, fromFile: IssuerDefinition[], problems: string[]): JwtConfig {
+  const refused = new Set<string>()
+  const algorithms = (list: string[], where: string): string[] => {
+    const { allowed, refused: bad, unknown } = partitionAlgorithms(list)
+    for (const alg of bad) refused.add(alg)
+    if (unknown.length > 0) problems.push(`${where}: unknown algorithm ${unknown.join(', ')} (use RS256, PS256, ES256, EdDSA, …)`)
+    else if (allowed.length === 0) problems.push(`${where}: none and HS* algorithms are never accepted; list at least one asymmetric algorithm (RS256, ES256, EdDSA, …)`)
+    return allowed
+  }
+  const defaults = algorithms(e.JWT_ALGORITHMS, 'JWT_ALGORITHMS')
+  const issuers: IssuerConfig[] = []
+  const seen = new Set<string>()
+  // `where`: null for the JWT_* variables, else the routes-file path of the entry.
+  const add = (d: IssuerDefinition, where: string | null): void => {
+    const name = (field: 'issuer' | 'jwksUrl'): string => where !== null ? `${where}${field}` : field === 'issuer' ? 'JWT_ISSUER' : 'JWT_JWKS_URL'
+    if (seen.has(d.issuer)) problems.push(`${name('issuer')}: "${d.issuer}" is configured twice`)
+    seen.add(d.issuer)
+    if (d.jwksUrl === undefined && !isHttpUrl(d.issuer)) {
+      problems.push(`${name('issuer')}: must be an http(s) URL for OpenID Connect discovery, or give its JWKS URL (${name('jwksUrl')})`)
+    }
+    issuers.push({
+      issuer: d.issuer,
+      jwksUrl: d.jwksUrl ?? null,
+      audiences: d.audiences ?? null,
+      algorithms: d.algorithms === undefined ? defaults : algorithms(d.algorithms, `${where ?? ''}algorithms`)
+    })
+  }
+  if (e.JWT_ISSUER !== undefined) {
+    add({ issuer: e.JWT_ISSUER, jwksUrl: e.JWT_JWKS_URL, audiences: e.JWT_AUDIENCE?.length === 0 ? undefined : e.JWT_AUDIENCE }, null)
+  } else {
+    if (e.JWT_JWKS_URL !== undefined) problems.push('JWT_JWKS_URL: needs JWT_ISSUER (the iss its tokens carry)')
+    if (e.JWT_AUDIENCE !== undefined) problems.push('JWT_AUDIENCE: needs JWT_ISSUER')
+  }
+  fromFile.forEach((d, i) => add(d, `ROUTES_FILE: issuers.${i}.`))
+  return {
+    issuers,
+    clockToleranceSeconds: e.JWT_CLOCK_TOLERANCE_SECONDS,
+    consumerClaim: e.JWT_CONSUMER_CLAIM,
+    forwardToken: e.JWT_FORWARD_TOKEN,
+    refusedAlgorithms: [...refused]
+  }
 }
 
 /**
@@ -319,6 +408,8 @@ export function serviceFromDefinition (s: ServiceDefinition, retry: RetryConfig,
     stripPrefix: s.stripPrefix,
     timeoutMs: s.timeoutMs ?? timeoutMs,
     auth: s.auth,
+    authMethods: s.authMethods ?? ['apikey', 'jwt'],
+    scopes: s.scopes ?? [],
     rateLimit: s.rateLimit === false ? null : s.rateLimit ?? null,
     unlimited: s.rateLimit === false,
     retry: { ...retry, ...s.retry },
@@ -333,9 +424,13 @@ export function serviceFromDefinition (s: ServiceDefinition, retry: RetryConfig,
   }
 }
 
-/** Problems of one definition that the schema alone cannot see (each prefixed with `where`). */
-export function definitionProblems (s: ServiceDefinition, retry: RetryConfig, where: string): string[] {
+/**
+ * Problems of one definition that the schema alone cannot see (each prefixed with `where`).
+ * `jwtEnabled` false: a service that accepts only JWTs could never be called.
+ */
+export function definitionProblems (s: ServiceDefinition, retry: RetryConfig, where: string, jwtEnabled = true): string[] {
   const problems: string[] = []
+  if (!jwtEnabled && s.authMethods?.length === 1 && s.authMethods[0] === 'jwt') problems.push(`${where}authMethods: ${JWT_OFF}`)
   const prefix = normalPrefix(s.prefix)
   const taken = gatewayPathTaken(prefix)
   if (taken !== undefined) problems.push(`${where}prefix: service "${s.name}" uses "${prefix}", which is the gateway's own ${taken}`)
@@ -352,6 +447,10 @@ export function reloadRoutesFile (config: Config): { services: ServiceConfig[], 
   if (config.routesFile === null) return { services: config.services, problems: [] }
   const problems: string[] = []
   const services = readRoutesFile(config.routesFile, config.retry, config.upstreamTimeoutMs, problems)
+  // Issuers are read at start only; a service that needs them is checked against those.
+  if (config.jwt.issuers.length === 0) {
+    services.forEach((s, i) => { for (const p of definitionProblems(s.definition, config.retry, `${i}.`, false)) if (p.includes('authMethods')) problems.push(`ROUTES_FILE: ${p}`) })
+  }
   return { services: problems.length > 0 ? [] : services, problems }
 }
 
@@ -360,7 +459,7 @@ export function reloadRoutesFile (config: Config): { services: ServiceConfig[], 
  * problem is pushed to `problems` as a `ROUTES_FILE: …` line. `api-gateway services apply` reads
  * its file with this too (docs/cli.md).
  */
-export function readRoutesFile (file: string, retry: RetryConfig, timeoutMs: number, problems: string[]): ServiceConfig[] {
+export function readRoutesFile (file: string, retry: RetryConfig, timeoutMs: number, problems: string[], issuers: IssuerDefinition[] = []): ServiceConfig[] {
   let raw: unknown
   try {
     const text = readFileSync(file, 'utf8')
@@ -378,6 +477,7 @@ export function readRoutesFile (file: string, retry: RetryConfig, timeoutMs: num
     return []
   }
   const entries = Array.isArray(parsed.data) ? parsed.data : parsed.data.services
+  if (!Array.isArray(parsed.data)) issuers.push(...(parsed.data.issuers ?? []))
   const names = new Set<string>()
   const prefixes = new Set<string>()
   const services = entries.map((s, i): ServiceConfig => {

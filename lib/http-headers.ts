@@ -72,8 +72,16 @@ export function upstreamHeaders (request: FastifyRequest, transform: HeaderTrans
 
   const consumer = request.consumer
   if (consumer !== null) {
-    out['x-consumer-id'] = consumer.id
-    out['x-consumer-name'] = consumer.name
+    const token = consumer.token
+    if (token == null) {
+      out['x-consumer-id'] = consumer.id
+      out['x-consumer-name'] = consumer.name
+    } else {
+      // A JWT consumer (docs/jwt.md): its subject and issuer; the token itself only if configured.
+      out['x-consumer-id'] = token.subject
+      out['x-consumer-issuer'] = token.issuer
+      if (!token.forward) delete out.authorization
+    }
   }
   const peer = raw.socket.remoteAddress ?? ''
   const xff = given['x-forwarded-for']

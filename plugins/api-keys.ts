@@ -17,7 +17,17 @@ import { canonicalTimeZone } from '../lib/quota-period.js'
 import { AmbiguousCredentials, InvalidApiKey, MissingApiKey, RateLimited, ServiceForbidden, StoreUnavailable } from '../lib/errors.js'
 import type { ApiKeyRecord, Quota, StoredApiKey } from './store/types.js'
 
+/** A verified JWT's identity toward the backend (plugins/jwt/, docs/jwt.md). */
+export interface TokenIdentity {
+  /** The consumer claim (`sub`), header-safe: what X-Consumer-Id carries. */
+  subject: string
+  issuer: string
+  /** JWT_FORWARD_TOKEN: whether the backend receives the Authorization field. */
+  forward: boolean
+}
+
 export interface Consumer {
+  /** Bucket and log identity: the key id, or `jwt:<iss>:<sub>`. */
   id: string
   name: string
   rateLimit: number | null
@@ -25,6 +35,8 @@ export interface Consumer {
   services: string[] | null
   /** The key's quota (docs/policies.md#quotas), counted by plugins/quotas.ts; null for none. */
   quota: Quota | null
+  /** null for an API key. */
+  token: TokenIdentity | null
 }
 
 export interface NewApiKey {
@@ -97,7 +109,8 @@ function toConsumer (key: StoredApiKey): Consumer {
     rateLimit: key.rate_limit,
     burst: key.burst,
     services: key.services === null ? null : Object.freeze([...key.services]) as string[],
-    quota: key.quota === null ? null : Object.freeze({ ...key.quota })
+    quota: key.quota === null ? null : Object.freeze({ ...key.quota }),
+    token: null
   })
 }
 

@@ -24,7 +24,9 @@ export default async function healthRoutes (app: FastifyInstance): Promise<void>
         kind: app.store.kind,
         status: store ? 'up' : 'down',
         ...(app.store.warnings.length > 0 ? { warnings: app.store.warnings } : {})
-      }
+      },
+      // Shown, never a reason to be unready: an IdP outage must not take every instance out (docs/jwt.md).
+      ...(app.jwtAuth.enabled ? { jwt: [...app.jwtAuth.keySets.values()].map((k) => k.status()) } : {})
     })
   })
 

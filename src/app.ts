@@ -17,6 +17,7 @@ import accessLog, { requestSerializer } from '../plugins/access-log.js'
 import tracing from '../plugins/tracing/index.js'
 import store from '../plugins/store/index.js'
 import apiKeys from '../plugins/api-keys.js'
+import jwt from '../plugins/jwt/index.js'
 import rateLimit from '../plugins/rate-limit.js'
 import circuitBreakers from '../plugins/circuit-breakers.js'
 import healthChecks from '../plugins/health-checks.js'
@@ -115,6 +116,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   await app.register(accessLog)
   await app.register(store)
   await app.register(apiKeys)
+  await app.register(jwt)
   await app.register(rateLimit)
   // Traffic policies (docs/policies.md): the proxy's admit runs IP rules before the key, the
   // quota after the rate limit.

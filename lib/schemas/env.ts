@@ -1,7 +1,7 @@
 // The gateway's environment variables (docs/configuration.md): one zod schema, each variable with its default.
 // An unset or empty variable means "use the default"; lib/config.ts cross-checks and shapes them.
 import { z } from 'zod'
-import { backendUrl } from './url.js'
+import { backendUrl, httpUrl } from './url.js'
 import { OtelEnvShape } from './otel-env.js'
 
 const blankToUndefined = (v: unknown) => (typeof v === 'string' && v.trim() === '' ? undefined : v)
@@ -73,6 +73,15 @@ export const EnvSchema = z.object({
   CACHE_MAX_BYTES: env(int(1024, 64 * 1024 ** 3).default(64 * 1024 * 1024)),
   ADMIN_HOST: env(z.string().trim().optional()),
   ADMIN_PORT: env(int(0, 65535).optional()),
+  // JWT consumers (docs/jwt.md): off unless JWT_ISSUER (or `issuers` in ROUTES_FILE) is set.
+  JWT_ISSUER: env(z.string().trim().max(2048).optional()),
+  JWT_JWKS_URL: env(httpUrl().optional()),
+  JWT_AUDIENCE: env(z.string().transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean)).optional()),
+  JWT_ALGORITHMS: env(z.string().transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean))
+    .pipe(z.array(z.string()).min(1, 'must list at least one algorithm')).default(['RS256', 'PS256', 'ES256', 'EdDSA'])),
+  JWT_CLOCK_TOLERANCE_SECONDS: env(int(0, 600).default(30)),
+  JWT_CONSUMER_CLAIM: env(z.string().trim().regex(/^[A-Za-z0-9_.:-]{1,64}$/, 'must be a claim name (1-64 characters of A-Z a-z 0-9 _ . : -)').default('sub')),
+  JWT_FORWARD_TOKEN: env(bool().default(true)),
   // Tracing: only the standard OpenTelemetry variables (docs/tracing.md).
   ...OtelEnvShape
 })

@@ -2,7 +2,7 @@
 // an unknown field is an error naming its path. lib/config.ts adds the cross-checks and defaults
 // that depend on the environment.
 import { z } from 'zod'
-import { backendUrl } from './url.js'
+import { backendUrl, httpUrl } from './url.js'
 import { parseCidr } from '../ip-rules.js'
 import { headerRuleProblems } from '../header-rules.js'
 
@@ -38,6 +38,27 @@ export const CacheSettings = z.strictObject({
   staleIfErrorSeconds: z.number().int().min(0).max(31_536_000).default(0)
     .describe('How long past its freshness an entry may answer instead of a backend error or an open breaker')
 }).describe('Shared HTTP response cache for GET and HEAD (RFC 9111)')
+
+/** RFC 6749 section 3.3 scope-token: printable ASCII but space, `"` and `\\`. */
+const scopeToken = z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]{1,128}$/, 'must be a scope token (printable ASCII, no space, " or \\)')
+
+/** Which credentials a service accepts and the scopes a JWT must carry for it (docs/jwt.md). */
+const AuthFields = {
+  authMethods: z.array(z.enum(['apikey', 'jwt'])).min(1).max(2)
+    .refine((m) => new Set(m).size === m.length, 'must not repeat a method').optional()
+    .describe('Credentials this service accepts: apikey, jwt (default both)'),
+  scopes: z.array(scopeToken).max(64).optional()
+    .describe('Scopes a JWT must carry (scope or scp claim) to call this service; 403 insufficient_scope otherwise')
+}
+
+/** One more token issuer besides JWT_ISSUER (docs/jwt.md); unset fields take the JWT_* defaults. */
+export const IssuerEntry = z.strictObject({
+  issuer: z.string().trim().min(1).max(2048),
+  jwksUrl: httpUrl().optional(),
+  audiences: z.array(z.string().min(1)).min(1).optional(),
+  algorithms: z.array(z.string()).min(1).optional()
+})
+export type IssuerDefinition = z.output<typeof IssuerEntry>
 
 const RetryOverride = z.strictObject({
   maxRetries: z.number().int().min(0).max(20),
@@ -85,7 +106,9 @@ export const ServiceFileEntry = z.strictObject({
   queueTimeoutMs: z.number().int().min(0).max(600_000).default(0),
   cache: CacheSettings.optional(),
   ...WebSocketFields,
-  ...PolicyFields
+  ...PolicyFields,
+  ...WebSocketFields,
+  ...AuthFields
 })
 
 /** A validated service definition (defaults applied), as the routes file and the store hold it. */
@@ -93,7 +116,7 @@ export type ServiceDefinition = z.output<typeof ServiceFileEntry>
 
 export const RoutesFileSchema = z.union([
   z.array(ServiceFileEntry),
-  z.strictObject({ services: z.array(ServiceFileEntry) })
+  z.strictObject({ services: z.array(ServiceFileEntry), issuers: z.array(IssuerEntry).optional() })
 ])
 
 export type RoutesFile = z.infer<typeof RoutesFileSchema>

@@ -66,6 +66,7 @@ const MAX_WRITE_ATTEMPTS = 3
 export default fp(async function services (app) {
   const { config, gatewayMetrics: metrics, store } = app
   const source = config.servicesSource
+  const jwtEnabled = config.jwt.issuers.length > 0
   const tables = new ServiceTables(new ServiceTable([]))
   /** Every stored definition, valid or not, as of `version` (local writes update it exactly). */
   let stored: StoredService[] = []
@@ -92,7 +93,7 @@ export default fp(async function services (app) {
     for (const s of [...entries].sort((a, b) => a.version - b.version)) {
       const parsed = ServiceFileEntry.safeParse(s.definition)
       const problems = parsed.success
-        ? [...definitionProblems(parsed.data, config.retry, ''), ...(parsed.data.name === s.name ? [] : ['name: does not match the stored name'])]
+        ? [...definitionProblems(parsed.data, config.retry, '', jwtEnabled), ...(parsed.data.name === s.name ? [] : ['name: does not match the stored name'])]
         : parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`)
       if (!parsed.success || problems.length > 0) {
         app.log.error({ event: 'service_definition_invalid', service: s.name, problems }, `service ${s.name}: definition is invalid; skipped`)
@@ -164,7 +165,8 @@ export default fp(async function services (app) {
       breaker: (s) => sameBackends ? prev.breaker : app.breakers.create(s.name),
       health: (s) => sameBackends && prev.service.healthPath === s.healthPath ? prev.health : app.backendHealth.add(s),
       ipRules: (s) => app.ipRules.hookFor(s),
-      authenticate: (s) => app.apiKeys.hookFor(s),
+      // JWT when one is sent and the service accepts it, else the API-key hook (docs/jwt.md).
+      authenticate: (s) => app.jwtAuth.hookFor(s, app.apiKeys.hookFor(s)),
       limit: (s) => app.rateLimiter.hookFor(s),
       quota: (s) => app.quotas.hookFor(s),
       globalLimit,
@@ -334,7 +336,7 @@ export default fp(async function services (app) {
 
   /** Checks `definition` against the gateway's own paths and the other services (409), and its retry (400). */
   function check (name: string, definition: ServiceDefinition): void {
-    const [problem] = definitionProblems(definition, config.retry, '')
+    const [problem] = definitionProblems(definition, config.retry, '', jwtEnabled)
     if (problem !== undefined) throw problem.startsWith('prefix:') ? new ServiceConflict(problem) : new ValidationFailed(problem)
     const prefix = serviceFromDefinition(definition, config.retry, config.upstreamTimeoutMs).prefix
     const holder = tables.current.routes.find((r) => r.prefix === prefix && r.name !== name)
@@ -389,5 +391,5 @@ export default fp(async function services (app) {
 }, {
   name: 'services',
   fastify: '5.x',
-  dependencies: ['config', 'store', 'api-keys', 'rate-limit', 'ip-rules', 'quotas', 'circuit-breakers', 'health-checks', 'gateway-metrics']
+  dependencies: ['config', 'store', 'api-keys', 'jwt', 'rate-limit', 'ip-rules', 'quotas', 'circuit-breakers', 'health-checks', 'gateway-metrics']
 })

@@ -79,7 +79,7 @@ t.test('every curl of the README quick start succeeds, as written, against npm r
   const port = await freePort()
   const demo = await startDemo(t, { ...env, PORT: String(port) })
   t.match(demo.output(), /password: change-me \(from ADMIN_PASSWORD\)/)
-  t.equal(demo.output().split('\n').filter((l) => l.startsWith('  curl ')).length, 3, 'the demo prints the next three curls')
+  t.equal(demo.output().split('\n').filter((l) => l.startsWith('  curl ') && !l.includes('$TOKEN')).length, 3, 'the demo prints the next three curls')
 
   let rawKey = ''
   for (const command of curls) {
@@ -91,6 +91,19 @@ t.test('every curl of the README quick start succeeds, as written, against npm r
     if (command.includes('/api/users/me')) t.match(body, { service: /^user-service-\d$/, url: '/api/users/me', consumer: String })
   }
   t.match(rawKey, /^gw_/, 'the create command returned a key')
+
+  // The banner's JWT commands, as printed: a token from the demo issuer, then a call with it.
+  const jwtLines = demo.output().split('\n').filter((l) => l.includes('TOKEN')).map((l) => l.trim())
+  t.equal(jwtLines.length, 2, 'the demo prints how to mint a token and call with it')
+  let jwtCall = { status: 0, stdout: '' }
+  for (let i = 0; i < 100 && jwtCall.status !== 200; i++) {
+    if (i > 0) await sleep(100) // the gateway fetches the issuer's keys in the background
+    const res = spawnSync('bash', ['-c', `${jwtLines.join('; ')} -sS -w '\n%{http_code}'`], { encoding: 'utf8', timeout: 10_000 })
+    const lines = res.stdout.split('\n')
+    jwtCall = { status: Number(lines.pop()), stdout: lines.join('\n') }
+  }
+  t.equal(jwtCall.status, 200, 'the minted token is accepted')
+  t.match(JSON.parse(jwtCall.stdout), { url: '/api/users/me', consumer: 'demo-user' }, 'the backend sees the token\'s subject')
 
   const backendPorts = backendPortsOf(demo.output(), port)
   t.equal(backendPorts.length, 3, 'three sample backends')

@@ -152,3 +152,14 @@ t.test('countExceeds counts own names only, stopping past the limit', async (t) 
   const inherited = Object.assign(Object.create({ x: 1, y: 2 }) as object, { a: 1 })
   t.notOk(countExceeds(inherited, 1), 'inherited names are not fields')
 })
+
+t.test('upstreamHeaders gives a JWT consumer\'s subject and issuer, and drops the token when told to', async (t) => {
+  const token = { subject: 'alice', issuer: 'https://idp.example', forward: true }
+  const jwt = upstreamHeaders(request({ headers: { authorization: 'Bearer eyJ.x.y', 'x-consumer-issuer': 'evil' }, consumer: { id: 'jwt:https://idp.example:alice', name: 'alice', token } as never }))
+  t.equal(jwt['x-consumer-id'], 'alice', 'X-Consumer-Id is the subject, not the bucket id')
+  t.equal(jwt['x-consumer-issuer'], 'https://idp.example')
+  t.equal(jwt['x-consumer-name'], undefined)
+  t.equal(jwt.authorization, 'Bearer eyJ.x.y', 'forwarded by default')
+  const stripped = upstreamHeaders(request({ headers: { authorization: 'Bearer eyJ.x.y' }, consumer: { id: 'j', name: 'alice', token: { ...token, forward: false } } as never }))
+  t.equal(stripped.authorization, undefined, 'JWT_FORWARD_TOKEN=false')
+})

@@ -102,7 +102,7 @@ t.test('a valid X-API-Key sets the consumer headers and never reaches the backen
   t.equal(body.headers['x-consumer-name'], 'client one')
   t.notOk('x-api-key' in body.headers)
   t.notOk(res.body.includes(k.raw))
-  t.same(body.consumer, { id: k.id, name: 'client one', rateLimit: 100, burst: 5, services: null, quota: null })
+  t.same(body.consumer, { id: k.id, name: 'client one', rateLimit: 100, burst: 5, services: null, quota: null, token: null })
 })
 
 t.test('a gateway key as Authorization: Bearer works and the Authorization header is removed', async (t) => {
