@@ -197,7 +197,6 @@ async function startOtlpSink () {
   return { url: `http://127.0.0.1:${server.address().port}`, close: () => new Promise((resolve) => { server.closeAllConnections(); server.close(resolve) }) }
 }
 
-
 /**
  * The JWT cases' issuer: an ES256 key made here, its JWKS served by this script on loopback, and
  * one token (an hour long) every JWT case sends. Started only when a JWT case runs.
