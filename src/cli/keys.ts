@@ -53,7 +53,7 @@ export async function keys (args: string[], io: CliIo, admin: AdminClientConfig)
       return 0
     }
     case 'revoke': {
-      const { values, positionals: [id] } = parseCommand(rest, JSON_FLAG, ['id'])
+      const { values, positionals: [id] } = parseCommand(idsFirstClass(rest), JSON_FLAG, ['id'])
       const res = await client.request<{ message: string }>('POST', `/admin/apikeys/${encodeURIComponent(id)}/revoke`)
       if (values.json === true) printJson(io, { id, revoked: true, message: res.message })
       else io.stdout.write(`API key ${id} revoked\n`)
@@ -62,4 +62,14 @@ export async function keys (args: string[], io: CliIo, admin: AdminClientConfig)
     default:
       throw new UsageError(sub === undefined ? 'keys needs a subcommand: create, list or revoke' : `unknown keys subcommand "${sub}" (create, list, revoke)`)
   }
+}
+
+/**
+ * Key ids are base64url, so one in 64 starts with '-' and parseArgs would take it for an option.
+ * `keys revoke` has no short options: every single-dash word is moved after `--`, a positional.
+ */
+function idsFirstClass (args: string[]): string[] {
+  if (args.includes('--')) return args
+  const dashed = args.filter((a) => /^-[^-]/.test(a))
+  return dashed.length === 0 ? args : [...args.filter((a) => !/^-[^-]/.test(a)), '--', ...dashed]
 }

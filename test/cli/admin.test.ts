@@ -56,6 +56,12 @@ t.test('keys revoke of an unknown id and a refused create exit 1 with the gatewa
   const unknown = await cli('keys', 'revoke', 'no-such-key')
   t.equal(unknown.code, 1)
   t.match(unknown.stderr, /^error: POST \/admin\/apikeys\/no-such-key\/revoke: 404 .*no-such-key/)
+  // Key ids are base64url: one in 64 starts with '-', which must still be an id, not an option.
+  for (const args of [['-L1UIBOfGx4J'], ['--json', '-L1UIBOfGx4J'], ['--', '-L1UIBOfGx4J']]) {
+    const dashed = await cli('keys', 'revoke', ...args)
+    t.equal(dashed.code, 1, `revoke ${args.join(' ')} reaches the gateway`)
+    t.match(dashed.stderr, /^error: POST \/admin\/apikeys\/-L1UIBOfGx4J\/revoke: 404 /)
+  }
   const refused = await cli('keys', 'create', '--name', 'x', '--services', 'nope')
   t.equal(refused.code, 1)
   t.match(refused.stderr, /^error: POST \/admin\/apikeys: 400 services\.0: must name a service of this gateway/)
