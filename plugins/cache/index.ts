@@ -71,7 +71,7 @@ class Flight {
 
 export default fp(async function responseCache (app) {
   const { config, gatewayMetrics: metrics, store } = app
-  const shared = store.kind === 'redis' ? new RedisCacheStore((store as RedisStore).connections) : null
+  const shared = store.kind === 'redis' ? new RedisCacheStore({ ...(store as RedisStore).connections, nearMaxBytes: config.cacheMaxBytes }) : null
   const cacheStore: CacheStore = shared ?? new MemoryCacheStore(config.cacheMaxBytes)
   const fleet: FleetCoordination | null = shared
   const flights = new Map<string, Flight>()

@@ -26,6 +26,16 @@ return 0`
 
 /** How often a waiter looks for the entry when no message tells it (a message may be missed). */
 const POLL_MS = 50
+
+/**
+ * How long this instance may answer from its own copy of what Redis held, without asking again:
+ * a hit then costs no round trip. Any instance storing, invalidating or purging a URL drops every
+ * instance's copy through the channel at once; this bounds a copy whose message was missed.
+ */
+const NEAR_TTL_MS = 1000
+
+/** This instance's copy of one URL's variants, as Redis answered them. */
+interface Near { readonly entries: CacheEntry[], readonly bytes: number, readonly until: number }
 const SCAN_COUNT = 500
 
 interface Scripted {
@@ -61,6 +71,8 @@ export interface RedisCacheStoreOptions {
   client: Client
   subscriber: Redis
   keyPrefix: string
+  /** Bound of the near copies (CACHE_MAX_BYTES); 0 turns them off. */
+  nearMaxBytes?: number
 }
 
 export class RedisCacheStore implements CacheStore, FleetCoordination {
@@ -74,6 +86,11 @@ export class RedisCacheStore implements CacheStore, FleetCoordination {
   readonly #waiters = new Map<string, Set<() => void>>()
   readonly #purgeListeners: Array<(service: string | null, prefix: string | null) => void> = []
   readonly #onMessage: (channel: string, message: string) => void
+  readonly #near = new Map<string, Near>()
+  readonly #nearMaxBytes: number
+  #nearBytes = 0
+  /** Bumped by every drop: a read that raced one does not leave a copy of what it read behind. */
+  #generation = 0
 
   constructor (opts: RedisCacheStoreOptions) {
     const client = opts.client
@@ -84,6 +101,7 @@ export class RedisCacheStore implements CacheStore, FleetCoordination {
     this.#p = `${opts.keyPrefix}cache:`
     this.#lockP = `${opts.keyPrefix}cache-lock:`
     this.#channel = `${opts.keyPrefix}cache`
+    this.#nearMaxBytes = opts.nearMaxBytes ?? 0
     this.#onMessage = (channel, message) => { if (channel === this.#channel) this.#heard(message) }
     opts.subscriber.on('message', this.#onMessage)
     // Queued by the subscriber until Redis answers; ioredis resubscribes after every reconnect.
@@ -96,29 +114,69 @@ export class RedisCacheStore implements CacheStore, FleetCoordination {
   }
 
   async get (key: string): Promise<CacheEntry[]> {
+    // Checked first: with Redis down the cache steps aside, near copies included.
     if (!this.available) throw new Error('redis unavailable')
-    const fields = await this.#client.hgetallBuffer(this.#p + key)
     const now = Date.now()
+    const near = this.#near.get(key)
+    if (near !== undefined) {
+      if (near.until > now && near.entries.every((e) => e.expiresAt > now)) return near.entries
+      this.#drop(key)
+    }
+    const generation = this.#generation
+    const fields = await this.#client.hgetallBuffer(this.#p + key)
     const out: CacheEntry[] = []
     for (const name in fields) {
       const entry = decodeEntry(fields[name])
       if (entry !== null && entry.expiresAt > now) out.push(entry)
     }
+    if (out.length > 0 && generation === this.#generation) this.#keep(key, out, now)
     return out
   }
 
   async put (key: string, entry: CacheEntry): Promise<void> {
     const ttl = entry.expiresAt - Date.now()
     if (ttl <= 0) return
+    this.#drop(key)
     await this.#client.gwCachePut(this.#p + key, `v:${entry.variant}`, encodeEntry(entry), ttl)
-    this.#client.publish(this.#channel, `filled ${key}`).catch(() => {})
+    this.#client.publish(this.#channel, `filled ${this.#id} ${key}`).catch(() => {})
   }
 
   async delete (key: string): Promise<void> {
-    await this.#client.del(this.#p + key)
+    this.#drop(key)
+    // Sent together: every instance drops its copy as soon as Redis has dropped the entry.
+    await Promise.all([this.#client.del(this.#p + key), this.#client.publish(this.#channel, `filled ${this.#id} ${key}`)])
+  }
+
+  /** Keeps a copy of what Redis answered for `key`, within the byte bound (oldest copies go first). */
+  #keep (key: string, entries: CacheEntry[], now: number): void {
+    let bytes = 0
+    for (const e of entries) bytes += e.body.length + 256
+    if (bytes > this.#nearMaxBytes) return
+    this.#drop(key)
+    this.#near.set(key, { entries, bytes, until: now + NEAR_TTL_MS })
+    this.#nearBytes += bytes
+    for (const [oldest, copy] of this.#near) {
+      if (this.#nearBytes <= this.#nearMaxBytes) break
+      this.#near.delete(oldest)
+      this.#nearBytes -= copy.bytes
+    }
+  }
+
+  #drop (key: string): void {
+    this.#generation++
+    const copy = this.#near.get(key)
+    if (copy === undefined) return
+    this.#near.delete(key)
+    this.#nearBytes -= copy.bytes
+  }
+
+  #dropMatching (service: string | null, prefix: string | null): void {
+    this.#generation++
+    for (const key of [...this.#near.keys()]) if (purgeMatches(key, service, prefix)) this.#drop(key)
   }
 
   async purge (service: string | null, prefix: string | null): Promise<number> {
+    this.#dropMatching(service, prefix)
     const pattern = globEscape(this.#p) + (service === null ? '*' : `${globEscape(service)}:${prefix === null ? '' : globEscape(prefix.replace(/\/$/, ''))}*`)
     const nodes = this.#client.isCluster
       ? (this.#client as Cluster).nodes('master')
@@ -147,6 +205,8 @@ export class RedisCacheStore implements CacheStore, FleetCoordination {
     this.#subscriber.off('message', this.#onMessage)
     for (const set of this.#waiters.values()) for (const wake of set) wake()
     this.#waiters.clear()
+    this.#near.clear()
+    this.#nearBytes = 0
   }
 
   // The fleet: one fetch per missing URL across instances (docs/caching.md#request-coalescing).
@@ -160,7 +220,7 @@ export class RedisCacheStore implements CacheStore, FleetCoordination {
   async unlock (key: string, token: string): Promise<void> {
     await this.#client.gwCacheUnlock(this.#lockP + key, token)
     // Waiters of a fetch that stored nothing stop waiting at once.
-    await this.#client.publish(this.#channel, `filled ${key}`)
+    await this.#client.publish(this.#channel, `filled ${this.#id} ${key}`)
   }
 
   /**
@@ -197,11 +257,16 @@ export class RedisCacheStore implements CacheStore, FleetCoordination {
     const kind = message.slice(0, space)
     const rest = message.slice(space + 1)
     if (kind === 'filled') {
-      const set = this.#waiters.get(rest)
+      // `filled <instance> <key>`: this instance's own changes dropped its copy already.
+      const space2 = rest.indexOf(' ')
+      const key = rest.slice(space2 + 1)
+      if (rest.slice(0, space2) !== this.#id) this.#drop(key)
+      const set = this.#waiters.get(key)
       if (set !== undefined) for (const wake of [...set]) wake()
     } else if (kind === 'purge') {
       try {
         const [service, prefix] = JSON.parse(rest) as [string | null, string | null]
+        this.#dropMatching(service, prefix)
         for (const l of this.#purgeListeners) l(service, prefix)
       } catch {}
     }
