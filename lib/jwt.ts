@@ -85,7 +85,8 @@ export interface RefreshBounds {
  */
 export function refreshDelayMs (url: string, status: number, headers: Record<string, string | string[] | undefined>, bounds: RefreshBounds): number {
   const policy = new CachePolicy({ url, method: 'GET', headers: {} }, { status, headers: headers as Record<string, string> }, { shared: false })
-  const fresh = (policy.maxAge() - policy.age()) * 1000
+  // HTTP freshness is in whole seconds; age() also counts the milliseconds since the answer was read.
+  const fresh = Math.round(policy.maxAge() - policy.age()) * 1000
   const ms = fresh > 0 ? fresh : bounds.defaultMs
   return Math.min(bounds.maxMs, Math.max(bounds.minMs, Math.round(ms)))
 }
