@@ -34,7 +34,7 @@ const POLL_MS = 50
  */
 const NEAR_TTL_MS = 1000
 
-/** This instance's copy of one URL's variants, as Redis answered them. */
+/** This instance's copy of one URL's variants, as Redis answered them (none, too). */
 interface Near { readonly entries: CacheEntry[], readonly bytes: number, readonly until: number }
 const SCAN_COUNT = 500
 
@@ -129,7 +129,9 @@ export class RedisCacheStore implements CacheStore, FleetCoordination {
       const entry = decodeEntry(fields[name])
       if (entry !== null && entry.expiresAt > now) out.push(entry)
     }
-    if (out.length > 0 && generation === this.#generation) this.#keep(key, out, now)
+    // Nothing found is kept too: a URL that is never stored (no-store, private…) costs one round
+    // trip a second, not one a request; another instance's fill drops it like any copy.
+    if (generation === this.#generation) this.#keep(key, out, now)
     return out
   }
 
@@ -149,7 +151,7 @@ export class RedisCacheStore implements CacheStore, FleetCoordination {
 
   /** Keeps a copy of what Redis answered for `key`, within the byte bound (oldest copies go first). */
   #keep (key: string, entries: CacheEntry[], now: number): void {
-    let bytes = 0
+    let bytes = 64 + key.length * 2
     for (const e of entries) bytes += e.body.length + 256
     if (bytes > this.#nearMaxBytes) return
     this.#drop(key)

@@ -89,6 +89,14 @@ t.test('a hit answered from the near copy costs no round trip; another instance\
   t.equal((await a.cache.get('svc:/n'))[0]?.body.toString(), 'one', 'the near copy answered')
   t.ok(await until(async () => (await a.cache.get('svc:/n')).length === 0, 3000, 50), 'a copy never outlives its bound')
 
+  // "Nothing there" is kept too: this instance's own fill replaces it at once, another's within 1 s.
+  t.same(await a.cache.get('svc:/none'), [])
+  await a.cache.put('svc:/none', entry('mine', { expiresAt: Date.now() + 60_000 }))
+  t.equal((await a.cache.get('svc:/none')).length, 1, 'its own fill is seen at once')
+  t.same(await a.cache.get('svc:/empty'), [])
+  await b.cache.put('svc:/empty', entry('theirs', { expiresAt: Date.now() + 60_000 }))
+  t.ok(await until(async () => (await a.cache.get('svc:/empty')).length === 1, 1000, 10), 'another instance\'s fill within 1 s')
+
   // Stored, invalidated and purged through b: a's copy goes as soon as the message arrives.
   await b.cache.put('svc:/n', entry('two', { expiresAt: Date.now() + 60_000 }))
   t.ok(await until(async () => (await a.cache.get('svc:/n'))[0]?.body.toString() === 'two', 1000, 10), 'a new fill reaches a within 1 s')
@@ -96,7 +104,7 @@ t.test('a hit answered from the near copy costs no round trip; another instance\
   t.ok(await until(async () => (await a.cache.get('svc:/n')).length === 0, 1000, 10), 'an invalidation reaches a within 1 s')
   await b.cache.put('svc:/n', entry('three', { expiresAt: Date.now() + 60_000 }))
   t.ok(await until(async () => (await a.cache.get('svc:/n')).length === 1, 1000, 10))
-  t.equal(await b.cache.purge('svc', null), 1)
+  t.equal(await b.cache.purge('svc', null), 3, 'svc:/n, svc:/none and svc:/empty')
   t.ok(await until(async () => (await a.cache.get('svc:/n')).length === 0, 1000, 10), 'a purge reaches a within 1 s')
 })
 
