@@ -10,7 +10,7 @@
 // process over 40,000 requests came to 110-129 µs per request on the 2-core development machine
 // (2026-12), so ~0.3 µs is about 0.3%.
 import { EventEmitter } from 'node:events'
-import { acquireAll, ConcurrencyLimit } from '../dist/plugins/proxy/concurrency.js'
+import { acquireAll, ConcurrencyLimit } from '../dist/lib/concurrency.js'
 
 const N = 1_000_000
 const RUNS = 5

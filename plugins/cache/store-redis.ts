@@ -48,6 +48,12 @@ function globEscape (s: string): string {
   return s.replace(/[*?[\]\\]/g, '\\$&')
 }
 
+/** Whether no entry has passed its expiresAt (a loop: no closure per hit). */
+function allLive (entries: CacheEntry[], now: number): boolean {
+  for (const e of entries) if (e.expiresAt <= now) return false
+  return true
+}
+
 export function encodeEntry (entry: CacheEntry): Buffer {
   const meta = Buffer.from(JSON.stringify({ p: entry.policy, s: entry.status, h: entry.headers, v: entry.variant, x: entry.expiresAt }))
   const head = Buffer.allocUnsafe(4)
@@ -119,7 +125,7 @@ export class RedisCacheStore implements CacheStore, FleetCoordination {
     const now = Date.now()
     const near = this.#near.get(key)
     if (near !== undefined) {
-      if (near.until > now && near.entries.every((e) => e.expiresAt > now)) return near.entries
+      if (near.until > now && allLive(near.entries, now)) return near.entries
       this.#drop(key)
     }
     const generation = this.#generation

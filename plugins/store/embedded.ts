@@ -1,7 +1,6 @@
 // The embedded back end (docs/architecture.md#the-store): API keys in a SQLite file under DATA_DIR, failure counters in
 // process memory. One process only, so invalidation is local.
-import { mkdirSync } from 'node:fs'
-import { join } from 'node:path'
+import { openGatewayDb, gatewayDbFile } from './sqlite-file.js'
 import { DatabaseSync, type StatementSync } from 'node:sqlite'
 import { LruMap } from 'toad-cache'
 import type { ApiKeyRecord, FailureCounter, KeyStore, Reservation, StoredApiKey } from './types.js'
@@ -42,14 +41,11 @@ export class SqliteKeyStore implements KeyStore {
   readonly #touch: StatementSync
 
   constructor (opts: SqliteKeyStoreOptions) {
-    mkdirSync(opts.dataDir, { recursive: true })
-    this.file = join(opts.dataDir, 'gateway.db')
-    this.#db = new DatabaseSync(this.file, { timeout: opts.busyTimeoutMs ?? 250 })
+    this.file = gatewayDbFile(opts.dataDir)
     // WAL + synchronous=FULL: a create or revoke that returned has been fsynced, so it survives
     // kill -9 (and power loss), which docs/admin-api.md#api-keys and FT-15 (docs/reliability.md) require of an
     // acknowledged write.
-    this.#db.exec('PRAGMA journal_mode = WAL')
-    this.#db.exec('PRAGMA synchronous = FULL')
+    this.#db = openGatewayDb(opts.dataDir, 'FULL', opts.busyTimeoutMs)
     this.#db.exec(`CREATE TABLE IF NOT EXISTS api_keys (
       id TEXT PRIMARY KEY,
       hash TEXT NOT NULL UNIQUE,

@@ -3,8 +3,7 @@
 // synchronous statement per request: nothing can interleave in one process, so the count is exact.
 // This connection runs with synchronous=NORMAL (WAL): a count survives the process being killed,
 // and costs no fsync per request; only a power loss may lose the last moments of counting.
-import { mkdirSync } from 'node:fs'
-import { join } from 'node:path'
+import { openGatewayDb } from './sqlite-file.js'
 import { DatabaseSync, type StatementSync } from 'node:sqlite'
 import { periodAt } from '../../lib/quota-period.js'
 import type { Quota, QuotaResult, QuotaStore } from './types.js'
@@ -24,10 +23,7 @@ export class SqliteQuotas implements QuotaStore {
   readonly #now: () => number
 
   constructor (opts: SqliteQuotasOptions) {
-    mkdirSync(opts.dataDir, { recursive: true })
-    this.#db = new DatabaseSync(join(opts.dataDir, 'gateway.db'), { timeout: opts.busyTimeoutMs ?? 250 })
-    this.#db.exec('PRAGMA journal_mode = WAL')
-    this.#db.exec('PRAGMA synchronous = NORMAL')
+    this.#db = openGatewayDb(opts.dataDir, 'NORMAL', opts.busyTimeoutMs)
     this.#db.exec(`CREATE TABLE IF NOT EXISTS quota_usage (
       key_id TEXT PRIMARY KEY,
       period_start INTEGER NOT NULL,

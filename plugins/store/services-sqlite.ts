@@ -1,7 +1,6 @@
 // Service definitions in the embedded store (docs/admin-api.md#managing-services): a table in the same SQLite file as the API
 // keys, plus a one-row table holding the table version. One process, so change listeners are local.
-import { mkdirSync } from 'node:fs'
-import { join } from 'node:path'
+import { openGatewayDb } from './sqlite-file.js'
 import { DatabaseSync, type StatementSync } from 'node:sqlite'
 import type { ServiceSnapshot, ServiceStore, StoredService } from './types.js'
 
@@ -17,11 +16,8 @@ export class SqliteServiceStore implements ServiceStore {
   readonly #delete: StatementSync
 
   constructor (opts: { dataDir: string, busyTimeoutMs?: number }) {
-    mkdirSync(opts.dataDir, { recursive: true })
     // Its own connection to the key store's file (WAL lets both work side by side).
-    this.#db = new DatabaseSync(join(opts.dataDir, 'gateway.db'), { timeout: opts.busyTimeoutMs ?? 250 })
-    this.#db.exec('PRAGMA journal_mode = WAL')
-    this.#db.exec('PRAGMA synchronous = FULL')
+    this.#db = openGatewayDb(opts.dataDir, 'FULL', opts.busyTimeoutMs)
     this.#db.exec(`CREATE TABLE IF NOT EXISTS services (
       name TEXT PRIMARY KEY,
       definition TEXT NOT NULL,
