@@ -7,6 +7,7 @@ import fastifyMetrics from 'fastify-metrics'
 import promClient from '@platformatic/prom-client'
 import type { ServiceConfig } from '../lib/config.js'
 import { routeLabel } from './request-end.js'
+import { LatencySummary } from '../lib/latency-summary.js'
 
 export type BreakerStateName = 'closed' | 'open' | 'half-open'
 
@@ -138,17 +139,17 @@ export default fp(async function gatewayMetrics (fastify) {
       }
     }
   })
-  const durationMs = new C.Summary({
+  // The seed's summary, kept in a sketch per series (lib/latency-summary.ts): an observation is a
+  // bucket count, the quantiles are worked out at scrape time.
+  const durationMs = new LatencySummary({
     name: 'gateway_http_request_duration_ms',
     help: 'Request duration in milliseconds (quantiles over the last 1-2 minutes)',
     labelNames: ['method', 'path'],
     percentiles: [0.5, 0.95, 0.99],
-    // A sliding window keeps the quantiles about now rather than since start. Each age bucket is
-    // one more t-digest insert per request (~2 us each here): two buckets, not Go's five.
-    maxAgeSeconds: 120,
-    ageBuckets: 2,
-    registers
+    maxAgeSeconds: 120
   })
+  registry.registerMetric(durationMs as unknown as promClient.Metric)
+  fastify.addHook('onClose', async () => { durationMs.close() })
   const durationSeconds = new C.Histogram({
     name: 'gateway_http_request_duration_seconds',
     help: 'Request duration in seconds (histogram: aggregate across instances with histogram_quantile)',
