@@ -11,14 +11,24 @@
 // steadier than req/s here; it prints every round, the medians and B's ratio to A with its spread.
 //
 // Settings (environment): AB_CASE `full` (key auth, per-key bucket, retries, info logging; the
-// default) or `plain` (auth none, no rate limit, warn logging); AB_STORE `embedded` (default) or
-// `redis` (REDIS_URL, default redis://127.0.0.1:6379); AB_ROUNDS (6), AB_SECONDS (5),
-// AB_CONNECTIONS (50), AB_WARMUP seconds (5: the first seconds of a fresh process run unoptimised code).
+// default), `plain` (auth none, no rate limit, warn logging), `cachehit` (plain with the response
+// cache on, every measured request a hit) or `cachemiss` (plain with the cache on and nothing
+// storable); AB_STORE `embedded` (default) or `redis` (REDIS_URL, default redis://127.0.0.1:6379);
+// AB_ROUNDS (6), AB_SECONDS (5), AB_CONNECTIONS (50), AB_WARMUP seconds (5: the first seconds of a
+// fresh process run unoptimised code); AB_RATE: a fixed request rate (autocannon's overallRate)
+// instead of saturation, where CPU per request is steadier still; AB_ENV_A / AB_ENV_B: extra
+// `NAME=value` settings (space-separated) for one side only. The two checkouts may be the same one,
+// to compare settings: e.g. span export against none,
+//
+//   AB_ENV_B='OTEL_TRACES_EXPORTER=otlp OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=0.1' node bench/ab.js . .
+//
+// (a side that exports gets a local OTLP sink answering 200 unless it names its own endpoint).
 import autocannon from 'autocannon'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { spawnSync } from 'node:child_process'
+import { createServer } from 'node:http'
 import { fileURLToPath } from 'node:url'
 import { createProcesses, freePort, HarnessError } from './processes.js'
 
@@ -35,7 +45,33 @@ const seconds = Number(process.env.AB_SECONDS ?? 5)
 const connections = Number(process.env.AB_CONNECTIONS ?? 50)
 const warmup = Number(process.env.AB_WARMUP ?? 5)
 const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
-if (!['full', 'plain'].includes(kind) || !['embedded', 'redis'].includes(store)) throw new HarnessError('AB_CASE is full or plain, AB_STORE embedded or redis')
+const rate = process.env.AB_RATE === undefined ? 0 : Number(process.env.AB_RATE)
+const extraEnv = { A: settings(process.env.AB_ENV_A), B: settings(process.env.AB_ENV_B) }
+if (!['full', 'plain', 'cachehit', 'cachemiss'].includes(kind) || !['embedded', 'redis'].includes(store)) {
+  throw new HarnessError('AB_CASE is full, plain, cachehit or cachemiss; AB_STORE embedded or redis')
+}
+
+/** `A=1 B=two` → { A: '1', B: 'two' }. */
+function settings (text) {
+  const out = {}
+  for (const pair of (text ?? '').split(/\s+/).filter(Boolean)) {
+    const eq = pair.indexOf('=')
+    if (eq <= 0) throw new HarnessError(`AB_ENV_*: "${pair}" is not NAME=value`)
+    out[pair.slice(0, eq)] = pair.slice(eq + 1)
+  }
+  return out
+}
+
+/** A local OTLP endpoint that reads each export and answers 200 (for a side that exports spans). */
+async function startOtlpSink () {
+  const server = createServer((req, res) => {
+    req.resume()
+    req.on('end', () => res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end())
+  })
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
+  return { url: `http://127.0.0.1:${server.address().port}`, close: () => server.close() }
+}
+let otlpSink = null
 
 const tmp = mkdtempSync(join(os.tmpdir(), 'gw-ab-'))
 const pin = os.availableParallelism() >= 2 && spawnSync('taskset', ['-V']).status === 0
@@ -57,6 +93,13 @@ async function startGateway (label, dir, backend) {
   const service = { name: 'bench', prefix: '/bench', backends: [{ url: backend }] }
   if (kind === 'full') service.auth = 'required'
   else Object.assign(service, { auth: 'none', rateLimit: false })
+  if (kind === 'cachehit') service.cache = { ttlSeconds: 3600 }
+  if (kind === 'cachemiss') service.cache = { ttlSeconds: 0 }
+  const extra = extraEnv[label]
+  if (extra.OTEL_TRACES_EXPORTER === 'otlp' && extra.OTEL_EXPORTER_OTLP_ENDPOINT === undefined) {
+    otlpSink ??= await startOtlpSink()
+    extra.OTEL_EXPORTER_OTLP_ENDPOINT = otlpSink.url
+  }
   writeFileSync(routes, JSON.stringify({ services: [service] }))
   const env = {
     PATH: process.env.PATH,
@@ -71,7 +114,8 @@ async function startGateway (label, dir, backend) {
     RATE_LIMIT_RPM: '1000000000',
     RATE_LIMIT_BURST: '1000000000',
     ...(kind === 'full' ? {} : { RETRY_MAX_RETRIES: '0' }),
-    ...(store === 'redis' ? { REDIS_URL: redisUrl, REDIS_KEY_PREFIX: `gwab${label}${process.pid}:` } : {})
+    ...(store === 'redis' ? { REDIS_URL: redisUrl, REDIS_KEY_PREFIX: `gwab${label}${process.pid}:` } : {}),
+    ...extra
   }
   const proc = procs.start(`gateway-${label}`, ['--max-semi-space-size=16', server], { env, cpu: pin ? '1' : null, stdoutLog: `gateway-${label}` })
   const base = `http://127.0.0.1:${port}`
@@ -95,7 +139,7 @@ async function startGateway (label, dir, backend) {
 
 async function run (g, secs) {
   const before = cpuTicks(g.proc.pid)
-  const r = await autocannon({ url: g.url, headers: g.headers, connections, duration: secs, pipelining: 1, timeout: 10 })
+  const r = await autocannon({ url: g.url, headers: g.headers, connections, duration: secs, pipelining: 1, timeout: 10, ...(rate > 0 ? { overallRate: rate } : {}) })
   const ticks = cpuTicks(g.proc.pid) - before
   const elapsed = (r.finish - r.start) / 1000
   if (r.non2xx > 0 || r.errors > 0) throw new HarnessError(`${g.label}: ${r.non2xx} non-2xx and ${r.errors} errors`)
@@ -115,8 +159,8 @@ try {
     // A B, B A, A B, …: neither build always runs first.
     for (const g of i % 2 === 0 ? [a, b] : [b, a]) g.rounds.push(await run(g, seconds))
   }
-  console.log(`# A/B: ${kind} pipeline, ${store} store, ${rounds} rounds × ${seconds} s, ${connections} connections${pin ? ', gateways pinned to CPU 1' : ''}`)
-  console.log(`A = ${dirA}\nB = ${dirB}\n`)
+  console.log(`# A/B: ${kind} pipeline, ${store} store, ${rounds} rounds × ${seconds} s, ${connections} connections${rate > 0 ? ` at ${rate} req/s` : ''}${pin ? ', gateways pinned to CPU 1' : ''}`)
+  console.log(`A = ${dirA}${process.env.AB_ENV_A ? ` with ${process.env.AB_ENV_A}` : ''}\nB = ${dirB}${process.env.AB_ENV_B ? ` with ${process.env.AB_ENV_B}` : ''}\n`)
   console.log('| round | A req/s | B req/s | A CPU µs/req | B CPU µs/req | B/A CPU |')
   console.log('|---:|---:|---:|---:|---:|---:|')
   const ratios = []
@@ -132,5 +176,6 @@ try {
   console.log(`median req/s: A ${fmt(median(a.rounds.map((r) => r.rps)))}, B ${fmt(median(b.rounds.map((r) => r.rps)))}`)
 } finally {
   await procs.stopAll()
+  otlpSink?.close()
   rmSync(tmp, { recursive: true, force: true })
 }
