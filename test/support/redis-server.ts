@@ -80,8 +80,27 @@ export async function waitForRedis (port: number, timeoutMs = 10_000): Promise<v
   throw new Error(`redis-server on port ${port} did not answer PING within ${timeoutMs} ms`)
 }
 
+/**
+ * A free port was chosen by closing a listener on port 0, so another socket (a client's ephemeral
+ * port, another server started in between) may take it before redis-server binds it: a start that
+ * failed that way is retried on fresh ports. Only ports this module chose are retried.
+ */
+async function withFreshPorts<T> (start: () => Promise<T>, attempts = 3): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await start()
+    } catch (err) {
+      if (attempt >= attempts || !/Address already in use|exited \(1\)/.test((err as Error).message)) throw err
+    }
+  }
+}
+
 export async function startRedis (opts: RedisServerOptions = {}): Promise<RedisServer> {
-  const port = opts.port ?? await freePort()
+  if (opts.port === undefined) return await withFreshPorts(async () => await startRedisOn(await freePort(), opts))
+  return await startRedisOn(opts.port, opts)
+}
+
+async function startRedisOn (port: number, opts: RedisServerOptions): Promise<RedisServer> {
   const ownDir = opts.dir === undefined
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'gw-redis-'))
   const args = [
@@ -137,14 +156,17 @@ export async function startRedis (opts: RedisServerOptions = {}): Promise<RedisS
 }
 
 async function spawnRedis (args: string[], port: number): Promise<ChildProcess> {
-  const child = spawn('redis-server', args, { stdio: ['ignore', 'ignore', 'pipe'] })
+  const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] })
   live.add(child)
   child.once('exit', () => live.delete(child))
-  let stderr = ''
-  child.stderr?.on('data', (d) => { stderr += d })
+  // redis-server logs to stdout, a failure to bind included: the last of it goes into the error.
+  let output = ''
+  const keep = (d: Buffer): void => { output = (output + d.toString()).slice(-2000) }
+  child.stdout?.on('data', keep)
+  child.stderr?.on('data', keep)
   const failed = new Promise<never>((_resolve, reject) => {
     child.once('error', reject)
-    child.once('exit', (code) => reject(new Error(`redis-server exited (${code}) on port ${port}: ${stderr}`)))
+    child.once('exit', (code) => reject(new Error(`redis-server exited (${code}) on port ${port}: ${output}`)))
   })
   failed.catch(() => {}) // only observed during startup
   try {
@@ -183,11 +205,10 @@ export async function startCluster (opts: ClusterOptions = {}): Promise<RedisClu
   try {
     for (let i = 0; i < masters * (1 + replicas); i++) {
       // The cluster bus port defaults to port + 10000, which may be taken or out of range: pick one.
-      const busPort = await freePort()
-      servers.push(await startRedis({
-        args: ['--cluster-enabled', 'yes', '--cluster-port', String(busPort), '--cluster-config-file', 'nodes.conf',
+      servers.push(await withFreshPorts(async () => await startRedisOn(await freePort(), {
+        args: ['--cluster-enabled', 'yes', '--cluster-port', String(await freePort()), '--cluster-config-file', 'nodes.conf',
           '--cluster-node-timeout', '2000', ...(opts.args ?? [])]
-      }))
+      })))
     }
     await promisify(execFile)('redis-cli', ['--cluster', 'create', ...servers.map((s) => `${HOST}:${s.port}`),
       '--cluster-replicas', String(replicas), '--cluster-yes'], { timeout: 20_000 })
