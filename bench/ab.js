@@ -24,12 +24,13 @@
 //
 // (a side that exports gets a local OTLP sink answering 200 unless it names its own endpoint).
 import autocannon from 'autocannon'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import os from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { spawnSync } from 'node:child_process'
 import { createServer } from 'node:http'
 import { fileURLToPath } from 'node:url'
+import { benchHeaders, gatewayEnv, writeRoutes } from './gateway-setup.js'
 import { createProcesses, freePort, HarnessError } from './processes.js'
 
 const HERE = dirname(fileURLToPath(import.meta.url))
@@ -89,48 +90,26 @@ async function startGateway (label, dir, backend) {
   const server = join(dir, 'dist', 'src', 'server.js')
   const port = await freePort()
   const password = 'ab-' + Math.random().toString(36).slice(2)
-  const routes = join(tmp, `routes-${label}.json`)
-  const service = { name: 'bench', prefix: '/bench', backends: [{ url: backend }] }
-  if (kind === 'full') service.auth = 'required'
-  else Object.assign(service, { auth: 'none', rateLimit: false })
-  if (kind === 'cachehit') service.cache = { ttlSeconds: 3600 }
-  if (kind === 'cachemiss') service.cache = { ttlSeconds: 0 }
   const extra = extraEnv[label]
   if (extra.OTEL_TRACES_EXPORTER === 'otlp' && extra.OTEL_EXPORTER_OTLP_ENDPOINT === undefined) {
     otlpSink ??= await startOtlpSink()
     extra.OTEL_EXPORTER_OTLP_ENDPOINT = otlpSink.url
   }
-  writeFileSync(routes, JSON.stringify({ services: [service] }))
-  const env = {
-    PATH: process.env.PATH,
-    HOME: process.env.HOME,
-    HOST: '127.0.0.1',
-    PORT: String(port),
-    ADMIN_PASSWORD: password,
-    ROUTES_FILE: routes,
-    STORAGE: store,
-    DATA_DIR: join(tmp, `data-${label}`),
-    LOG_LEVEL: kind === 'full' ? 'info' : 'warn',
-    RATE_LIMIT_RPM: '1000000000',
-    RATE_LIMIT_BURST: '1000000000',
-    ...(kind === 'full' ? {} : { RETRY_MAX_RETRIES: '0' }),
-    ...(store === 'redis' ? { REDIS_URL: redisUrl, REDIS_KEY_PREFIX: `gwab${label}${process.pid}:` } : {}),
-    ...extra
-  }
+  const env = gatewayEnv({
+    kind,
+    store,
+    port,
+    password,
+    routes: writeRoutes(tmp, label, kind, backend),
+    dataDir: join(tmp, `data-${label}`),
+    redisUrl,
+    redisPrefix: `gwab${label}${process.pid}:`,
+    extra
+  })
   const proc = procs.start(`gateway-${label}`, ['--max-semi-space-size=16', server], { env, cpu: pin ? '1' : null, stdoutLog: `gateway-${label}` })
   const base = `http://127.0.0.1:${port}`
   await procs.waitHealthy(proc, base)
-  const headers = {}
-  if (kind === 'full') {
-    const res = await fetch(`${base}/admin/apikeys`, {
-      method: 'POST',
-      headers: { authorization: 'Basic ' + Buffer.from(`admin:${password}`).toString('base64'), 'content-type': 'application/json' },
-      body: JSON.stringify({ name: 'ab' })
-    })
-    const body = await res.json()
-    if (res.status !== 201) throw new HarnessError(`${label}: POST /admin/apikeys answered ${res.status}`)
-    headers['x-api-key'] = body.data.raw_key
-  }
+  const headers = await benchHeaders(kind, base, password, `ab-${label}`)
   const probe = await fetch(`${base}/bench/items`, { headers })
   await probe.arrayBuffer()
   if (probe.status !== 200) throw new HarnessError(`${label}: GET /bench/items answered ${probe.status}`)

@@ -10,10 +10,11 @@
 // claims about allocations can be made on a busy box. The sampling is statistical (one sample per
 // ALLOC_INTERVAL bytes, default 4096): differences under ~5% are noise.
 import autocannon from 'autocannon'
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import os from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { benchHeaders, gatewayEnv, writeRoutes } from './gateway-setup.js'
 import { createProcesses, freePort, HarnessError } from './processes.js'
 
 const HERE = dirname(fileURLToPath(import.meta.url))
@@ -30,43 +31,22 @@ const procs = createProcesses({ dir: tmp, node: process.execPath, pin: false })
 async function startGateway (kind, backend) {
   const port = await freePort()
   const password = 'alloc-' + Math.random().toString(36).slice(2)
-  const routes = join(tmp, `routes-${kind}.json`)
-  const service = { name: 'bench', prefix: '/bench', backends: [{ url: backend }] }
-  if (kind === 'full') service.auth = 'required'
-  else Object.assign(service, { auth: 'none', rateLimit: false })
-  writeFileSync(routes, JSON.stringify({ services: [service] }))
   const out = join(tmp, `${kind}.heapprofile`)
-  const env = {
-    PATH: process.env.PATH,
-    HOME: process.env.HOME,
-    HOST: '127.0.0.1',
-    PORT: String(port),
-    ADMIN_PASSWORD: password,
-    ROUTES_FILE: routes,
-    STORAGE: store,
-    DATA_DIR: join(tmp, `data-${kind}`),
-    LOG_LEVEL: kind === 'full' ? 'info' : 'warn',
-    RATE_LIMIT_RPM: '1000000000',
-    RATE_LIMIT_BURST: '1000000000',
-    HEAP_SAMPLE_OUT: out,
-    HEAP_SAMPLE_INTERVAL: String(interval),
-    ...(kind === 'full' ? {} : { RETRY_MAX_RETRIES: '0' }),
-    ...(store === 'redis' ? { REDIS_URL: redisUrl, REDIS_KEY_PREFIX: `gwalloc${kind}${process.pid}:` } : {})
-  }
+  const env = gatewayEnv({
+    kind,
+    store,
+    port,
+    password,
+    routes: writeRoutes(tmp, kind, kind, backend),
+    dataDir: join(tmp, `data-${kind}`),
+    redisUrl,
+    redisPrefix: `gwalloc${kind}${process.pid}:`,
+    extra: { HEAP_SAMPLE_OUT: out, HEAP_SAMPLE_INTERVAL: String(interval) }
+  })
   const proc = procs.start(`gateway-${kind}`, ['--import', join(HERE, 'heap-sampler.js'), join(ROOT, 'dist', 'src', 'server.js')], { env, stdoutLog: `gateway-${kind}` })
   const base = `http://127.0.0.1:${port}`
   await procs.waitHealthy(proc, base)
-  const headers = {}
-  if (kind === 'full') {
-    const res = await fetch(`${base}/admin/apikeys`, {
-      method: 'POST',
-      headers: { authorization: 'Basic ' + Buffer.from(`admin:${password}`).toString('base64'), 'content-type': 'application/json' },
-      body: JSON.stringify({ name: 'alloc' })
-    })
-    const body = await res.json()
-    if (res.status !== 201) throw new HarnessError(`POST /admin/apikeys answered ${res.status}`)
-    headers['x-api-key'] = body.data.raw_key
-  }
+  const headers = await benchHeaders(kind, base, password, 'alloc')
   return { kind, proc, out, url: `${base}/bench/items`, headers }
 }
 
