@@ -162,7 +162,7 @@ export class RedisStore implements Store {
     return { client: this.#client, subscriber: this.#subscriber, keyPrefix: this.#keyPrefix }
   }
 
-  /** Resolves true once commands can run and invalidations are subscribed, false after waitMs. */
+  /** Resolves true once commands can run and both change channels (keys, services) are subscribed, false after waitMs. */
   async whenConnected (waitMs: number): Promise<boolean> {
     const client = this.#client
     const ready = client.status === 'ready'
@@ -171,7 +171,7 @@ export class RedisStore implements Store {
     let timer: NodeJS.Timeout | undefined
     const timeout = new Promise<false>((resolve) => { timer = setTimeout(resolve, waitMs, false) })
     try {
-      return await Promise.race([Promise.all([ready, this.keys.subscribed]).then(() => true), timeout])
+      return await Promise.race([Promise.all([ready, this.keys.subscribed, this.services.subscribed]).then(() => true), timeout])
     } finally {
       clearTimeout(timer)
     }

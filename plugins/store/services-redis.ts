@@ -65,6 +65,8 @@ export class RedisServiceStore implements ServiceStore {
   readonly #keys: [string, string]
   readonly #channel: string
   readonly #listeners: Array<(version: number) => void> = []
+  /** Resolves once the change channel is subscribed (first time); never rejects. */
+  readonly subscribed: Promise<void>
 
   constructor (opts: { client: Client, subscriber: Client, keyPrefix: string }) {
     this.#client = opts.client
@@ -74,7 +76,7 @@ export class RedisServiceStore implements ServiceStore {
       if (channel === this.#channel) this.#notify(Number(message))
     })
     // Queued by the subscriber until Redis answers; resubscribed by ioredis after a reconnect.
-    opts.subscriber.subscribe(this.#channel).catch(() => {})
+    this.subscribed = opts.subscriber.subscribe(this.#channel).then(() => {}, () => {})
     let lost = false
     opts.subscriber.on('close', () => { lost = true })
     opts.subscriber.on('ready', () => {
