@@ -20,9 +20,13 @@ import { Exchange, type ExchangeContext, type ResponseTap } from './exchange.js'
 import { upstreamHeaders } from '../../lib/http-headers.js'
 import { isSafePath, normalizePath, stripPrefix, withoutKeyParams } from './paths.js'
 import type { ServiceRoute } from '../services/index.js'
+import type { TraceStep } from '../tracing/index.js'
 
 /** Largest request body kept in memory so an idempotent request can be replayed on retry. */
 export const REPLAY_LIMIT = 64 * 1024
+
+/** How a queued request's span ends when its client leaves first (499, the client-abort status). */
+const LEFT_THE_QUEUE = Object.assign(new Error('client left the queue'), { statusCode: 499 })
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -131,21 +135,35 @@ export default fp(async function proxy (app) {
     // Gone already: no 'close' is coming to give a slot back, so take none.
     if (res.closed) return ctx.ends.clientGone(request)
     let release: (() => void) | null = null
+    let answered = false
+    // The wait gets an INTERNAL span when the request is traced and had to queue (docs/tracing.md).
+    let queued: TraceStep | null = null
+    const dequeued = (err?: Error): void => {
+      answered = true
+      if (queued !== null) tracing.stepEnded(queued, request, err)
+      queued = null
+    }
     res.once('close', () => {
       if (release !== null) return release()
       withdraw()
+      dequeued(LEFT_THE_QUEUE)
       // Fastify reports the abort itself only while the body is unread (as in exchange.ts).
       if (!res.writableFinished && request.raw.aborted !== true) ctx.ends.clientGone(request)
     })
     const withdraw = acquireAll(limits, route.service.concurrency.queueTimeoutMs, (slots) => {
       release = slots
+      dequeued()
       send(request, reply, route, slots)
     }, () => {
+      const err = new Overloaded()
+      dequeued(err)
       metrics.shed(route.name)
       ctx.ends.mark(request, 'shed')
       reply.header('retry-after', '1').header('x-gateway-overload', 'concurrency')
-      reply.send(new Overloaded())
+      reply.send(err)
     })
+    // Every cap had a slot (or none could queue): answered within acquireAll, no wait to trace.
+    if (!answered) queued = tracing.stepStarted(request, 'concurrency_queue')
   }
 
   function send (request: FastifyRequest, reply: FastifyReply, route: ServiceRoute, slots: () => void = noop): void {

@@ -26,8 +26,8 @@ import { formatTraceparent, parseTraceparent, sampledBy, type RemoteParent } fro
 import { UNMATCHED_PATH, type Outcome } from '../request-end.js'
 import { tracePipeline, type DropReason } from './sdk.js'
 
-/** The steps of admission that get an INTERNAL span. */
-export type StepName = 'authenticate' | 'rate_limit'
+/** The steps before the backend that get an INTERNAL span: admission, and a wait for a concurrency slot. */
+export type StepName = 'authenticate' | 'rate_limit' | 'concurrency_queue'
 
 /** A started INTERNAL span (only while the request's SERVER span is recording). */
 export interface TraceStep { readonly span: Span, readonly name: StepName }
@@ -222,6 +222,8 @@ export default fp(async function tracing (app) {
       let outcome: string
       if (name === 'authenticate') {
         outcome = err === undefined ? (request.consumer != null ? 'authenticated' : 'anonymous') : 'rejected'
+      } else if (name === 'concurrency_queue') {
+        outcome = err === undefined ? 'admitted' : status === 503 ? 'shed' : 'client_gone'
       } else {
         outcome = err === undefined ? 'allowed' : status === 429 ? 'limited' : 'rejected'
       }

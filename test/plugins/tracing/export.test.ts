@@ -7,7 +7,7 @@ import type { FastifyInstance } from 'fastify'
 import t, { type Test } from 'tap'
 import { listen, routesFile } from '../../support/app.js'
 import { until } from '../../support/basics.js'
-import { echo, startBackend, status, type Backend, type Behaviour } from '../../support/backends.js'
+import { echo, slow, startBackend, status, type Backend, type Behaviour } from '../../support/backends.js'
 import { http } from '../../support/http.js'
 import { otlpReceiver, type OtlpReceiver, type ReceivedSpan } from '../../support/otlp-receiver.js'
 import { service } from '../../support/suite.js'
@@ -210,6 +210,60 @@ t.test('a client that leaves: the SERVER span records 499 client_gone and the CL
   const client = spans.find((s) => s.kind === 'CLIENT') as ReceivedSpan
   t.equal(client.status, 'ERROR')
   t.equal(client.attributes['error.type'], 'GW_CLIENT_GONE')
+})
+
+t.test('a request that waits for a concurrency slot gets a concurrency_queue span: admitted, shed, or its client gone', async (t) => {
+  const { port, backend, receiver } = await setup(t, { RETRY_MAX_RETRIES: '0' }, slow(400), { maxConcurrent: 1, queueTimeoutMs: 2000 })
+  const first = http(port, '/api/users/first')
+  await until(() => backend.proxied().length === 1, 10_000)
+  const waited = await http(port, '/api/users/second')
+  t.equal(waited.status, 200)
+  t.equal((await first).status, 200)
+  const all = await receiver.waitFor((s) => s.filter((x) => x.kind === 'SERVER').length >= 2)
+  const serverOf = (path: string): ReceivedSpan => all.find((s) => s.kind === 'SERVER' && s.attributes['url.path'] === path) as ReceivedSpan
+  const queuedTrace = await traceOf(receiver, 5, serverOf('/api/users/second').traceId)
+  const [queue] = byName(queuedTrace, 'concurrency_queue')
+  t.ok(queue !== undefined, 'the waiting request has the span')
+  t.equal(queue.kind, 'INTERNAL')
+  t.equal(queue.parentSpanId, serverOf('/api/users/second').spanId, 'a child of the SERVER span')
+  t.equal(queue.attributes['gateway.concurrency_queue.outcome'], 'admitted')
+  t.equal(queue.status, 'UNSET')
+  const waitedMs = Number(queue.endNs - queue.startNs) / 1e6
+  t.ok(waitedMs >= 150, `it lasts the wait for the first request's slot (${waitedMs.toFixed(0)} ms)`)
+  const client = queuedTrace.find((s) => s.kind === 'CLIENT') as ReceivedSpan
+  t.ok(client.startNs >= queue.endNs, 'the attempt starts after the wait')
+  const firstTrace = await traceOf(receiver, 4, serverOf('/api/users/first').traceId)
+  t.same(byName(firstTrace, 'concurrency_queue'), [], 'a request that found a free slot has none')
+
+  t.test('shed after the queue timeout: outcome shed, 503, an error', async (t) => {
+    const { port, backend, receiver } = await setup(t, { RETRY_MAX_RETRIES: '0' }, slow(1000), { maxConcurrent: 1, queueTimeoutMs: 100 })
+    const first = http(port, '/api/users/first')
+    await until(() => backend.proxied().length === 1, 10_000)
+    t.equal((await http(port, '/api/users/second')).status, 503)
+    t.equal((await first).status, 200)
+    const all = await receiver.waitFor((s) => s.some((x) => x.name === 'concurrency_queue'))
+    const [queue] = byName(all, 'concurrency_queue')
+    t.equal(queue.attributes['gateway.concurrency_queue.outcome'], 'shed')
+    t.equal(queue.attributes['http.response.status_code'], 503)
+    t.equal(queue.status, 'ERROR')
+  })
+
+  t.test('the client leaves while queued: outcome client_gone, not an error', async (t) => {
+    const { port, backend, receiver } = await setup(t, { RETRY_MAX_RETRIES: '0' }, slow(1000), { maxConcurrent: 1, queueTimeoutMs: 5000 })
+    const first = http(port, '/api/users/first')
+    await until(() => backend.proxied().length === 1, 10_000)
+    const req = httpRequest({ host: '127.0.0.1', port, path: '/api/users/second', agent: false })
+    req.on('error', () => {})
+    req.end()
+    await new Promise((resolve) => setTimeout(resolve, 150))
+    req.destroy()
+    t.equal((await first).status, 200)
+    const all = await receiver.waitFor((s) => s.some((x) => x.name === 'concurrency_queue'))
+    const [queue] = byName(all, 'concurrency_queue')
+    t.equal(queue.attributes['gateway.concurrency_queue.outcome'], 'client_gone')
+    t.equal(queue.status, 'UNSET')
+    t.equal(backend.proxied().length, 1, 'the request that left never reached the backend')
+  })
 })
 
 t.test('sampling follows the parent: sampled=0 exports nothing and the backend gets the flag', async (t) => {
