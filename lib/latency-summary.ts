@@ -27,7 +27,10 @@ export interface LatencySummaryOptions {
 export interface LatencySeries { observe (value: number): void }
 
 interface Series {
+  readonly key: string
   readonly labels: Record<string, string>
+  /** In the summary's map (false after a reset, until its next observation). */
+  listed: boolean
   /** The interval `current` belongs to (a count of rotations since start). */
   interval: number
   current: DDSketch
@@ -74,7 +77,9 @@ export class LatencySummary {
       const labels: Record<string, string> = {}
       this.#labelNames.forEach((name, i) => { labels[name] = values[i] })
       const created: Series = {
+        key,
         labels,
+        listed: true,
         interval: this.#interval,
         current: new DDSketch({ relativeAccuracy: RELATIVE_ACCURACY }),
         previous: null,
@@ -89,6 +94,7 @@ export class LatencySummary {
 
   #observe (series: Series, value: number): void {
     if (!(value >= 0) || value === Infinity) return // a clock step backwards, or garbage
+    if (!series.listed) this.#relist(series)
     if (series.interval !== this.#interval) this.#rotate(series)
     series.current.accept(value)
     series.count++
@@ -124,7 +130,24 @@ export class LatencySummary {
     return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values }
   }
 
-  reset (): void { this.#series.clear() }
+  /**
+   * Empties every series, as prom-client's reset does: a series is printed again from its next
+   * observation. Callers keep their observers (labels() is looked up once), so those stay valid.
+   */
+  reset (): void {
+    for (const series of this.#series.values()) series.listed = false
+    this.#series.clear()
+  }
+
+  #relist (series: Series): void {
+    series.listed = true
+    series.current = new DDSketch({ relativeAccuracy: RELATIVE_ACCURACY })
+    series.previous = null
+    series.interval = this.#interval
+    series.count = 0
+    series.sum = 0
+    this.#series.set(series.key, series)
+  }
 
   /** Stops the interval tick (the app's onClose). */
   close (): void { clearInterval(this.#timer) }
