@@ -7,7 +7,7 @@ import { RedisCacheStore } from '../../../plugins/cache/store-redis.js'
 import { openStore, type RedisStore } from '../../../plugins/store/index.js'
 import { uniquePrefix } from '../../support/app.js'
 import { startCluster } from '../../support/redis-server.js'
-import { cacheStoreContract, entry } from './store.contract.js'
+import { cacheStoreContract, entry, sharedPair } from './store.contract.js'
 
 const cluster = await startCluster({ masters: 3 })
 t.teardown(() => cluster.stop())
@@ -20,16 +20,8 @@ async function openShared (prefix: string): Promise<{ store: RedisStore, cache: 
 }
 
 cacheStoreContract(t, async () => {
-  const a = await openShared(uniquePrefix())
-  const b = await openShared(a.store.connections.keyPrefix)
-  return {
-    store: a.cache,
-    peer: b.cache,
-    async cleanup () {
-      await Promise.all([a.cache.close(), b.cache.close()])
-      await Promise.all([a.store.close(), b.store.close()])
-    }
-  }
+  const prefix = uniquePrefix()
+  return sharedPair(await openShared(prefix), await openShared(prefix))
 })
 
 t.test('a purge finds the entries in every slot they were spread over (it scans each master)', async (t) => {

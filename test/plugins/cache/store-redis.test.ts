@@ -6,7 +6,7 @@ import { RedisCacheStore } from '../../../plugins/cache/store-redis.js'
 import { openStore, type RedisStore } from '../../../plugins/store/index.js'
 import { cleanRedis, REDIS_URL, uniquePrefix } from '../../support/app.js'
 import { until } from '../../support/basics.js'
-import { cacheStoreContract, entry } from './store.contract.js'
+import { cacheStoreContract, entry, sharedPair } from './store.contract.js'
 
 async function openShared (prefix: string, nearMaxBytes = 0): Promise<{ store: RedisStore, cache: RedisCacheStore }> {
   const config = loadConfig({ ADMIN_PASSWORD: 'x', STORAGE: 'redis', REDIS_URL, REDIS_KEY_PREFIX: prefix }, { dotenv: false })
@@ -16,17 +16,7 @@ async function openShared (prefix: string, nearMaxBytes = 0): Promise<{ store: R
 
 cacheStoreContract(t, async () => {
   const prefix = uniquePrefix()
-  const a = await openShared(prefix)
-  const b = await openShared(prefix)
-  return {
-    store: a.cache,
-    peer: b.cache,
-    async cleanup () {
-      await Promise.all([a.cache.close(), b.cache.close()])
-      await Promise.all([a.store.close(), b.store.close()])
-      await cleanRedis(prefix)
-    }
-  }
+  return sharedPair(await openShared(prefix), await openShared(prefix), async () => { await cleanRedis(prefix) })
 })
 
 t.test('entries live under the configured key prefix, with a TTL', async (t) => {

@@ -3,12 +3,30 @@
 import type { Test } from 'tap'
 import CachePolicy from 'http-cache-semantics'
 import type { CacheEntry, CacheStore } from '../../../plugins/cache/types.js'
+import type { RedisCacheStore } from '../../../plugins/cache/store-redis.js'
+import type { RedisStore } from '../../../plugins/store/index.js'
 
 export interface CacheStoreUnderTest {
   store: CacheStore
   /** Another store on the same data, as a second instance would open it (shared back ends only). */
   peer?: CacheStore
   cleanup (): Promise<void>
+}
+
+/** A Redis cache store with the store whose connections it uses. */
+export interface OpenedRedisCache { store: RedisStore, cache: RedisCacheStore }
+
+/** Two Redis cache stores on one prefix, as two instances open them; `after` runs once both are closed. */
+export function sharedPair (a: OpenedRedisCache, b: OpenedRedisCache, after: () => Promise<void> = async () => {}): CacheStoreUnderTest {
+  return {
+    store: a.cache,
+    peer: b.cache,
+    async cleanup () {
+      await Promise.all([a.cache.close(), b.cache.close()])
+      await Promise.all([a.store.close(), b.store.close()])
+      await after()
+    }
+  }
 }
 
 const POLICY = new CachePolicy({ url: '/x', headers: { host: 'gateway' } }, { status: 200, headers: { 'cache-control': 'max-age=60' } }).toObject()
