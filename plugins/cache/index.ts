@@ -190,14 +190,14 @@ export default fp(async function responseCache (app) {
         // Another instance is fetching it: wait for its entry until the lock goes or time runs out.
         while (token === null && Date.now() < deadline) {
           await fleet.changed(key)
-          if (await answeredFromStore(request, reply, route, key, req)) {
+          if (await answeredFromStore(request, reply, route, key, req, true)) {
             release(flight)
             return true
           }
           if (await fleet.locked(key)) continue
           token = await fleet.lock(key, route.service.timeoutMs)
           // The other fetch may have stored its entry and let go between our look and our lock.
-          if (token !== null && await answeredFromStore(request, reply, route, key, req)) {
+          if (token !== null && await answeredFromStore(request, reply, route, key, req, true)) {
             release(flight, token)
             return true
           }
@@ -213,12 +213,13 @@ export default fp(async function responseCache (app) {
   /**
    * A second look after waiting for another request's fetch: true when its entry answered. RFC 9211
    * calls such a request collapsed (a forward request shared); it cost no backend request, so the
-   * metrics count it as a hit.
+   * metrics count it as a hit. After waiting for another instance (`shared`) the look reads Redis
+   * itself: this instance's near copy may still say "nothing" until the fill's message arrives.
    */
-  async function answeredFromStore (request: FastifyRequest, reply: FastifyReply, route: ServiceRoute, key: string, req: PolicyRequest): Promise<boolean> {
+  async function answeredFromStore (request: FastifyRequest, reply: FastifyReply, route: ServiceRoute, key: string, req: PolicyRequest, shared = false): Promise<boolean> {
     let found: Selection
     try {
-      found = select(await cacheStore.get(key), req)
+      found = select(await (shared && fleet !== null ? fleet.look(key) : cacheStore.get(key)), req)
     } catch {
       return false
     }

@@ -128,8 +128,14 @@ export class RedisCacheStore implements CacheStore, FleetCoordination {
       if (near.until > now && allLive(near.entries, now)) return near.entries
       this.#drop(key)
     }
+    return await this.look(key)
+  }
+
+  async look (key: string): Promise<CacheEntry[]> {
+    if (!this.available) throw new Error('redis unavailable')
     const generation = this.#generation
     const fields = await this.#client.hgetallBuffer(this.#p + key)
+    const now = Date.now()
     const out: CacheEntry[] = []
     for (const name in fields) {
       const entry = decodeEntry(fields[name])

@@ -55,6 +55,12 @@ export interface FleetCoordination {
   changed (key: string): Promise<void>
   /** Whether anyone still holds the fetch lock of `key`. */
   locked (key: string): Promise<boolean>
+  /**
+   * `key`'s entries as the shared store holds them now, past this instance's near copy: a waiter
+   * must not take its own earlier copy of "nothing" for the answer once the fetch it waited for is
+   * over (the fill's message may still be on its way).
+   */
+  look (key: string): Promise<CacheEntry[]>
   /** Called for every purge made by any instance, this one included. */
   onPurge (listener: (service: string | null, prefix: string | null) => void): void
 }

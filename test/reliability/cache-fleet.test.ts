@@ -18,7 +18,11 @@ t.test('1,000 concurrent identical GETs over two instances on Redis: one backend
     if (open) send()
     else held.push(send)
   })
-  const env = { STORAGE: 'redis', REDIS_KEY_PREFIX: uniquePrefix(), ADMIN_PASSWORD }
+  // Both gateways, the backend and 1,000 client sockets share this process's one event loop: on a
+  // busy machine it can stall past the default 500 ms Redis command timeout, and a cache whose
+  // Redis does not answer in time steps aside by design (docs/caching.md#when-redis-is-down).
+  // That is not what this test measures, so the timeout is raised (RATE_LIMIT_STORE_TIMEOUT_MS + 100).
+  const env = { STORAGE: 'redis', REDIS_KEY_PREFIX: uniquePrefix(), ADMIN_PASSWORD, RATE_LIMIT_STORE_TIMEOUT_MS: '3000' }
   const a = await cachedGateway(t, backend.url, {}, env)
   const b = await cachedGateway(t, backend.url, {}, env)
   const N = 500
@@ -30,7 +34,9 @@ t.test('1,000 concurrent identical GETs over two instances on Redis: one backend
   open = true
   for (const send of held.splice(0)) send()
   const results = await Promise.all(answers)
-  t.equal(backend.hits, 1)
+  const statuses: Record<string, number> = {}
+  for (const r of results) { const k = `${r.status} ${String(r.headers['cache-status'])}`; statuses[k] = (statuses[k] ?? 0) + 1 }
+  t.equal(backend.hits, 1, `one backend request (answers by Cache-Status: ${JSON.stringify(statuses)})`)
   t.equal(results.filter((r) => r.status === 200 && r.body === '/c/fleet #1').length, 2 * N)
 
   t.equal((await admin(a.port, 'DELETE', '/admin/cache/c')).status, 200)

@@ -2,7 +2,7 @@
 // second store on the same prefix as a second instance would open it.
 import t from 'tap'
 import { loadConfig } from '../../../lib/config.js'
-import { RedisCacheStore } from '../../../plugins/cache/store-redis.js'
+import { encodeEntry, RedisCacheStore } from '../../../plugins/cache/store-redis.js'
 import { openStore, type RedisStore } from '../../../plugins/store/index.js'
 import { cleanRedis, REDIS_URL, uniquePrefix } from '../../support/app.js'
 import { until } from '../../support/basics.js'
@@ -96,6 +96,21 @@ t.test('a hit answered from the near copy costs no round trip; another instance\
   t.ok(await until(async () => (await a.cache.get('svc:/n')).length === 1, 1000, 10))
   t.equal(await b.cache.purge('svc', null), 3, 'svc:/n, svc:/none and svc:/empty')
   t.ok(await until(async () => (await a.cache.get('svc:/n')).length === 0, 1000, 10), 'a purge reaches a within 1 s')
+})
+
+// The race the fleet test met on a loaded machine: an instance waiting for another's fetch kept a
+// copy of "nothing", the fetch ended and let go of its lock, and the fill's message had not yet
+// arrived; the waiter took the lock, looked at its copy, and fetched a second time.
+t.test('a waiter\'s look reads Redis itself, past its near copy of nothing', async (t) => {
+  const prefix = uniquePrefix()
+  const a = await openShared(prefix, 1024 * 1024)
+  t.teardown(async () => { await a.cache.close(); await a.store.close(); await cleanRedis(prefix) })
+  t.same(await a.cache.get('svc:/w'), [], 'nothing there, and kept as such')
+  // Filled behind the store's back: no message reaches it, as when the message is still on its way.
+  await a.store.connections.client.hset(`${prefix}cache:svc:/w`, 'v:', encodeEntry(entry('filled', { expiresAt: Date.now() + 60_000 })))
+  t.same(await a.cache.get('svc:/w'), [], 'get still answers from the copy')
+  t.equal((await a.cache.look('svc:/w'))[0]?.body.toString(), 'filled', 'look reads Redis')
+  t.equal((await a.cache.get('svc:/w'))[0]?.body.toString(), 'filled', 'and what it read becomes the copy')
 })
 
 t.test('near copies stay within their byte bound', async (t) => {
