@@ -5,7 +5,7 @@
 // Each checkout must hold a compiled gateway (`npm run build` there: dist/src/server.js). A typical
 // "before" is a worktree of the earlier commit: `git worktree add /tmp/before <commit> && cd
 // /tmp/before && npm ci` (or link node_modules). Both gateways run the same configuration in front of
-// one bench/backend.js, pinned to the same CPU (the backend and autocannon to the other), and are
+// one bench/backend.js, pinned to the same CPU (the backend and the load generator to the other), and are
 // driven in interleaved rounds (A B B A A B …) so that a slow patch of the machine hits both. Per
 // round it reads req/s and the gateway's CPU time per request from /proc/<pid>/stat, which is far
 // steadier than req/s here; it prints every round, the medians and B's ratio to A with its spread.
@@ -17,8 +17,9 @@
 // AB_ROUNDS (6), AB_SECONDS (5), AB_CONNECTIONS (50), AB_WARMUP seconds (5: the first seconds of a
 // fresh process run unoptimised code); AB_RATE: a fixed request rate (autocannon's overallRate)
 // instead of saturation, where CPU per request is steadier still; AB_ENV_A / AB_ENV_B: extra
-// `NAME=value` settings (space-separated) for one side only. The two checkouts may be the same one,
-// to compare settings: e.g. span export against none,
+// `NAME=value` settings (space-separated) for one side only; AB_CASE_A / AB_CASE_B: a case for one
+// side only (e.g. plain against cachehit: a hit against the same request proxied). The two
+// checkouts may be the same one, to compare settings or cases: e.g. span export against none,
 //
 //   AB_ENV_B='OTEL_TRACES_EXPORTER=otlp OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=0.1' node bench/ab.js . .
 //
@@ -31,6 +32,7 @@ import { spawnSync } from 'node:child_process'
 import { createServer } from 'node:http'
 import { fileURLToPath } from 'node:url'
 import { benchHeaders, gatewayEnv, writeRoutes } from './gateway-setup.js'
+import { drive, generator } from './load.js'
 import { createProcesses, freePort, HarnessError } from './processes.js'
 
 const HERE = dirname(fileURLToPath(import.meta.url))
@@ -40,6 +42,8 @@ if (dirA === undefined || dirB === undefined) {
   process.exit(2)
 }
 const kind = process.env.AB_CASE ?? 'full'
+// One case per side: AB_CASE_A / AB_CASE_B (default AB_CASE), e.g. plain against cachehit.
+const kinds = { A: process.env.AB_CASE_A ?? kind, B: process.env.AB_CASE_B ?? kind }
 const store = process.env.AB_STORE ?? 'embedded'
 const rounds = Number(process.env.AB_ROUNDS ?? 6)
 const seconds = Number(process.env.AB_SECONDS ?? 5)
@@ -48,8 +52,8 @@ const warmup = Number(process.env.AB_WARMUP ?? 5)
 const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
 const rate = process.env.AB_RATE === undefined ? 0 : Number(process.env.AB_RATE)
 const extraEnv = { A: settings(process.env.AB_ENV_A), B: settings(process.env.AB_ENV_B) }
-if (!['full', 'plain', 'cachehit', 'cachemiss'].includes(kind) || !['embedded', 'redis'].includes(store)) {
-  throw new HarnessError('AB_CASE is full, plain, cachehit or cachemiss; AB_STORE embedded or redis')
+if (![kinds.A, kinds.B].every((k) => ['full', 'plain', 'cachehit', 'cachemiss'].includes(k)) || !['embedded', 'redis'].includes(store)) {
+  throw new HarnessError('AB_CASE (AB_CASE_A, AB_CASE_B) is full, plain, cachehit or cachemiss; AB_STORE embedded or redis')
 }
 
 /** `A=1 B=two` → { A: '1', B: 'two' }. */
@@ -96,11 +100,11 @@ async function startGateway (label, dir, backend) {
     extra.OTEL_EXPORTER_OTLP_ENDPOINT = otlpSink.url
   }
   const env = gatewayEnv({
-    kind,
+    kind: kinds[label],
     store,
     port,
     password,
-    routes: writeRoutes(tmp, label, kind, backend),
+    routes: writeRoutes(tmp, label, kinds[label], backend),
     dataDir: join(tmp, `data-${label}`),
     redisUrl,
     redisPrefix: `gwab${label}${process.pid}:`,
@@ -109,7 +113,7 @@ async function startGateway (label, dir, backend) {
   const proc = procs.start(`gateway-${label}`, ['--max-semi-space-size=16', server], { env, cpu: pin ? '1' : null, stdoutLog: `gateway-${label}` })
   const base = `http://127.0.0.1:${port}`
   await procs.waitHealthy(proc, base)
-  const headers = await benchHeaders(kind, base, password, `ab-${label}`)
+  const headers = await benchHeaders(kinds[label], base, password, `ab-${label}`)
   const probe = await fetch(`${base}/bench/items`, { headers })
   await probe.arrayBuffer()
   if (probe.status !== 200) throw new HarnessError(`${label}: GET /bench/items answered ${probe.status}`)
@@ -118,11 +122,18 @@ async function startGateway (label, dir, backend) {
 
 async function run (g, secs) {
   const before = cpuTicks(g.proc.pid)
-  const r = await autocannon({ url: g.url, headers: g.headers, connections, duration: secs, pipelining: 1, timeout: 10, ...(rate > 0 ? { overallRate: rate } : {}) })
+  // At a fixed rate autocannon (wrk has no rate); at saturation the generator of bench/load.js.
+  const r = rate > 0
+    ? await paced(g, secs)
+    : await drive({ url: g.url, headers: g.headers, connections, seconds: secs })
   const ticks = cpuTicks(g.proc.pid) - before
-  const elapsed = (r.finish - r.start) / 1000
   if (r.non2xx > 0 || r.errors > 0) throw new HarnessError(`${g.label}: ${r.non2xx} non-2xx and ${r.errors} errors`)
-  return { rps: r['2xx'] / elapsed, cpuUs: (ticks * 10_000) / Math.max(1, r['2xx']) }
+  return { rps: r.ok / r.secs, cpuUs: (ticks * 10_000) / Math.max(1, r.ok) }
+}
+
+async function paced (g, secs) {
+  const r = await autocannon({ url: g.url, headers: g.headers, connections, duration: secs, pipelining: 1, timeout: 10, overallRate: rate })
+  return { ok: r['2xx'], non2xx: r.non2xx, errors: r.errors, secs: (r.finish - r.start) / 1000 }
 }
 
 const median = (xs) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2 }
@@ -138,7 +149,7 @@ try {
     // A B, B A, A B, …: neither build always runs first.
     for (const g of i % 2 === 0 ? [a, b] : [b, a]) g.rounds.push(await run(g, seconds))
   }
-  console.log(`# A/B: ${kind} pipeline, ${store} store, ${rounds} rounds × ${seconds} s, ${connections} connections${rate > 0 ? ` at ${rate} req/s` : ''}${pin ? ', gateways pinned to CPU 1' : ''}`)
+  console.log(`# A/B: ${kinds.A === kinds.B ? kind : `${kinds.A} (A) against ${kinds.B} (B)`} pipeline, ${store} store, ${rounds} rounds × ${seconds} s, ${connections} connections${rate > 0 ? ` at ${rate} req/s (autocannon)` : ` (${generator})`}${pin ? ', gateways pinned to CPU 1' : ''}`)
   console.log(`A = ${dirA}${process.env.AB_ENV_A ? ` with ${process.env.AB_ENV_A}` : ''}\nB = ${dirB}${process.env.AB_ENV_B ? ` with ${process.env.AB_ENV_B}` : ''}\n`)
   console.log('| round | A req/s | B req/s | A CPU µs/req | B CPU µs/req | B/A CPU |')
   console.log('|---:|---:|---:|---:|---:|---:|')

@@ -19,9 +19,10 @@
 //      shares the proxy's core.
 //   3. Checks each case once (status 200; rate-limit headers present or absent; 401 without a key
 //      where a key is required) and prints what each case really measures.
-//   4. Warms each case up, then drives every case with autocannon (50 connections, pipelining 1) in
+//   4. Warms each case up, then drives every case with the load generator (bench/load.js: wrk when
+//      installed, else autocannon; 50 connections, one request at a time on each) in
 //      interleaved rounds — round r runs every case once, in an order rotated by r — and reports
-//      medians: requests/s (2xx per second), p50 and p99 latency (autocannon: 1 ms resolution),
+//      medians: requests/s (2xx per second), p50 and p99 latency (autocannon: 1 ms resolution; wrk: 10 µs),
 //      peak RSS of the proxy process while loaded (VmRSS from /proc, sampled every 200 ms), and the
 //      medians of the per-round ratios to the baseline and to the thin core measured in the same
 //      round (× baseline, × thin core). For gateway cases it also reports how many requests the
@@ -33,7 +34,7 @@
 //      the gateway's own sockets (found through /proc) and setting aside what its Lua scripts call
 //      inside Redis (bench/redis-trips.js): one at a low fixed rate (round trips per request;
 //      background calls amortised below 0.01 per request, a key-cache refresh, are tolerated as
-//      "steady state"), one during an autocannon run at full speed (BENCH_CONNECTIONS connections,
+//      "steady state"), one during a load-generator run at full speed (BENCH_CONNECTIONS connections,
 //      all sending the same key, so one bucket: commands sent per request at saturation, where
 //      takes arriving together may share one script call). MONITOR slows Redis, which may favour
 //      such sharing: the commandstats estimate from the unmonitored rounds is printed beside it.
@@ -51,7 +52,7 @@
 //        - peak RSS under load of the full pipeline (Redis, embedded) ≤ the baseline's in this run;
 //        - ≤ 1 Redis round trip per proxied request (low-rate MONITOR sample);
 //        - ≤ 0.5 Redis commands sent per proxied request at saturation, one key (MONITOR sample
-//          under autocannon).
+//          under the load generator).
 //      The thin core has no target: × thin core shows how much of the ceiling each case keeps.
 //      Exits 0 whenever the harness ran (missed targets included); 1 when it could not measure (a
 //      process failed to start, a case answered no 2xx).
@@ -88,7 +89,8 @@
 // Environment
 //   BENCH_DURATION (10)          seconds per measured run
 //   BENCH_ROUNDS (3)             interleaved rounds (throughput and latency)
-//   BENCH_CONNECTIONS (50)       autocannon connections
+//   BENCH_CONNECTIONS (50)       load-generator connections
+//   BENCH_GENERATOR (auto)       wrk, autocannon, or auto (wrk when installed): bench/load.js
 //   BENCH_WARMUP (2)             warm-up seconds per case before round 1
 //   BENCH_LATENCY_DURATION       seconds per latency run (default BENCH_DURATION)
 //   BENCH_LATENCY_FRACTION (0.5) latency-run rate as a fraction of the full pipeline's saturation req/s
@@ -102,7 +104,7 @@
 //   BACKEND_URL                  use this backend instead of starting bench/backend.js
 //   REDIS_URL (redis://127.0.0.1:6379)  Redis for the redis cases (skipped if unreachable); only
 //                                keys under a random `bench:<id>:` prefix are written and deleted
-import autocannon from 'autocannon'
+import { drive, generator } from './load.js'
 import { spawnSync } from 'node:child_process'
 import { createServer } from 'node:http'
 import { randomBytes } from 'node:crypto'
@@ -385,19 +387,8 @@ function cpuTicks (c) {
 async function saturate (c, seconds) {
   loaded.add(c)
   try {
-    const r = await autocannon({ url: c.url, headers: c.headers, connections: S.connections, duration: seconds, pipelining: 1, timeout: 10 })
-    const secs = (r.finish - r.start) / 1000
-    return {
-      rps: r['2xx'] / secs,
-      mean: r.latency.mean,
-      p50: r.latency.p50,
-      p99: r.latency.p99,
-      ok: r['2xx'],
-      non2xx: r.non2xx,
-      errors: r.errors,
-      // Requests the proxy received: those still in flight when the run stopped count too.
-      sent: Math.max(r.requests.sent ?? 0, r['2xx'] + r.non2xx)
-    }
+    const r = await drive({ url: c.url, headers: c.headers, connections: S.connections, seconds })
+    return { rps: r.ok / r.secs, mean: r.mean, p50: r.p50, p99: r.p99, ok: r.ok, non2xx: r.non2xx, errors: r.errors, sent: r.sent }
   } finally {
     loaded.delete(c)
   }
@@ -410,7 +401,7 @@ const median = (xs) => {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
 }
 
-/** MONITOR while autocannon drives `c` at full speed (its 50 connections all send the same key). */
+/** MONITOR while the load generator drives `c` at full speed (its 50 connections all send the same key). */
 async function redisCommandsAtSaturation (c) {
   let run = null
   const sample = await monitorSample(redis, {
@@ -552,7 +543,7 @@ async function main () {
   console.log(`# Gateway benchmark — ${new Date().toISOString()}\n`)
   console.log(`- ${pkg.name} ${selected[0]?.version ?? pkg.version}, Node ${process.version}, ${os.cpus()[0]?.model ?? 'cpu'} × ${cpus}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, load average ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`)
   console.log(`- pinning: ${PIN ? `load generator + backend on CPU ${LOAD_CPU}, each proxy alone on CPU ${PROXY_CPU} (taskset); ${redisPinned ? `local Redis (pid ${redisPinned.pid}) on CPU ${LOAD_CPU} for the run` : 'Redis not pinned'}` : 'none'}`)
-  console.log(`- autocannon: ${S.connections} connections, pipelining 1, ${S.duration} s × ${S.rounds} interleaved rounds, ${S.warmup} s warm-up per case; GET ${BENCH_PATH} → ${S.backendUrl ? 'BACKEND_URL' : 'bench/backend.js'} (${backendUrl})`)
+  console.log(`- ${generator}: ${S.connections} connections, pipelining 1, ${S.duration} s × ${S.rounds} interleaved rounds, ${S.warmup} s warm-up per case; GET ${BENCH_PATH} → ${S.backendUrl ? 'BACKEND_URL' : 'bench/backend.js'} (${backendUrl})`)
   console.log(`- gateway: RATE_LIMIT_RPM = RATE_LIMIT_BURST = ${HUGE} (never limits), one service at /bench; Redis ${redis ? S.redisUrl + ` (prefix ${redisPrefixBase})` : 'not used'}`)
   console.log(`- estimated duration ${Math.round(estimate / 60 * 10) / 10} min`)
   for (const n of notes) console.log(`- NOTE: ${n}`)
@@ -661,7 +652,7 @@ async function main () {
   if (degraded.length) {
     console.log(`\nNOTE: ${degraded.map((c) => `${c.id} (${fmt(c.failOpen)} requests, ${fmt(c.storeErrors)} store errors)`).join(', ')} partly measured the in-process fallback bucket, not the store: store calls exceeded RATE_LIMIT_STORE_TIMEOUT_MS and the limiter failed open (docs/proxying.md#rate-limits). Those rows understate the store's cost; the machine or Redis was overloaded.`)
   }
-  console.log('\nreq/s counts 2xx responses; × baseline and × thin core are medians of per-round ratios to that baseline; p50/p99 are autocannon\'s (1 ms resolution); peak RSS is the proxy process (for WORKERS, primary + workers) sampled every 200 ms while it was under load; fail-open counts requests the rate limiter served from its in-process fallback because the store timed out (gateway_rate_limit_fail_open_total delta; not available for WORKERS, whose /metrics is one worker\'s).')
+  console.log('\nreq/s counts 2xx responses; × baseline and × thin core are medians of per-round ratios to that baseline; p50/p99 are the load generator\'s (autocannon: 1 ms resolution; wrk: 10 µs); peak RSS is the proxy process (for WORKERS, primary + workers) sampled every 200 ms while it was under load; fail-open counts requests the rate limiter served from its in-process fallback because the store timed out (gateway_rate_limit_fail_open_total delta; not available for WORKERS, whose /metrics is one worker\'s).')
   console.log('\nWhat each row measures:\n')
   for (const c of cases) console.log(`- **${c.label}${c.gateway ? ` (${c.store})` : ''}**: ${describe(c)}`)
   console.log('\nPer-round req/s (rounds run every case once, order rotated each round):\n')
@@ -712,7 +703,7 @@ async function main () {
     if (monitorSat && !monitorSat.error) {
       commandsAtSaturation = monitorSat.perRequest
       commandsSource = 'MONITOR'
-      console.log(`\nMONITOR sample at saturation (exact): ${S.monitorSeconds} s of autocannon, ${S.connections} connections, all with the same key (one bucket), ${fmt(monitorSat.requests)} requests at ${fmt(monitorSat.rps)} req/s (${fmt(monitorSat.rps / fullRedis.rps * 100)}% of the unmonitored median: MONITOR slows Redis), commands sent on the gateway's ${monitorSat.sockets} Redis socket(s): ${list(monitorSat.top)}; called inside its scripts: ${list(monitorSat.inScripts)}.`)
+      console.log(`\nMONITOR sample at saturation (exact): ${S.monitorSeconds} s of ${generator}, ${S.connections} connections, all with the same key (one bucket), ${fmt(monitorSat.requests)} requests at ${fmt(monitorSat.rps)} req/s (${fmt(monitorSat.rps / fullRedis.rps * 100)}% of the unmonitored median: MONITOR slows Redis), commands sent on the gateway's ${monitorSat.sockets} Redis socket(s): ${list(monitorSat.top)}; called inside its scripts: ${list(monitorSat.inScripts)}.`)
       console.log(`Commands sent per proxied request at saturation: **${fmt(monitorSat.perRequest, 3)}** (without MONITOR, the commandstats estimate above: ${fmt(topLevelPerRequest, 3)}).`)
     } else {
       commandsAtSaturation = topLevelPerRequest
