@@ -4,10 +4,9 @@
 // Two generators give the same result shape:
 //   - autocannon (npm, in this process): always available;
 //   - wrk (C; Debian's `apt-get install wrk`), one thread, run as a child process (it inherits this
-//     script's CPU pinning). It
-//     needs about a third of autocannon's CPU per request, so a case that is cheaper than the load
-//     generator itself (a cache hit: ~20 µs of gateway CPU against autocannon's ~23 µs) is measured
-//     by the gateway's speed and not the generator's.
+//     script's CPU pinning). It needs a little over half of autocannon's CPU per request (20
+//     against 35 µs against bench/backend.js), so a case cheaper than the generator itself (a cache
+//     hit) is measured by the gateway's speed more than by the generator's.
 // BENCH_GENERATOR picks one: `wrk`, `autocannon`, or `auto` (the default: wrk when it is installed).
 import autocannon from 'autocannon'
 import { spawn, spawnSync } from 'node:child_process'
