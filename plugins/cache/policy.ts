@@ -53,7 +53,10 @@ export function cacheKey (service: string, pathAndQuery: string): string {
   return `${service}:${pathAndQuery}`
 }
 
-/** Which variant of a URL a request selects: the values of the fields `vary` names. */
+/**
+ * Which variant of a URL a request selects: the values of the fields `vary` names (a field the
+ * request lacks is told apart from one it sent empty, as the library's own Vary match does).
+ */
 export function variantOf (vary: string | string[] | undefined, headers: CachePolicy.Headers): string {
   if (vary === undefined) return ''
   let out = ''
@@ -61,7 +64,7 @@ export function variantOf (vary: string | string[] | undefined, headers: CachePo
     const name = raw.trim()
     if (name === '') continue
     const value = headers[name]
-    out += `${name}=${value === undefined ? '' : String(value)}\n`
+    out += value === undefined ? `${name}\n` : `${name}=${String(value)}\n`
   }
   return out
 }
@@ -134,12 +137,31 @@ export interface Selection {
   fallback: { entry: CacheEntry, policy: CachePolicy } | null
 }
 
+/**
+ * What the library said about an entry for a plain request (no Cache-Control, no Pragma): the
+ * variant that request selected, and until when (epoch ms) the entry is fresh. For such requests
+ * its answer depends on nothing else (URL, Host and method are fixed by the key), so a later plain
+ * request of the same variant before then gets the same answer without asking again: a hit then
+ * skips the library's evaluation, which builds a full set of response headers we never use.
+ */
+interface Verdict { readonly policy: CachePolicy, readonly variant: string, readonly freshUntil: number }
+const verdicts = new WeakMap<CacheEntry, Verdict>()
+
 /** Picks, among a URL's variants, the one that answers `req` (RFC 9111 section 4). */
 export function select (entries: CacheEntry[], req: PolicyRequest): Selection {
+  const plain = req.headers['cache-control'] === undefined && req.headers.pragma === undefined
+  const now = Date.now()
   let fallback: Selection['fallback'] = null
   for (const entry of entries) {
-    const policy = CachePolicy.fromObject(entry.policy)
-    if (policy.satisfiesWithoutRevalidation(req)) return { fresh: { entry, policy }, fallback: null }
+    const known = verdicts.get(entry)
+    if (plain && known !== undefined && now < known.freshUntil && known.variant === variantOf(entry.policy.resh.vary, req.headers)) {
+      return { fresh: { entry, policy: known.policy }, fallback: null }
+    }
+    const policy = known?.policy ?? CachePolicy.fromObject(entry.policy)
+    if (policy.satisfiesWithoutRevalidation(req)) {
+      if (plain) verdicts.set(entry, { policy, variant: variantOf(entry.policy.resh.vary, req.headers), freshUntil: now + (policy.maxAge() - policy.age()) * 1000 })
+      return { fresh: { entry, policy }, fallback: null }
+    }
     if (fallback === null && entry.variant === variantOf(entry.headers.vary, req.headers)) fallback = { entry, policy }
   }
   return { fresh: null, fallback }
