@@ -112,10 +112,19 @@ export default fp(async function requestContext (fastify) {
 
 const HOST = /^(?:\[([0-9A-Fa-f:.]+)\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?$/
 
+/** The last Host found valid: nearly every request repeats its predecessor's, so it skips the regex. */
+let lastValidHost = ''
+
 /** `host[:port]` (RFC 9112 §3.2, RFC 3986 §3.2.2): a name or an IP literal, a port of 1-65535. */
 export function validHost (host: string | undefined): boolean {
   // Node already requires a Host on HTTP/1.1 (requireHostHeader); HTTP/1.0 may omit it.
-  if (host === undefined) return true
+  if (host === undefined || host === lastValidHost) return true
+  if (!hostSyntax(host)) return false
+  lastValidHost = host
+  return true
+}
+
+function hostSyntax (host: string): boolean {
   const m = HOST.exec(host)
   if (m === null) return false
   if (m[1] !== undefined && isIP(m[1]) !== 6) return false

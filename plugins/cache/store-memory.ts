@@ -26,12 +26,18 @@ export class MemoryCacheStore implements CacheStore {
     const slot = this.#slots.get(key)
     if (slot === undefined) return []
     const now = Date.now()
-    const live = slot.entries.filter((e) => e.expiresAt > now)
-    if (live.length === 0) {
-      this.#drop(key, slot)
-      return []
+    let live = slot.entries
+    // A loop first: a hit on live entries (the common case) allocates nothing.
+    for (const e of live) {
+      if (e.expiresAt > now) continue
+      live = slot.entries.filter((x) => x.expiresAt > now)
+      if (live.length === 0) {
+        this.#drop(key, slot)
+        return []
+      }
+      this.#replace(key, slot, live)
+      break
     }
-    if (live.length !== slot.entries.length) this.#replace(key, slot, live)
     // Most recently used goes last.
     this.#slots.delete(key)
     this.#slots.set(key, slot)
