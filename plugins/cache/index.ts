@@ -256,10 +256,10 @@ export default fp(async function responseCache (app) {
       readonly lead: { flight: Flight, token: string | null } | null
     ) {
       reply.header('cache-status', `${CACHE_NAME}; fwd=${fwd}`)
-      // Whatever happens (a shed, a breaker 503, a client gone before any answer): settled. A
-      // client that left while this request waited for another fetch closes no more.
+      // Whatever happens (a shed, a breaker 503, a client gone before any answer), the request's
+      // end settles it (the subscription below). A client that left while this request waited
+      // for another fetch has ended already.
       if (reply.raw.closed) this.settle()
-      else reply.raw.once('close', () => { this.settle() })
     }
 
     settle (): void {
@@ -384,6 +384,11 @@ export default fp(async function responseCache (app) {
     done()
   }
   app.addHook('preHandler', hook)
+  // The end of a request that went to the backend settles its fill (plugins/request-end.ts).
+  app.requestEnds.subscribe((request) => {
+    const tap = request.proxyTap
+    if (tap instanceof Fill) tap.settle()
+  })
 }, {
   name: 'response-cache',
   fastify: '5.x',

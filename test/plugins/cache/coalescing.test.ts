@@ -1,6 +1,7 @@
 // Request coalescing (docs/caching.md#request-coalescing): concurrent misses for one URL cause one
 // backend request — per instance on the embedded store, across instances on Redis. The backend
 // holds its answer until every request is inside the gateway(s), so the overlap is certain.
+import { request as httpRequest } from 'node:http'
 import t from 'tap'
 import { until } from '../../support/basics.js'
 import { http } from '../../support/http.js'
@@ -32,6 +33,29 @@ t.test('many concurrent identical misses on one instance reach the backend once'
   t.ok(results.every((r) => r.status === 200 && r.body === '/c/popular #1'), 'every caller got the one response')
   const collapsed = results.filter((r) => r.headers['cache-status'] === 'gateway; fwd=miss; collapsed').length
   t.equal(collapsed, N - 1)
+})
+
+t.test('when the fetching client leaves, the waiters stop waiting and go to the backend themselves', async (t) => {
+  const backend = await scriptedBackend(t)
+  backend.behave((req, res, _body, n) => {
+    // The first fetch is never answered: only its client leaving can settle it.
+    if (n === 1) return
+    res.writeHead(200, { 'cache-control': 'max-age=60' }).end(`${req.url ?? ''} #${n}`)
+  })
+  // A service timeout far above the test's patience: a waiter released only by it would be seen.
+  const gw = await cachedGateway(t, backend.url, {}, {}, { timeoutMs: 60_000 })
+  const leader = httpRequest({ host: '127.0.0.1', port: gw.port, path: '/c/left', agent: false })
+  leader.on('error', () => {})
+  leader.end()
+  t.ok(await until(() => backend.hits === 1, 10_000), 'the first request is at the backend')
+  const follower = gw.get('/c/left', { timeoutMs: 20_000 })
+  t.ok(await until(() => gw.app.requestEnds.inFlight === 2, 10_000), 'the second waits for the first')
+  const started = performance.now()
+  leader.destroy()
+  const answer = await follower
+  t.equal(answer.status, 200)
+  t.equal(answer.body, '/c/left #2', 'it fetched for itself')
+  t.ok(performance.now() - started < 10_000, 'released by the leader\'s end, not by the service timeout')
 })
 
 t.test('misses for different URLs are not held behind each other', async (t) => {
