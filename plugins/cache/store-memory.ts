@@ -1,7 +1,7 @@
 // The embedded response cache store (docs/caching.md#stores): process memory, bounded in bytes,
 // least recently used URL dropped first. A Map keeps insertion order, so a read moves its key to
 // the end and eviction takes from the front.
-import { purgeMatches, type CacheEntry, type CacheStore } from './types.js'
+import { allLive, purgeMatches, type CacheEntry, type CacheStore } from './types.js'
 
 /** What one entry costs beyond its body: its fields, the policy state and the Map's own bookkeeping. */
 function sizeOf (entry: CacheEntry): number {
@@ -27,16 +27,14 @@ export class MemoryCacheStore implements CacheStore {
     if (slot === undefined) return []
     const now = Date.now()
     let live = slot.entries
-    // A loop first: a hit on live entries (the common case) allocates nothing.
-    for (const e of live) {
-      if (e.expiresAt > now) continue
-      live = slot.entries.filter((x) => x.expiresAt > now)
+    // Checked first: a hit on live entries (the common case) allocates nothing.
+    if (!allLive(live, now)) {
+      live = live.filter((e) => e.expiresAt > now)
       if (live.length === 0) {
         this.#drop(key, slot)
         return []
       }
       this.#replace(key, slot, live)
-      break
     }
     // Most recently used goes last.
     this.#slots.delete(key)

@@ -8,7 +8,7 @@
 // steps aside (docs/caching.md#when-redis-is-down).
 import { randomBytes } from 'node:crypto'
 import type { Cluster, Redis } from 'ioredis'
-import { purgeMatches, type CacheEntry, type CacheStore, type FleetCoordination } from './types.js'
+import { allLive, purgeMatches, type CacheEntry, type CacheStore, type FleetCoordination } from './types.js'
 
 type Client = Redis | Cluster
 
@@ -46,12 +46,6 @@ interface Scripted {
 /** Glob metacharacters of SCAN MATCH, escaped. */
 function globEscape (s: string): string {
   return s.replace(/[*?[\]\\]/g, '\\$&')
-}
-
-/** Whether no entry has passed its expiresAt (a loop: no closure per hit). */
-function allLive (entries: CacheEntry[], now: number): boolean {
-  for (const e of entries) if (e.expiresAt <= now) return false
-  return true
 }
 
 export function encodeEntry (entry: CacheEntry): Buffer {

@@ -73,6 +73,12 @@ export function keyParts (key: string): { service: string, path: string } {
   return { service: key.slice(0, colon), path: q === -1 ? rest : rest.slice(0, q) }
 }
 
+/** Whether no entry has passed its expiresAt (a loop: no closure, nothing allocated per hit). */
+export function allLive (entries: CacheEntry[], now: number): boolean {
+  for (const e of entries) if (e.expiresAt <= now) return false
+  return true
+}
+
 /** Whether `key` is one a purge of (`service`, `prefix`) drops. */
 export function purgeMatches (key: string, service: string | null, prefix: string | null): boolean {
   if (service === null) return true
