@@ -24,7 +24,6 @@
 //   AB_ENV_B='OTEL_TRACES_EXPORTER=otlp OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=0.1' node bench/ab.js . .
 //
 // (a side that exports gets a local OTLP sink answering 200 unless it names its own endpoint).
-import autocannon from 'autocannon'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import os from 'node:os'
 import { dirname, join, resolve } from 'node:path'
@@ -122,18 +121,10 @@ async function startGateway (label, dir, backend) {
 
 async function run (g, secs) {
   const before = cpuTicks(g.proc.pid)
-  // At a fixed rate autocannon (wrk has no rate); at saturation the generator of bench/load.js.
-  const r = rate > 0
-    ? await paced(g, secs)
-    : await drive({ url: g.url, headers: g.headers, connections, seconds: secs })
+  const r = await drive({ url: g.url, headers: g.headers, connections, seconds: secs, rate })
   const ticks = cpuTicks(g.proc.pid) - before
   if (r.non2xx > 0 || r.errors > 0) throw new HarnessError(`${g.label}: ${r.non2xx} non-2xx and ${r.errors} errors`)
   return { rps: r.ok / r.secs, cpuUs: (ticks * 10_000) / Math.max(1, r.ok) }
-}
-
-async function paced (g, secs) {
-  const r = await autocannon({ url: g.url, headers: g.headers, connections, duration: secs, pipelining: 1, timeout: 10, overallRate: rate })
-  return { ok: r['2xx'], non2xx: r.non2xx, errors: r.errors, secs: (r.finish - r.start) / 1000 }
 }
 
 const median = (xs) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2 }

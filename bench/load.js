@@ -8,6 +8,7 @@
 //     against 35 µs against bench/backend.js), so a case cheaper than the generator itself (a cache
 //     hit) is measured by the gateway's speed more than by the generator's.
 // BENCH_GENERATOR picks one: `wrk`, `autocannon`, or `auto` (the default: wrk when it is installed).
+// A fixed request rate is always autocannon's (`overallRate`): wrk has none.
 import autocannon from 'autocannon'
 import { spawn, spawnSync } from 'node:child_process'
 import { HarnessError } from './processes.js'
@@ -21,13 +22,14 @@ if (choice === 'wrk' && !hasWrk) throw new HarnessError('BENCH_GENERATOR=wrk but
 export const generator = choice === 'autocannon' || !hasWrk ? 'autocannon' : 'wrk'
 
 /**
- * Drives `url` with `connections` connections for `seconds` s. Returns 2xx, non-2xx and error
+ * Drives `url` with `connections` connections for `seconds` s (at `rate` requests a second when
+ * given, else as fast as they answer). Returns 2xx, non-2xx and error
  * counts, the elapsed seconds, and latency mean/p50/p99 in ms (autocannon: 1 ms resolution; wrk:
  * 10 µs).
  */
-export async function drive ({ url, headers = {}, connections, seconds }) {
-  if (generator === 'wrk') return await wrk(url, headers, connections, seconds)
-  const r = await autocannon({ url, headers, connections, duration: seconds, pipelining: 1, timeout: 10 })
+export async function drive ({ url, headers = {}, connections, seconds, rate = 0 }) {
+  if (generator === 'wrk' && rate === 0) return await wrk(url, headers, connections, seconds)
+  const r = await autocannon({ url, headers, connections, duration: seconds, pipelining: 1, timeout: 10, ...(rate > 0 ? { overallRate: rate } : {}) })
   return {
     ok: r['2xx'],
     non2xx: r.non2xx,
