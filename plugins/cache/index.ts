@@ -124,8 +124,12 @@ export default fp(async function responseCache (app) {
     count(route, 'bypass')
   }
 
-  /** Looks the request up: true when it was answered here, false when it goes on to the backend. */
-  async function lookup (request: FastifyRequest, reply: FastifyReply, route: ServiceRoute, settings: CacheConfig): Promise<boolean> {
+  /**
+   * Looks the request up: true when it was answered here, false when it goes on to the backend. A
+   * lookup the store answers without I/O (the embedded store, a near copy of Redis) and that waits
+   * for no other fetch is decided at once, with no promise: a hit or a miss costs no extra turn.
+   */
+  function lookup (request: FastifyRequest, reply: FastifyReply, route: ServiceRoute, settings: CacheConfig): boolean | Promise<boolean> {
     // Range requests are not the cache's (206 is never stored).
     if (request.headers.range !== undefined) {
       bypass(route, reply)
@@ -136,15 +140,28 @@ export default fp(async function responseCache (app) {
       return false
     }
     const key = keyOf(request, route)
-    const method = request.raw.method as string
-    const req = policyRequest(method, key, request.headers, request.consumer)
+    const req = policyRequest(request.raw.method as string, key, request.headers, request.consumer)
+    const known = cacheStore.peek(key)
+    if (known !== undefined) return decide(request, reply, route, settings, key, req, known)
+    return cacheStore.get(key).then(
+      (entries) => decide(request, reply, route, settings, key, req, entries),
+      (err: Error) => unavailable(request, reply, route, err)
+    )
+  }
+
+  function unavailable (request: FastifyRequest, reply: FastifyReply, route: ServiceRoute, err: Error): false {
+    request.log.debug({ event: 'cache_unavailable', service: route.name, reason: err.message }, 'response cache unavailable: request goes to the backend')
+    bypass(route, reply)
+    return false
+  }
+
+  /** What the stored entries of `key` mean for this request: answered, or on to the backend (perhaps after another fetch). */
+  function decide (request: FastifyRequest, reply: FastifyReply, route: ServiceRoute, settings: CacheConfig, key: string, req: PolicyRequest, entries: CacheEntry[]): boolean | Promise<boolean> {
     let found: Selection
     try {
-      found = select(await cacheStore.get(key), req)
+      found = select(entries, req)
     } catch (err) {
-      request.log.debug({ event: 'cache_unavailable', service: route.name, reason: (err as Error).message }, 'response cache unavailable: request goes to the backend')
-      bypass(route, reply)
-      return false
+      return unavailable(request, reply, route, err as Error)
     }
     if (found.fresh !== null) {
       count(route, 'hit')
@@ -153,7 +170,7 @@ export default fp(async function responseCache (app) {
     }
     const fwd = found.fallback === null ? 'miss' : 'stale'
     // A HEAD is answered from a GET's entry but never fills one (it has no body to store).
-    if (method !== 'GET') {
+    if (request.raw.method !== 'GET') {
       request.proxyTap = new Fill(request, reply, route, settings, key, req, found.fallback, fwd, null)
       return false
     }
@@ -166,7 +183,6 @@ export default fp(async function responseCache (app) {
       }
       uncacheable.delete(key)
     }
-    const deadline = now + route.service.timeoutMs
     let ahead = flights.get(key)
     // A safety net: a fetch is never waited for longer than its service's timeout, even if some
     // path failed to settle it.
@@ -174,37 +190,44 @@ export default fp(async function responseCache (app) {
       release(ahead)
       ahead = undefined
     }
-    if (ahead !== undefined) {
-      // Another request of this instance is fetching this URL: wait for it (bounded), then look again.
-      await settledBefore(ahead.settled, deadline)
-      if (await answeredFromStore(request, reply, route, key, req)) return true
-      request.proxyTap = new Fill(request, reply, route, settings, key, req, found.fallback, fwd, null)
-      return false
-    }
+    if (ahead !== undefined) return afterFetchAhead(request, reply, route, settings, key, req, found, fwd, ahead, now + route.service.timeoutMs)
     const flight = new Flight(key)
     flights.set(key, flight)
+    if (fleet !== null) return fetchOnceInFleet(request, reply, route, settings, key, req, found, fwd, flight, fleet, now + route.service.timeoutMs)
+    request.proxyTap = new Fill(request, reply, route, settings, key, req, found.fallback, fwd, { flight, token: null })
+    return false
+  }
+
+  /** Another request of this instance is fetching this URL: wait for it (bounded), then look again. */
+  async function afterFetchAhead (request: FastifyRequest, reply: FastifyReply, route: ServiceRoute, settings: CacheConfig, key: string, req: PolicyRequest, found: Selection, fwd: string, ahead: Flight, deadline: number): Promise<boolean> {
+    await settledBefore(ahead.settled, deadline)
+    if (await answeredFromStore(request, reply, route, key, req)) return true
+    request.proxyTap = new Fill(request, reply, route, settings, key, req, found.fallback, fwd, null)
+    return false
+  }
+
+  /** This instance fetches the URL, unless another instance already is: then wait for its entry. */
+  async function fetchOnceInFleet (request: FastifyRequest, reply: FastifyReply, route: ServiceRoute, settings: CacheConfig, key: string, req: PolicyRequest, found: Selection, fwd: string, flight: Flight, fleet: FleetCoordination, deadline: number): Promise<boolean> {
     let token: string | null = null
-    if (fleet !== null) {
-      try {
-        token = await fleet.lock(key, route.service.timeoutMs)
-        // Another instance is fetching it: wait for its entry until the lock goes or time runs out.
-        while (token === null && Date.now() < deadline) {
-          await fleet.changed(key)
-          if (await answeredFromStore(request, reply, route, key, req, true)) {
-            release(flight)
-            return true
-          }
-          if (await fleet.locked(key)) continue
-          token = await fleet.lock(key, route.service.timeoutMs)
-          // The other fetch may have stored its entry and let go between our look and our lock.
-          if (token !== null && await answeredFromStore(request, reply, route, key, req, true)) {
-            release(flight, token)
-            return true
-          }
+    try {
+      token = await fleet.lock(key, route.service.timeoutMs)
+      // Another instance is fetching it: wait for its entry until the lock goes or time runs out.
+      while (token === null && Date.now() < deadline) {
+        await fleet.changed(key)
+        if (await answeredFromStore(request, reply, route, key, req, true)) {
+          release(flight)
+          return true
         }
-      } catch {
-        // Redis went away meanwhile: this instance fetches on its own.
+        if (await fleet.locked(key)) continue
+        token = await fleet.lock(key, route.service.timeoutMs)
+        // The other fetch may have stored its entry and let go between our look and our lock.
+        if (token !== null && await answeredFromStore(request, reply, route, key, req, true)) {
+          release(flight, token)
+          return true
+        }
       }
+    } catch {
+      // Redis went away meanwhile: this instance fetches on its own.
     }
     request.proxyTap = new Fill(request, reply, route, settings, key, req, found.fallback, fwd, { flight, token })
     return false
@@ -377,7 +400,11 @@ export default fp(async function responseCache (app) {
     if (method === 'GET' || method === 'HEAD') {
       // A WebSocket upgrade (or any other) is a tunnel, not a response to store.
       if (request.headers.upgrade !== undefined) return done()
-      lookup(request, reply, route, settings).then((answered) => { if (!answered) done() }, done)
+      const answered = lookup(request, reply, route, settings)
+      // Answered here: the reply is sent, the hook chain stops.
+      if (answered === true) return
+      if (answered === false) return done()
+      answered.then((sent) => { if (!sent) done() }, done)
       return
     }
     if (UNSAFE.has(method)) request.proxyTap = new Invalidation(request, keyOf(request, route))

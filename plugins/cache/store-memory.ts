@@ -23,6 +23,10 @@ export class MemoryCacheStore implements CacheStore {
   }
 
   async get (key: string): Promise<CacheEntry[]> {
+    return this.peek(key)
+  }
+
+  peek (key: string): CacheEntry[] {
     const slot = this.#slots.get(key)
     if (slot === undefined) return []
     const now = Date.now()

@@ -114,15 +114,19 @@ export class RedisCacheStore implements CacheStore, FleetCoordination {
   }
 
   async get (key: string): Promise<CacheEntry[]> {
-    // Checked first: with Redis down the cache steps aside, near copies included.
-    if (!this.available) throw new Error('redis unavailable')
+    return this.peek(key) ?? await this.look(key)
+  }
+
+  peek (key: string): CacheEntry[] | undefined {
+    // Checked first: with Redis down the cache steps aside, near copies included (get then rejects).
+    if (!this.available) return undefined
     const now = Date.now()
     const near = this.#near.get(key)
     if (near !== undefined) {
       if (near.until > now && allLive(near.entries, now)) return near.entries
       this.#drop(key)
     }
-    return await this.look(key)
+    return undefined
   }
 
   async look (key: string): Promise<CacheEntry[]> {

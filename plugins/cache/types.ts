@@ -26,6 +26,12 @@ export interface CacheStore {
   readonly kind: 'embedded' | 'redis'
   /** Every live variant stored under `key` (none: []). Rejects when the store cannot answer. */
   get (key: string): Promise<CacheEntry[]>
+  /**
+   * What `get` would answer when the store knows it without I/O (the embedded store always; the
+   * Redis store from its near copy), else undefined. A lookup that can be answered at once then
+   * costs no promise and no extra turn of the event loop.
+   */
+  peek (key: string): CacheEntry[] | undefined
   /** Stores `entry` under `key`, replacing the entry of the same variant. */
   put (key: string, entry: CacheEntry): Promise<void>
   /** Drops every variant of `key`. */

@@ -58,6 +58,31 @@ export function cacheStoreContract (t: Test, open: () => Promise<CacheStoreUnder
     t.same(await store.get('svc:/a'), [], 'the query is part of the key')
   })
 
+  t.test('peek answers what get answers, or "ask me" (undefined), never something else', async (t) => {
+    const { store, peer } = await use(t)
+    const bodiesOf = (entries: CacheEntry[] | undefined): string[] | undefined => entries?.map((e) => e.body.toString()).sort()
+    for (const s of [store, peer ?? store]) {
+      const before = s.peek('svc:/p')
+      t.ok(before === undefined || before.length === 0, 'nothing stored yet')
+    }
+    await store.put('svc:/p', entry('one', { variant: 'a=1\n' }))
+    await store.put('svc:/p', entry('two', { variant: 'a=2\n' }))
+    for (const s of [store, peer ?? store]) {
+      const got = bodiesOf(await s.get('svc:/p'))
+      t.same(got, ['one', 'two'])
+      const peeked = bodiesOf(s.peek('svc:/p'))
+      if (peeked !== undefined) t.same(peeked, got)
+    }
+    await store.delete('svc:/p')
+    // The delete reaches the peer's near copy by message: wait for it (or for the copy's short life).
+    for (const s of [store, peer ?? store]) {
+      const deadline = Date.now() + 5000
+      while ((s.peek('svc:/p')?.length ?? 0) > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20))
+      t.same(bodiesOf(s.peek('svc:/p')) ?? [], [], 'a deleted key peeks as nothing or "ask me"')
+      t.same(await s.get('svc:/p'), [])
+    }
+  })
+
   t.test('variants of one URL are kept side by side; the same variant is replaced', async (t) => {
     const { store } = await use(t)
     await store.put('svc:/v', entry('en', { variant: 'lang=en\n' }))
