@@ -18,7 +18,9 @@
 // fresh process run unoptimised code); AB_RATE: a fixed request rate (autocannon's overallRate)
 // instead of saturation, where CPU per request is steadier still; AB_ENV_A / AB_ENV_B: extra
 // `NAME=value` settings (space-separated) for one side only; AB_CASE_A / AB_CASE_B: a case for one
-// side only (e.g. plain against cachehit: a hit against the same request proxied). The two
+// side only (e.g. plain against cachehit: a hit against the same request proxied); AB_NODE_FLAGS_A /
+// AB_NODE_FLAGS_B: the Node flags of one side's gateway (default `--max-semi-space-size=16`, as
+// `npm start` runs it; e.g. `--max-semi-space-size=64` to try a larger young generation). The two
 // checkouts may be the same one, to compare settings or cases: e.g. span export against none,
 //
 //   AB_ENV_B='OTEL_TRACES_EXPORTER=otlp OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=0.1' node bench/ab.js . .
@@ -109,7 +111,7 @@ async function startGateway (label, dir, backend) {
     redisPrefix: `gwab${label}${process.pid}:`,
     extra
   })
-  const proc = procs.start(`gateway-${label}`, ['--max-semi-space-size=16', server], { env, cpu: pin ? '1' : null, stdoutLog: `gateway-${label}` })
+  const proc = procs.start(`gateway-${label}`, [...(process.env[`AB_NODE_FLAGS_${label}`] ?? '--max-semi-space-size=16').split(/\s+/).filter(Boolean), server], { env, cpu: pin ? '1' : null, stdoutLog: `gateway-${label}` })
   const base = `http://127.0.0.1:${port}`
   await procs.waitHealthy(proc, base)
   const headers = await benchHeaders(kinds[label], base, password, `ab-${label}`)
