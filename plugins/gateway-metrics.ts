@@ -203,7 +203,7 @@ export default fp(async function gatewayMetrics (fastify) {
   // eslint-disable-next-line no-new -- registering it is the point; `collect` runs on each scrape
   new C.Gauge({
     name: 'gateway_cache_bytes',
-    help: 'Bytes held by the embedded response cache (bodies and headers)',
+    help: 'Bytes the response cache holds in this process (bodies and headers): the embedded store\'s entries, or the near copies of Redis entries',
     registers,
     collect () {
       const bytes = readCacheBytes()

@@ -211,7 +211,8 @@ export class RedisCacheStore implements CacheStore, FleetCoordination {
     return n
   }
 
-  bytes (): null { return null }
+  /** The near copies' bytes: what this process holds; the entries themselves are Redis's memory. */
+  bytes (): number { return this.#nearBytes }
 
   async close (): Promise<void> {
     this.#subscriber.off('message', this.#onMessage)

@@ -41,7 +41,7 @@ export interface CacheStore {
    * `prefix` on a segment boundary. Resolves with how many keys were dropped.
    */
   purge (service: string | null, prefix: string | null): Promise<number>
-  /** Bytes held in this process (the embedded store), or null when the entries live elsewhere. */
+  /** Bytes the cache holds in this process: the embedded store's entries, the Redis store's near copies. */
   bytes (): number | null
   close (): Promise<void>
 }

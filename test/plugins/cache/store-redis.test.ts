@@ -127,4 +127,8 @@ t.test('near copies stay within their byte bound', async (t) => {
   await raw.del(`${prefix}cache:svc:/1`, `${prefix}cache:svc:/3`)
   t.same(await a.cache.get('svc:/1'), [], 'the oldest copy was evicted')
   t.equal((await a.cache.get('svc:/3')).length, 1, 'the newest copy is kept')
+  // What gateway_cache_bytes reports on Redis: the copies this process holds, within the bound.
+  t.ok(a.cache.bytes() > 1500 && a.cache.bytes() <= 4096, `near copies hold ${a.cache.bytes()} bytes`)
+  await a.cache.purge(null, null)
+  t.equal(a.cache.bytes(), 0, 'a purge drops the copies')
 })
