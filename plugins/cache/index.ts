@@ -22,7 +22,7 @@ import type { ResponseSink, ResponseTap } from '../proxy/exchange.js'
 import { withoutKeyParams } from '../proxy/paths.js'
 import type { ServiceRoute } from '../services/index.js'
 import type { RedisStore } from '../store/index.js'
-import { ageOf, cacheKey, notModified, policyRequest, select, storageDecision, variantOf, type PolicyRequest, type Selection } from './policy.js'
+import { ageOf, cacheKey, neverStored, notModified, NOTHING_FOUND, policyRequest, select, storageDecision, variantOf, type PolicyRequest, type Selection } from './policy.js'
 import { MemoryCacheStore } from './store-memory.js'
 import { RedisCacheStore } from './store-redis.js'
 import { purgeMatches, type CacheEntry, type CacheStore, type FleetCoordination } from './types.js'
@@ -140,11 +140,10 @@ export default fp(async function responseCache (app) {
       return false
     }
     const key = keyOf(request, route)
-    const req = policyRequest(request.raw.method as string, key, request.headers, request.consumer)
     const known = cacheStore.peek(key)
-    if (known !== undefined) return decide(request, reply, route, settings, key, req, known)
+    if (known !== undefined) return decide(request, reply, route, settings, key, known)
     return cacheStore.get(key).then(
-      (entries) => decide(request, reply, route, settings, key, req, entries),
+      (entries) => decide(request, reply, route, settings, key, entries),
       (err: Error) => unavailable(request, reply, route, err)
     )
   }
@@ -156,10 +155,12 @@ export default fp(async function responseCache (app) {
   }
 
   /** What the stored entries of `key` mean for this request: answered, or on to the backend (perhaps after another fetch). */
-  function decide (request: FastifyRequest, reply: FastifyReply, route: ServiceRoute, settings: CacheConfig, key: string, req: PolicyRequest, entries: CacheEntry[]): boolean | Promise<boolean> {
+  function decide (request: FastifyRequest, reply: FastifyReply, route: ServiceRoute, settings: CacheConfig, key: string, entries: CacheEntry[]): boolean | Promise<boolean> {
+    // The policy's view of the request (a copy of its fields) only when an entry could answer it.
+    const req = entries.length === 0 ? null : policyRequestOf(request, key)
     let found: Selection
     try {
-      found = select(entries, req)
+      found = req === null ? NOTHING_FOUND : select(entries, req)
     } catch (err) {
       return unavailable(request, reply, route, err as Error)
     }
@@ -190,38 +191,38 @@ export default fp(async function responseCache (app) {
       release(ahead)
       ahead = undefined
     }
-    if (ahead !== undefined) return afterFetchAhead(request, reply, route, settings, key, req, found, fwd, ahead, now + route.service.timeoutMs)
+    if (ahead !== undefined) return afterFetchAhead(request, reply, route, settings, key, found, fwd, ahead, now + route.service.timeoutMs)
     const flight = new Flight(key)
     flights.set(key, flight)
-    if (fleet !== null) return fetchOnceInFleet(request, reply, route, settings, key, req, found, fwd, flight, fleet, now + route.service.timeoutMs)
+    if (fleet !== null) return fetchOnceInFleet(request, reply, route, settings, key, found, fwd, flight, fleet, now + route.service.timeoutMs)
     request.proxyTap = new Fill(request, reply, route, settings, key, req, found.fallback, fwd, { flight, token: null })
     return false
   }
 
   /** Another request of this instance is fetching this URL: wait for it (bounded), then look again. */
-  async function afterFetchAhead (request: FastifyRequest, reply: FastifyReply, route: ServiceRoute, settings: CacheConfig, key: string, req: PolicyRequest, found: Selection, fwd: string, ahead: Flight, deadline: number): Promise<boolean> {
+  async function afterFetchAhead (request: FastifyRequest, reply: FastifyReply, route: ServiceRoute, settings: CacheConfig, key: string, found: Selection, fwd: string, ahead: Flight, deadline: number): Promise<boolean> {
     await settledBefore(ahead.settled, deadline)
-    if (await answeredFromStore(request, reply, route, key, req)) return true
-    request.proxyTap = new Fill(request, reply, route, settings, key, req, found.fallback, fwd, null)
+    if (await answeredFromStore(request, reply, route, key)) return true
+    request.proxyTap = new Fill(request, reply, route, settings, key, null, found.fallback, fwd, null)
     return false
   }
 
   /** This instance fetches the URL, unless another instance already is: then wait for its entry. */
-  async function fetchOnceInFleet (request: FastifyRequest, reply: FastifyReply, route: ServiceRoute, settings: CacheConfig, key: string, req: PolicyRequest, found: Selection, fwd: string, flight: Flight, fleet: FleetCoordination, deadline: number): Promise<boolean> {
+  async function fetchOnceInFleet (request: FastifyRequest, reply: FastifyReply, route: ServiceRoute, settings: CacheConfig, key: string, found: Selection, fwd: string, flight: Flight, fleet: FleetCoordination, deadline: number): Promise<boolean> {
     let token: string | null = null
     try {
       token = await fleet.lock(key, route.service.timeoutMs)
       // Another instance is fetching it: wait for its entry until the lock goes or time runs out.
       while (token === null && Date.now() < deadline) {
         await fleet.changed(key)
-        if (await answeredFromStore(request, reply, route, key, req, true)) {
+        if (await answeredFromStore(request, reply, route, key, true)) {
           release(flight)
           return true
         }
         if (await fleet.locked(key)) continue
         token = await fleet.lock(key, route.service.timeoutMs)
         // The other fetch may have stored its entry and let go between our look and our lock.
-        if (token !== null && await answeredFromStore(request, reply, route, key, req, true)) {
+        if (token !== null && await answeredFromStore(request, reply, route, key, true)) {
           release(flight, token)
           return true
         }
@@ -229,7 +230,7 @@ export default fp(async function responseCache (app) {
     } catch {
       // Redis went away meanwhile: this instance fetches on its own.
     }
-    request.proxyTap = new Fill(request, reply, route, settings, key, req, found.fallback, fwd, { flight, token })
+    request.proxyTap = new Fill(request, reply, route, settings, key, null, found.fallback, fwd, { flight, token })
     return false
   }
 
@@ -239,10 +240,10 @@ export default fp(async function responseCache (app) {
    * metrics count it as a hit. After waiting for another instance (`shared`) the look reads Redis
    * itself: this instance's near copy may still say "nothing" until the fill's message arrives.
    */
-  async function answeredFromStore (request: FastifyRequest, reply: FastifyReply, route: ServiceRoute, key: string, req: PolicyRequest, shared = false): Promise<boolean> {
+  async function answeredFromStore (request: FastifyRequest, reply: FastifyReply, route: ServiceRoute, key: string, shared = false): Promise<boolean> {
     let found: Selection
     try {
-      found = select(await (shared && fleet !== null ? fleet.look(key) : cacheStore.get(key)), req)
+      found = select(await (shared && fleet !== null ? fleet.look(key) : cacheStore.get(key)), policyRequestOf(request, key))
     } catch {
       return false
     }
@@ -273,7 +274,8 @@ export default fp(async function responseCache (app) {
       readonly route: ServiceRoute,
       readonly settings: CacheConfig,
       readonly key: string,
-      readonly req: PolicyRequest,
+      /** The policy's view of the request, when the lookup built it (else built when a response may be stored). */
+      public req: PolicyRequest | null,
       readonly fallback: Selection['fallback'],
       readonly fwd: string,
       readonly lead: { flight: Flight, token: string | null } | null
@@ -308,16 +310,19 @@ export default fp(async function responseCache (app) {
     onHead (status: number, headers: Record<string, string | string[] | undefined>): ResponseSink | null {
       this.reply.header('cache-status', `${CACHE_NAME}; fwd=${this.fwd}; fwd-status=${status}`)
       if (this.request.raw.method !== 'GET' || this.lead?.flight.purged === true) return this.#none()
-      const decision = storageDecision(this.req, status, headers, this.settings)
-      const declared = Number(headers['content-length'])
-      if (decision === null || declared > this.settings.maxEntryBytes) {
-        // A 304 answers the client's own condition; it says nothing about the URL.
-        if (status !== 304) markUncacheable(this.key)
-        return this.#none()
-      }
+      if (neverStored(status, headers, this.settings)) return this.#notStorable(status)
+      const req = this.req ??= policyRequestOf(this.request, this.key)
+      const decision = storageDecision(req, status, headers, this.settings)
+      if (decision === null || Number(headers['content-length']) > this.settings.maxEntryBytes) return this.#notStorable(status)
       const stored = clientHeaders(headers, NO_REPLY, this.route.service.stripPrefix && this.route.prefix !== '/' ? this.route.prefix : null)
-      const entry = { policy: decision.policy.toObject(), status, headers: stored as CacheEntry['headers'], variant: variantOf(headers.vary, this.req.headers), expiresAt: decision.expiresAt }
+      const entry = { policy: decision.policy.toObject(), status, headers: stored as CacheEntry['headers'], variant: variantOf(headers.vary, req.headers), expiresAt: decision.expiresAt }
       return new BodySink(this, entry)
+    }
+
+    /** The URL's answer cannot be stored: its next requests skip coalescing for a while (a 304 says nothing about the URL). */
+    #notStorable (status: number): null {
+      if (status !== 304) markUncacheable(this.key)
+      return this.#none()
     }
 
     /** Nothing to store: the waiters go to the backend themselves. */
@@ -421,6 +426,11 @@ export default fp(async function responseCache (app) {
   fastify: '5.x',
   dependencies: ['config', 'store', 'gateway-metrics', 'request-end']
 })
+
+/** The policy's view of a proxied request (policy.ts policyRequest). */
+function policyRequestOf (request: FastifyRequest, key: string): PolicyRequest {
+  return policyRequest(request.raw.method as string, key, request.headers, request.consumer)
+}
 
 /** The cache key of a proxied request: service, gateway path, query without gateway keys. */
 function keyOf (request: FastifyRequest, route: ServiceRoute): string {

@@ -86,11 +86,18 @@ function withoutDirective (cc: string, directive: string): string {
  * gateway's rules: a status from STORABLE_STATUS, no Set-Cookie, no `Vary: *`, and fresh by
  * s-maxage / max-age / Expires, or by the service's `ttlSeconds` when it states no freshness.
  */
+/**
+ * What rules a response out before any policy is built: a status never stored, `Set-Cookie`, or
+ * nothing that could make it fresh (no Cache-Control, no Expires, no ttlSeconds; no heuristics).
+ * The common uncacheable answer costs no policy, nor the policy's view of the request.
+ */
+export function neverStored (status: number, given: Record<string, string | string[] | undefined>, settings: CacheConfig): boolean {
+  if (!STORABLE_STATUS.has(status) || given['set-cookie'] !== undefined) return true
+  return settings.ttlSeconds === 0 && given['cache-control'] === undefined && given.expires === undefined
+}
+
 export function storageDecision (req: PolicyRequest, status: number, given: Record<string, string | string[] | undefined>, settings: CacheConfig): StorageDecision | null {
-  if (!STORABLE_STATUS.has(status) || given['set-cookie'] !== undefined) return null
-  // Without Cache-Control, Expires or a ttlSeconds nothing can make it fresh (no heuristics): the
-  // common uncacheable answer costs no policy at all.
-  if (settings.ttlSeconds === 0 && given['cache-control'] === undefined && given.expires === undefined) return null
+  if (neverStored(status, given, settings)) return null
   const vary = given.vary
   if (vary !== undefined && String(vary).split(',').some((v) => v.trim() === '*')) return null
   const headers = given as CachePolicy.Headers
@@ -148,7 +155,11 @@ interface Verdict { readonly policy: CachePolicy, readonly variant: string, read
 const verdicts = new WeakMap<CacheEntry, Verdict>()
 
 /** Picks, among a URL's variants, the one that answers `req` (RFC 9111 section 4). */
+/** Nothing stored for the request (shared: a miss allocates no selection). */
+export const NOTHING_FOUND: Selection = Object.freeze({ fresh: null, fallback: null })
+
 export function select (entries: CacheEntry[], req: PolicyRequest): Selection {
+  if (entries.length === 0) return NOTHING_FOUND
   const plain = req.headers['cache-control'] === undefined && req.headers.pragma === undefined
   const now = Date.now()
   let fallback: Selection['fallback'] = null
