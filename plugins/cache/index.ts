@@ -16,7 +16,7 @@ import type { FastifyReply, FastifyRequest, preHandlerHookHandler } from 'fastif
 import fp from 'fastify-plugin'
 import type CachePolicy from 'http-cache-semantics'
 import type { CacheConfig } from '../../lib/config.js'
-import { clientHeaders } from '../../lib/http-headers.js'
+import { clientHeaders, type UpstreamHeaders } from '../../lib/http-headers.js'
 import type { CacheResult } from '../gateway-metrics.js'
 import type { ResponseSink, ResponseTap } from '../proxy/exchange.js'
 import { withoutKeyParams } from '../proxy/paths.js'
@@ -267,6 +267,8 @@ export default fp(async function responseCache (app) {
   class Fill implements ResponseTap {
     #done = false
     #stale = false
+    /** The stale entry the backend is asked to confirm (If-None-Match / If-Modified-Since), or null. */
+    #revalidating: Selection['fallback'] = null
 
     constructor (
       readonly request: FastifyRequest,
@@ -281,6 +283,12 @@ export default fp(async function responseCache (app) {
       readonly lead: { flight: Flight, token: string | null } | null
     ) {
       reply.header('cache-status', `${CACHE_NAME}; fwd=${fwd}`)
+      // A stale entry with a validator is revalidated (RFC 9111 section 4.3): a 304 refreshes it and
+      // its body answers. Not when the client sent conditions of its own: those are the backend's to judge.
+      if (fallback !== null && request.raw.method === 'GET' && request.headers['if-none-match'] === undefined &&
+        request.headers['if-modified-since'] === undefined && (fallback.entry.headers.etag !== undefined || fallback.entry.headers['last-modified'] !== undefined)) {
+        this.#revalidating = fallback
+      }
       // Whatever happens (a shed, a breaker 503, a client gone before any answer), the request's
       // end settles it (the subscription below). A client that left while this request waited
       // for another fetch has ended already.
@@ -304,6 +312,46 @@ export default fp(async function responseCache (app) {
       this.#stale = true
       answer(this.request, this.reply, fallback.entry, fallback.policy, `${CACHE_NAME}; fwd=${this.fwd}; fwd-status=${status}; detail=stale-if-error`)
       this.settle()
+      return true
+    }
+
+    upstream (headers: UpstreamHeaders): void {
+      const stale = this.#revalidating
+      if (stale === null) return
+      // The library says which validators a revalidation sends (strong and weak rules included).
+      const asked = stale.policy.revalidationHeaders(this.req ??= policyRequestOf(this.request, this.key))
+      const etag = asked['if-none-match']
+      const since = asked['if-modified-since']
+      if (etag !== undefined) headers['if-none-match'] = etag
+      if (since !== undefined) headers['if-modified-since'] = since
+      if (etag === undefined && since === undefined) this.#revalidating = null
+    }
+
+    onNotModified (headers: Record<string, string | string[] | undefined>): boolean {
+      const stale = this.#revalidating
+      if (stale === null || this.lead?.flight.purged === true) return false
+      const req = this.req ??= policyRequestOf(this.request, this.key)
+      // A 304 whose validator does not match the entry confirms nothing, and a client that sent no
+      // condition cannot take a 304: the backend failed to answer, as a 502 would say (so the
+      // entry's stale-if-error window, the reason it is still kept, answers).
+      const revalidated = stale.policy.revalidatedPolicy(req, { status: 304, headers: headers as CachePolicy.Headers })
+      if (!revalidated.matches) return this.onFailure(502)
+      // The entry's fields, updated by the 304's (RFC 9111 section 4.3.4), and its freshness
+      // worked out again by the same rules as a new response's.
+      const fields: Record<string, string | string[]> = { ...stale.entry.headers }
+      const given = clientHeaders(headers, NO_REPLY, this.route.service.stripPrefix && this.route.prefix !== '/' ? this.route.prefix : null)
+      for (const name in given) if (name !== 'content-length') fields[name] = given[name] as string | string[]
+      const decision = storageDecision(req, stale.entry.status, fields, this.settings)
+      const status = `${CACHE_NAME}; fwd=stale; fwd-status=304`
+      if (decision === null) {
+        // Confirmed, but no longer storable: this answer is the last from the entry.
+        answer(this.request, this.reply, { ...stale.entry, headers: fields }, revalidated.policy, status)
+        this.settle()
+        return true
+      }
+      const entry: CacheEntry = { ...stale.entry, policy: decision.policy.toObject(), headers: fields, expiresAt: decision.expiresAt }
+      answer(this.request, this.reply, entry, decision.policy, status)
+      this.complete(entry)
       return true
     }
 

@@ -48,6 +48,10 @@ export interface ResponseTap {
   onHead (status: number, headers: Record<string, string | string[] | undefined>): ResponseSink | null
   /** The proxy is about to answer a 5xx (a backend's, a timeout, a connection error, an open breaker): true when the tap answered instead. */
   onFailure (status: number): boolean
+  /** Fields the tap adds to the upstream request before the first attempt (a cache's validators). */
+  upstream? (headers: UpstreamHeaders): void
+  /** The backend answered 304 to what `upstream` asked: true when the tap answered instead of relaying it. */
+  onNotModified? (headers: Record<string, string | string[] | undefined>): boolean
 }
 
 const ATTEMPT_TIMEOUT = Object.assign(new Error('upstream attempt timed out'), { code: 'GW_ATTEMPT_TIMEOUT' })
@@ -252,7 +256,7 @@ export class Exchange {
     }
     const tap = this.request.proxyTap
     if (tap !== null) {
-      if (status >= 500 && tap.onFailure(status)) {
+      if ((status >= 500 && tap.onFailure(status)) || (status === 304 && tap.onNotModified?.(headers) === true)) {
         attempt.discard = true // drained; the tap answered
         this.#settled = true
         return

@@ -180,7 +180,9 @@ export default fp(async function proxy (app) {
       return
     }
     // From here on the permit is settled on every path: by the Exchange, or released below.
-    const exchange = new Exchange(ctx, request, reply, route, target(request, route), upstreamHeaders(request, route.requestHeaders))
+    const headers = upstreamHeaders(request, route.requestHeaders)
+    request.proxyTap?.upstream?.(headers)
+    const exchange = new Exchange(ctx, request, reply, route, target(request, route), headers)
     const method = request.raw.method as string
     const payload = request.body as Readable | undefined
     if (method === 'GET' || method === 'HEAD' || payload == null) {
