@@ -304,7 +304,7 @@ export default fp(async function responseCache (app) {
 
     onFailure (status: number): boolean {
       const fallback = this.fallback
-      if (status < 500 || fallback === null || fallback.entry.expiresAt <= Date.now()) {
+      if (status < 500 || fallback === null || fallback.entry.staleIfErrorUntil <= Date.now()) {
         // An error answers this request: nothing will be stored, the waiters need not wait.
         this.settle()
         return false
@@ -349,7 +349,7 @@ export default fp(async function responseCache (app) {
         this.settle()
         return true
       }
-      const entry: CacheEntry = { ...stale.entry, policy: decision.policy.toObject(), headers: fields, expiresAt: decision.expiresAt }
+      const entry: CacheEntry = { ...stale.entry, policy: decision.policy.toObject(), headers: fields, expiresAt: decision.expiresAt, staleIfErrorUntil: decision.staleIfErrorUntil }
       answer(this.request, this.reply, entry, decision.policy, status)
       this.complete(entry)
       return true
@@ -363,7 +363,7 @@ export default fp(async function responseCache (app) {
       const decision = storageDecision(req, status, headers, this.settings)
       if (decision === null || Number(headers['content-length']) > this.settings.maxEntryBytes) return this.#notStorable(status)
       const stored = clientHeaders(headers, NO_REPLY, this.route.service.stripPrefix && this.route.prefix !== '/' ? this.route.prefix : null)
-      const entry = { policy: decision.policy.toObject(), status, headers: stored as CacheEntry['headers'], variant: variantOf(headers.vary, req.headers), expiresAt: decision.expiresAt }
+      const entry = { policy: decision.policy.toObject(), status, headers: stored as CacheEntry['headers'], variant: variantOf(headers.vary, req.headers), expiresAt: decision.expiresAt, staleIfErrorUntil: decision.staleIfErrorUntil }
       return new BodySink(this, entry)
     }
 

@@ -71,9 +71,19 @@ export function variantOf (vary: string | string[] | undefined, headers: CachePo
 
 export interface StorageDecision {
   policy: CachePolicy
-  /** Epoch ms until which the entry may be kept: its freshness plus its stale-if-error window. */
+  /** Epoch ms until which the entry is kept (CacheEntry.expiresAt). */
   expiresAt: number
+  /** Epoch ms until which it may answer instead of an error: its freshness plus its stale-if-error window. */
+  staleIfErrorUntil: number
 }
+
+/**
+ * How long past its freshness an entry with a validator (ETag, Last-Modified) is kept so that it
+ * can be revalidated rather than fetched again whole: as long again as it was fresh, within these
+ * bounds (seconds). The embedded store's byte bound and Redis's maxmemory still evict it first.
+ */
+const REVALIDATION_KEEP_MIN_S = 60
+const REVALIDATION_KEEP_MAX_S = 86_400
 
 /** Removes one directive from a Cache-Control value. */
 function withoutDirective (cc: string, directive: string): string {
@@ -122,7 +132,12 @@ export function storageDecision (req: PolicyRequest, status: number, given: Reco
   }
   const freshFor = policy.maxAge() - policy.age()
   if (freshFor <= 0) return null
-  return { policy, expiresAt: Date.now() + Math.floor((freshFor + staleIfErrorSeconds(cc, settings)) * 1000) }
+  const now = Date.now()
+  const staleIfErrorUntil = now + Math.floor((freshFor + staleIfErrorSeconds(cc, settings)) * 1000)
+  const validated = headers.etag !== undefined || headers['last-modified'] !== undefined
+  const keep = Math.min(Math.max(policy.maxAge(), REVALIDATION_KEEP_MIN_S), REVALIDATION_KEEP_MAX_S)
+  const expiresAt = validated ? Math.max(staleIfErrorUntil, now + Math.floor((freshFor + keep) * 1000)) : staleIfErrorUntil
+  return { policy, expiresAt, staleIfErrorUntil }
 }
 
 /**

@@ -49,7 +49,7 @@ function globEscape (s: string): string {
 }
 
 export function encodeEntry (entry: CacheEntry): Buffer {
-  const meta = Buffer.from(JSON.stringify({ p: entry.policy, s: entry.status, h: entry.headers, v: entry.variant, x: entry.expiresAt }))
+  const meta = Buffer.from(JSON.stringify({ p: entry.policy, s: entry.status, h: entry.headers, v: entry.variant, x: entry.expiresAt, e: entry.staleIfErrorUntil }))
   const head = Buffer.allocUnsafe(4)
   head.writeUInt32BE(meta.length)
   return Buffer.concat([head, meta, entry.body])
@@ -60,8 +60,9 @@ export function decodeEntry (buf: Buffer): CacheEntry | null {
   const n = buf.readUInt32BE(0)
   if (buf.length < 4 + n) return null
   try {
-    const m = JSON.parse(buf.subarray(4, 4 + n).toString('utf8')) as { p: CacheEntry['policy'], s: number, h: CacheEntry['headers'], v: string, x: number }
-    return { policy: m.p, status: m.s, headers: m.h, variant: m.v, expiresAt: m.x, body: buf.subarray(4 + n) }
+    const m = JSON.parse(buf.subarray(4, 4 + n).toString('utf8')) as { p: CacheEntry['policy'], s: number, h: CacheEntry['headers'], v: string, x: number, e?: number }
+    // `e` is missing from entries stored by a version without revalidation: their window was `x`.
+    return { policy: m.p, status: m.s, headers: m.h, variant: m.v, expiresAt: m.x, staleIfErrorUntil: m.e ?? m.x, body: buf.subarray(4 + n) }
   } catch {
     return null
   }

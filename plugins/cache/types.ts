@@ -14,8 +14,13 @@ export interface CacheEntry {
   readonly body: Buffer
   /** Which variant of the URL this is (policy.ts `variantOf`); '' when the response has no `Vary`. */
   readonly variant: string
-  /** Epoch ms after which nothing may serve it, stale-if-error included: the store drops it then. */
+  /**
+   * Epoch ms after which the store drops it: the end of its stale-if-error window, or later for an
+   * entry with a validator, kept past its freshness to be revalidated (docs/caching.md#revalidation).
+   */
   readonly expiresAt: number
+  /** Epoch ms until which it may answer instead of an error (freshness plus stale-if-error). */
+  readonly staleIfErrorUntil: number
 }
 
 /**

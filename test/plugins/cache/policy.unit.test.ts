@@ -16,7 +16,7 @@ function stored (reqHeaders: Record<string, string>, resHeaders: Record<string, 
   if (decision === null) throw new Error('not storable')
   const policy = decision.policy.toObject()
   policy.t -= ageS * 1000
-  return { policy, status: 200, headers: resHeaders, variant: variantOf(resHeaders.vary, req.headers), expiresAt: Date.now() + 600_000, body: Buffer.from(JSON.stringify(reqHeaders)) }
+  return { policy, status: 200, headers: resHeaders, variant: variantOf(resHeaders.vary, req.headers), expiresAt: Date.now() + 600_000, staleIfErrorUntil: Date.now() + 600_000, body: Buffer.from(JSON.stringify(reqHeaders)) }
 }
 
 /** The library alone: the first entry it says answers `req` without revalidation. */

@@ -1,12 +1,12 @@
-// Revalidation (docs/caching.md#revalidation): a stale entry that is still kept (its stale-if-error
-// window) and has a validator is confirmed with the backend by a conditional request; a 304
-// refreshes it and its stored body answers. Entries get `max-age=1`; each test polls until its
-// entry has gone stale (hits until then).
+// Revalidation (docs/caching.md#revalidation): a stale entry with a validator is kept past its
+// freshness and confirmed with the backend by a conditional request; a 304 refreshes it and its
+// stored body answers. Entries get `max-age=1`; each test polls until its entry has gone stale
+// (hits until then).
 import t from 'tap'
 import { until } from '../../support/basics.js'
 import { uniquePrefix } from '../../support/app.js'
 import { metricValue, scrape, type HttpResponse } from '../../support/http.js'
-import { cachedGateway, scriptedBackend, type CachedGateway } from './gateway.js'
+import { cachedGateway, scriptedBackend, type Answer, type CachedGateway } from './gateway.js'
 
 const NO_RETRY = { RETRY_MAX_RETRIES: '0' }
 
@@ -20,7 +20,7 @@ async function firstNonHit (gw: CachedGateway, path: string, headers: Record<str
 }
 
 t.test('a stale entry with an ETag is revalidated: the backend gets If-None-Match, its 304 refreshes the entry', async (t) => {
-  const backend = await scriptedBackend(t, (req) => req.headers['if-none-match'] === '"v1"'
+  const backend = await scriptedBackend(t, (req): Answer => req.headers['if-none-match'] === '"v1"'
     ? { status: 304, headers: { etag: '"v1"', 'cache-control': 'max-age=60', 'x-refreshed': 'yes' }, body: '' }
     : { headers: { etag: '"v1"', 'cache-control': 'max-age=1' }, body: 'the body, once' })
   const gw = await cachedGateway(t, backend.url, { staleIfErrorSeconds: 60 }, NO_RETRY)
@@ -46,7 +46,7 @@ t.test('a stale entry with an ETag is revalidated: the backend gets If-None-Matc
 
 t.test('Last-Modified alone is revalidated with If-Modified-Since', async (t) => {
   const stamp = new Date(Date.now() - 3_600_000).toUTCString()
-  const backend = await scriptedBackend(t, (req) => req.headers['if-modified-since'] === stamp
+  const backend = await scriptedBackend(t, (req): Answer => req.headers['if-modified-since'] === stamp
     ? { status: 304, headers: { 'last-modified': stamp, 'cache-control': 'max-age=60' }, body: '' }
     : { headers: { 'last-modified': stamp, 'cache-control': 'max-age=1' }, body: 'dated body' })
   const gw = await cachedGateway(t, backend.url, { staleIfErrorSeconds: 60 }, NO_RETRY)
@@ -60,7 +60,7 @@ t.test('Last-Modified alone is revalidated with If-Modified-Since', async (t) =>
 
 t.test('a changed resource (200 to the conditional request) replaces the entry', async (t) => {
   let version = 1
-  const backend = await scriptedBackend(t, (req) => req.headers['if-none-match'] === `"v${version}"`
+  const backend = await scriptedBackend(t, (req): Answer => req.headers['if-none-match'] === `"v${version}"`
     ? { status: 304, headers: { etag: `"v${version}"` }, body: '' }
     : { headers: { etag: `"v${version}"`, 'cache-control': 'max-age=1' }, body: `version ${version}` })
   const gw = await cachedGateway(t, backend.url, { staleIfErrorSeconds: 60 }, NO_RETRY)
@@ -74,7 +74,7 @@ t.test('a changed resource (200 to the conditional request) replaces the entry',
 })
 
 t.test('a client\'s own condition is passed on unchanged, and the backend\'s 304 goes back to it', async (t) => {
-  const backend = await scriptedBackend(t, (req) => req.headers['if-none-match'] !== undefined
+  const backend = await scriptedBackend(t, (req): Answer => req.headers['if-none-match'] !== undefined
     ? { status: 304, headers: { etag: '"v1"' }, body: '' }
     : { headers: { etag: '"v1"', 'cache-control': 'max-age=1' }, body: 'body' })
   const gw = await cachedGateway(t, backend.url, { staleIfErrorSeconds: 60 }, NO_RETRY)
@@ -85,7 +85,7 @@ t.test('a client\'s own condition is passed on unchanged, and the backend\'s 304
 })
 
 t.test('a 304 whose validator does not match the entry is a failed answer: the stale entry answers within its window', async (t) => {
-  const backend = await scriptedBackend(t, (req) => req.headers['if-none-match'] !== undefined
+  const backend = await scriptedBackend(t, (req): Answer => req.headers['if-none-match'] !== undefined
     ? { status: 304, headers: { etag: '"something-else"' }, body: '' }
     : { headers: { etag: '"v1"', 'cache-control': 'max-age=1' }, body: 'body' })
   const gw = await cachedGateway(t, backend.url, { staleIfErrorSeconds: 60 }, NO_RETRY)
@@ -94,6 +94,23 @@ t.test('a 304 whose validator does not match the entry is a failed answer: the s
   t.equal(r.status, 200, 'a client that sent no condition never gets a 304')
   t.equal(r.body, 'body')
   t.equal(r.headers['cache-status'], 'gateway; fwd=stale; fwd-status=502; detail=stale-if-error', 'not taken for a confirmation')
+})
+
+t.test('with no stale-if-error window, an entry with a validator is still kept past its freshness and revalidated', async (t) => {
+  const backend = await scriptedBackend(t, (req): Answer => req.headers['if-none-match'] === '"k1"'
+    ? { status: 304, headers: { etag: '"k1"', 'cache-control': 'max-age=1' }, body: '' }
+    : { headers: { etag: '"k1"', 'cache-control': 'max-age=1' }, body: 'kept body' })
+  const gw = await cachedGateway(t, backend.url, {}, NO_RETRY)
+  await gw.get('/c/kept')
+  const r = await firstNonHit(gw, '/c/kept')
+  t.equal(r.headers['cache-status'], 'gateway; fwd=stale; fwd-status=304')
+  t.equal(r.body, 'kept body')
+  // Kept for revalidation only: it does not stand in for an error (no stale-if-error window).
+  backend.script(() => ({ status: 500, body: 'broken' }))
+  const failed = await firstNonHit(gw, '/c/kept')
+  t.equal(failed.status, 500)
+  t.equal(failed.body, 'broken')
+  t.equal(failed.headers['cache-status'], 'gateway; fwd=stale; fwd-status=500')
 })
 
 t.test('without a validator a stale entry is fetched again whole', async (t) => {
@@ -107,7 +124,7 @@ t.test('without a validator a stale entry is fetched again whole', async (t) => 
 })
 
 t.test('on Redis, an entry refreshed by one instance\'s revalidation is a hit on the other', async (t) => {
-  const backend = await scriptedBackend(t, (req) => req.headers['if-none-match'] === '"r1"'
+  const backend = await scriptedBackend(t, (req): Answer => req.headers['if-none-match'] === '"r1"'
     ? { status: 304, headers: { etag: '"r1"', 'cache-control': 'max-age=60' }, body: '' }
     : { headers: { etag: '"r1"', 'cache-control': 'max-age=1' }, body: 'shared body' })
   const env = { STORAGE: 'redis', REDIS_KEY_PREFIX: uniquePrefix(), ...NO_RETRY }

@@ -32,7 +32,7 @@ export function sharedPair (a: OpenedRedisCache, b: OpenedRedisCache, after: () 
 const POLICY = new CachePolicy({ url: '/x', headers: { host: 'gateway' } }, { status: 200, headers: { 'cache-control': 'max-age=60' } }).toObject()
 
 export function entry (body: string, over: Partial<CacheEntry> = {}): CacheEntry {
-  return { policy: POLICY, status: 200, headers: { 'content-type': 'text/plain', etag: '"1"' }, body: Buffer.from(body), variant: '', expiresAt: Date.now() + 60_000, ...over }
+  return { policy: POLICY, status: 200, headers: { 'content-type': 'text/plain', etag: '"1"' }, body: Buffer.from(body), variant: '', expiresAt: Date.now() + 60_000, staleIfErrorUntil: Date.now() + 60_000, ...over }
 }
 
 export function cacheStoreContract (t: Test, open: () => Promise<CacheStoreUnderTest>): void {
