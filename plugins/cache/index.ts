@@ -339,8 +339,8 @@ export default fp(async function responseCache (app) {
       // The entry's fields, updated by the 304's (RFC 9111 section 4.3.4), and its freshness
       // worked out again by the same rules as a new response's.
       const fields: Record<string, string | string[]> = { ...stale.entry.headers }
-      const given = clientHeaders(headers, NO_REPLY, this.route.service.stripPrefix && this.route.prefix !== '/' ? this.route.prefix : null)
-      for (const name in given) if (name !== 'content-length') fields[name] = given[name] as string | string[]
+      const given = this.#asRelayed(headers)
+      for (const name in given) if (name !== 'content-length') fields[name] = given[name]
       const decision = storageDecision(req, stale.entry.status, fields, this.settings)
       const status = `${CACHE_NAME}; fwd=stale; fwd-status=304`
       if (decision === null) {
@@ -362,9 +362,13 @@ export default fp(async function responseCache (app) {
       const req = this.req ??= policyRequestOf(this.request, this.key)
       const decision = storageDecision(req, status, headers, this.settings)
       if (decision === null || Number(headers['content-length']) > this.settings.maxEntryBytes) return this.#notStorable(status)
-      const stored = clientHeaders(headers, NO_REPLY, this.route.service.stripPrefix && this.route.prefix !== '/' ? this.route.prefix : null)
-      const entry = { policy: decision.policy.toObject(), status, headers: stored as CacheEntry['headers'], variant: variantOf(headers.vary, req.headers), expiresAt: decision.expiresAt, staleIfErrorUntil: decision.staleIfErrorUntil }
+      const entry = { policy: decision.policy.toObject(), status, headers: this.#asRelayed(headers), variant: variantOf(headers.vary, req.headers), expiresAt: decision.expiresAt, staleIfErrorUntil: decision.staleIfErrorUntil }
       return new BodySink(this, entry)
+    }
+
+    /** A backend's fields as a client gets them (what an entry keeps): the response header policy, no gateway fields. */
+    #asRelayed (headers: Record<string, string | string[] | undefined>): CacheEntry['headers'] {
+      return clientHeaders(headers, NO_REPLY, this.route.service.stripPrefix && this.route.prefix !== '/' ? this.route.prefix : null) as CacheEntry['headers']
     }
 
     /** The URL's answer cannot be stored: its next requests skip coalescing for a while (a 304 says nothing about the URL). */

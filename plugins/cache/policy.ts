@@ -85,6 +85,16 @@ export interface StorageDecision {
 const REVALIDATION_KEEP_MIN_S = 60
 const REVALIDATION_KEEP_MAX_S = 86_400
 
+/**
+ * What rules a response out before any policy is built: a status never stored, `Set-Cookie`, or
+ * nothing that could make it fresh (no Cache-Control, no Expires, no ttlSeconds; no heuristics).
+ * The common uncacheable answer costs no policy, nor the policy's view of the request.
+ */
+export function neverStored (status: number, given: Record<string, string | string[] | undefined>, settings: CacheConfig): boolean {
+  if (!STORABLE_STATUS.has(status) || given['set-cookie'] !== undefined) return true
+  return settings.ttlSeconds === 0 && given['cache-control'] === undefined && given.expires === undefined
+}
+
 /** Removes one directive from a Cache-Control value. */
 function withoutDirective (cc: string, directive: string): string {
   return cc.split(',').map((d) => d.trim()).filter((d) => d.toLowerCase().split('=')[0] !== directive).join(', ')
@@ -96,16 +106,6 @@ function withoutDirective (cc: string, directive: string): string {
  * gateway's rules: a status from STORABLE_STATUS, no Set-Cookie, no `Vary: *`, and fresh by
  * s-maxage / max-age / Expires, or by the service's `ttlSeconds` when it states no freshness.
  */
-/**
- * What rules a response out before any policy is built: a status never stored, `Set-Cookie`, or
- * nothing that could make it fresh (no Cache-Control, no Expires, no ttlSeconds; no heuristics).
- * The common uncacheable answer costs no policy, nor the policy's view of the request.
- */
-export function neverStored (status: number, given: Record<string, string | string[] | undefined>, settings: CacheConfig): boolean {
-  if (!STORABLE_STATUS.has(status) || given['set-cookie'] !== undefined) return true
-  return settings.ttlSeconds === 0 && given['cache-control'] === undefined && given.expires === undefined
-}
-
 export function storageDecision (req: PolicyRequest, status: number, given: Record<string, string | string[] | undefined>, settings: CacheConfig): StorageDecision | null {
   if (neverStored(status, given, settings)) return null
   const vary = given.vary

@@ -6,6 +6,7 @@ import type { Teardownable } from '../../support/basics.js'
 import { listen, routesFile } from '../../support/app.js'
 import { startBackend, type Backend } from '../../support/backends.js'
 import { http, type HttpOptions, type HttpResponse } from '../../support/http.js'
+import { until } from '../../support/basics.js'
 
 export interface Answer {
   status?: number
@@ -43,4 +44,14 @@ export async function cachedGateway (t: Teardownable, backendUrl: string, cache:
   const { app } = await listen(t, { ROUTES_FILE, ...env })
   const port = (app.server.address() as { port: number }).port
   return { app, port, get: async (path, opts) => await http(port, path, opts) }
+}
+
+/** Polls `path` until an answer is no longer a hit (its entry went stale); returns that answer. */
+export async function firstNonHit (gw: CachedGateway, path: string, headers: Record<string, string> = {}): Promise<HttpResponse> {
+  let last: HttpResponse | null = null
+  await until(async () => {
+    last = await gw.get(path, { headers })
+    return last.headers['cache-status'] !== 'gateway; hit'
+  }, 10_000, 100)
+  return last as unknown as HttpResponse
 }

@@ -3,21 +3,11 @@
 // stored body answers. Entries get `max-age=1`; each test polls until its entry has gone stale
 // (hits until then).
 import t from 'tap'
-import { until } from '../../support/basics.js'
 import { uniquePrefix } from '../../support/app.js'
-import { metricValue, scrape, type HttpResponse } from '../../support/http.js'
-import { cachedGateway, scriptedBackend, type Answer, type CachedGateway } from './gateway.js'
+import { metricValue, scrape } from '../../support/http.js'
+import { cachedGateway, firstNonHit, scriptedBackend, type Answer } from './gateway.js'
 
 const NO_RETRY = { RETRY_MAX_RETRIES: '0' }
-
-async function firstNonHit (gw: CachedGateway, path: string, headers: Record<string, string> = {}): Promise<HttpResponse> {
-  let last: HttpResponse | null = null
-  await until(async () => {
-    last = await gw.get(path, { headers })
-    return last.headers['cache-status'] !== 'gateway; hit'
-  }, 10_000, 100)
-  return last as unknown as HttpResponse
-}
 
 t.test('a stale entry with an ETag is revalidated: the backend gets If-None-Match, its 304 refreshes the entry', async (t) => {
   const backend = await scriptedBackend(t, (req): Answer => req.headers['if-none-match'] === '"v1"'

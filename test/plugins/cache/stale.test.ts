@@ -2,21 +2,10 @@
 // error, a timeout — or the breaker is open, a stale entry within its window answers instead.
 // Entries get `max-age=1`; each test polls until its entry has gone stale (hits until then).
 import t from 'tap'
-import { until } from '../../support/basics.js'
-import { metricValue, scrape, type HttpResponse } from '../../support/http.js'
-import { cachedGateway, scriptedBackend, type CachedGateway } from './gateway.js'
+import { metricValue, scrape } from '../../support/http.js'
+import { cachedGateway, firstNonHit, scriptedBackend } from './gateway.js'
 
 const NO_RETRY = { RETRY_MAX_RETRIES: '0' }
-
-/** Polls `path` until an answer is no longer a hit; returns that answer. */
-async function firstNonHit (gw: CachedGateway, path: string): Promise<HttpResponse> {
-  let last: HttpResponse | null = null
-  await until(async () => {
-    last = await gw.get(path)
-    return last.headers['cache-status'] !== 'gateway; hit'
-  }, 10_000, 100)
-  return last as unknown as HttpResponse
-}
 
 t.test('a backend 5xx is answered with the stale entry within staleIfErrorSeconds', async (t) => {
   const backend = await scriptedBackend(t, () => ({ headers: { 'cache-control': 'max-age=1' } }))
