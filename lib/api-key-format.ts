@@ -34,32 +34,13 @@ export function generateApiKey (): { raw: string, hash: string } {
   return { raw, hash: hashKey(raw) }
 }
 
-const INVALID: ParsedApiKey = Object.freeze({ ok: false })
-
-/**
- * Keys that passed the format and checksum checks, with their hash: a consumer sends the same key
- * on every request, and the regular expression, CRC-32 and SHA-256 were ~3% of a keyed request's
- * CPU (docs/performance.md). Only well-formed keys are kept (junk never fills it), at most
- * PARSED_MAX of them, all dropped at once when full: a working set of a few thousand busy keys
- * stays, a flood of distinct keys costs what it did without the memo. Whether a key is valid (it
- * exists, is not revoked) is still the store's answer on every request; this holds only what
- * follows from the key's text.
- */
-const parsed = new Map<string, ParsedApiKey>()
-const PARSED_MAX = 4096
-
 /** Format and checksum check; never touches the store. */
 export function parseApiKey (raw: string): ParsedApiKey {
-  const known = parsed.get(raw)
-  if (known !== undefined) return known
-  if (raw.length !== API_KEY_LENGTH || !KEY_RE.test(raw)) return INVALID
+  if (raw.length !== API_KEY_LENGTH || !KEY_RE.test(raw)) return { ok: false }
   // The checksum is a function of the (attacker-supplied) head, not a secret: a plain compare is
   // fine. The secret itself is never compared here; the store looks its SHA-256 up.
-  if (raw.slice(API_KEY_LENGTH - CHECKSUM_LENGTH) !== checksum(raw.slice(0, API_KEY_LENGTH - CHECKSUM_LENGTH))) return INVALID
-  const result: ParsedApiKey = Object.freeze({ ok: true, hash: hashKey(raw) })
-  if (parsed.size >= PARSED_MAX) parsed.clear()
-  parsed.set(raw, result)
-  return result
+  if (raw.slice(API_KEY_LENGTH - CHECKSUM_LENGTH) !== checksum(raw.slice(0, API_KEY_LENGTH - CHECKSUM_LENGTH))) return { ok: false }
+  return { ok: true, hash: hashKey(raw) }
 }
 
 // A key anywhere in a longer text: the prefix and as many base64url characters as a key has.

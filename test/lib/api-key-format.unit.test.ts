@@ -41,27 +41,6 @@ t.test('malformed keys are rejected without hashing', async (t) => {
   }
 })
 
-t.test('a key parsed again gives the same answer, and one with its checksum broken is refused after it', async (t) => {
-  const { raw, hash } = generateApiKey()
-  const first = parseApiKey(raw)
-  t.same(first, { ok: true, hash })
-  t.same(parseApiKey(raw), { ok: true, hash })
-  t.ok(Object.isFrozen(first), 'a remembered answer cannot be changed by a caller')
-  const broken = raw.slice(0, -1) + (raw.endsWith('A') ? 'B' : 'A')
-  t.same(parseApiKey(broken), { ok: false })
-  t.same(parseApiKey(broken), { ok: false })
-})
-
-t.test('thousands of distinct keys (more than are remembered) are each hashed right', async (t) => {
-  let wrong = 0
-  for (let i = 0; i < 5000; i++) {
-    const { raw, hash } = generateApiKey()
-    const again = parseApiKey(raw)
-    if (!again.ok || again.hash !== hash) wrong++
-  }
-  t.equal(wrong, 0)
-})
-
 t.test('record ids are short, URL-safe and distinct', async (t) => {
   const ids = new Set<string>()
   for (let i = 0; i < 1000; i++) ids.add(newKeyId())
