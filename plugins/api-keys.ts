@@ -10,6 +10,7 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
 import { LruMap } from 'toad-cache'
+import { RecentMap } from '../lib/recent-map.js'
 import type { ServiceConfig } from '../lib/config.js'
 import { generateApiKey, newKeyId, parseApiKey } from '../lib/api-key-format.js'
 import { findCredential } from '../lib/credentials.js'
@@ -149,7 +150,10 @@ async function apiKeysPlugin (fastify: FastifyInstance, opts: ApiKeysOptions): P
   // Bounded by maxEntries, least recently used evicted first (a flood of random keys or client
   // addresses cannot grow them). `inflight` is bounded by the lookups running at once.
   const valid = new LruMap<Entry>(maxEntries) // by hash: keys found in the store (active or not)
-  const unknown = new LruMap<number>(maxEntries) // by hash: when the store said "no such key"
+  // By hash: when the store said "no such key". Such an answer is used for negativeTtlMs only, so it
+  // is kept only about that long: a steady stream of forged keys must not fill memory up to the
+  // bound and keep it (lib/recent-map.ts).
+  const unknown = new RecentMap<number>(negativeTtlMs, maxEntries)
   // By raw key: the hash of a key the store knows. A consumer sends the same key on every request,
   // and the format check, CRC-32 and SHA-256 were ~3% of a keyed request's CPU (docs/performance.md).
   // Only keys found in the store get in, so well-formed forgeries cannot fill it; whether a key is
