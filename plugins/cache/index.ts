@@ -319,7 +319,7 @@ export default fp(async function responseCache (app) {
       const stale = this.#revalidating
       if (stale === null) return
       // The library says which validators a revalidation sends (strong and weak rules included).
-      const asked = stale.policy.revalidationHeaders(this.req ??= policyRequestOf(this.request, this.key))
+      const asked = stale.policy.revalidationHeaders(this.#policyRequest())
       const etag = asked['if-none-match']
       const since = asked['if-modified-since']
       if (etag !== undefined) headers['if-none-match'] = etag
@@ -330,7 +330,7 @@ export default fp(async function responseCache (app) {
     onNotModified (headers: Record<string, string | string[] | undefined>): boolean {
       const stale = this.#revalidating
       if (stale === null || this.lead?.flight.purged === true) return false
-      const req = this.req ??= policyRequestOf(this.request, this.key)
+      const req = this.#policyRequest()
       // A 304 whose validator does not match the entry confirms nothing, and a client that sent no
       // condition cannot take a 304: the backend failed to answer, as a 502 would say (so the
       // entry's stale-if-error window, the reason it is still kept, answers).
@@ -359,11 +359,17 @@ export default fp(async function responseCache (app) {
       this.reply.header('cache-status', `${CACHE_NAME}; fwd=${this.fwd}; fwd-status=${status}`)
       if (this.request.raw.method !== 'GET' || this.lead?.flight.purged === true) return this.#none()
       if (neverStored(status, headers, this.settings)) return this.#notStorable(status)
-      const req = this.req ??= policyRequestOf(this.request, this.key)
+      const req = this.#policyRequest()
       const decision = storageDecision(req, status, headers, this.settings)
       if (decision === null || Number(headers['content-length']) > this.settings.maxEntryBytes) return this.#notStorable(status)
       const entry = { policy: decision.policy.toObject(), status, headers: this.#asRelayed(headers), variant: variantOf(headers.vary, req.headers), expiresAt: decision.expiresAt, staleIfErrorUntil: decision.staleIfErrorUntil }
       return new BodySink(this, entry)
+    }
+
+    /** The policy's view of the request: the lookup's when it built one, else built once here. */
+    #policyRequest (): PolicyRequest {
+      this.req ??= policyRequestOf(this.request, this.key)
+      return this.req
     }
 
     /** A backend's fields as a client gets them (what an entry keeps): the response header policy, no gateway fields. */
