@@ -17,6 +17,9 @@ function line (request: FastifyRequest, status: number, durationMs: number, outc
   const consumer = request.consumer
   const retries = request.proxyRetries
   const entry: Record<string, unknown> = {
+    // First, where the request's own logger would put it: the line reads as that logger's would,
+    // without making one (lib/request-logger.ts).
+    reqId: request.id,
     method: request.method,
     route: routeLabel(request),
     url: redactUrl(request.url),
@@ -45,16 +48,17 @@ export default fp(async function accessLog (fastify) {
   const logProbes = fastify.config.logProbes
   const probesEnabled = logProbes ? infoEnabled : enabled('debug')
   if (!infoEnabled && !probesEnabled) return
+  const log = fastify.log
   fastify.requestEnds.subscribe(function logEnd (request, status, durationMs, outcome) {
     // A tunnel's own line comes when it closes (plugins/websocket/): its upgrade is not logged twice.
     if (outcome === 'upgraded') return
     const msg = outcome === 'client_gone' ? 'request aborted' : 'request completed'
     // A proxied request (its route label is a service prefix) is never a probe: no route lookup.
     if (request.metricPath != null || !PROBE_ROUTES.has(request.routeOptions?.url as string)) {
-      if (infoEnabled) request.log.info(line(request, status, durationMs, outcome), msg)
+      if (infoEnabled) log.info(line(request, status, durationMs, outcome), msg)
     } else if (probesEnabled) {
-      if (logProbes) request.log.info(line(request, status, durationMs, outcome), msg)
-      else request.log.debug(line(request, status, durationMs, outcome), msg)
+      if (logProbes) log.info(line(request, status, durationMs, outcome), msg)
+      else log.debug(line(request, status, durationMs, outcome), msg)
     }
   })
 }, { name: 'access-log', fastify: '5.x', dependencies: ['config', 'request-end'] })

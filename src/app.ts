@@ -4,6 +4,7 @@
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import type { Config } from '../lib/config.js'
 import { logDestination } from '../lib/log-destination.js'
+import { lazyRequestLogger } from '../lib/request-logger.js'
 import { requestIdFor } from '../plugins/request-context.js'
 import requestContext from '../plugins/request-context.js'
 import errorHandler, { clientErrorHandler, refuseConnect, routerError } from '../plugins/error-handler.js'
@@ -70,6 +71,8 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     // A hop count is valid at run time (proxy-addr) though Fastify's types omit it.
     trustProxy: config.trustProxy as boolean | string[],
     genReqId: requestIdFor,
+    // A request's pino child is made only if it logs more than its access line (lib/request-logger.ts).
+    childLoggerFactory: lazyRequestLogger,
     requestIdHeader: false,
     bodyLimit: config.bodyLimit,
     return503OnClosing: true,
