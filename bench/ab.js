@@ -26,6 +26,9 @@
 //   AB_ENV_B='OTEL_TRACES_EXPORTER=otlp OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=0.1' node bench/ab.js . .
 //
 // (a side that exports gets a local OTLP sink answering 200 unless it names its own endpoint).
+// A side's case may also be `baseline`: the bench's bare Fastify + @fastify/http-proxy
+// (bench/baseline.js, its checkout ignored), so a target such as "the full pipeline ≥ 1.1× the
+// baseline" is measured in paired rounds too: `AB_CASE_A=baseline node bench/ab.js . .`.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import os from 'node:os'
 import { dirname, join, resolve } from 'node:path'
@@ -53,8 +56,8 @@ const warmup = Number(process.env.AB_WARMUP ?? 5)
 const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
 const rate = process.env.AB_RATE === undefined ? 0 : Number(process.env.AB_RATE)
 const extraEnv = { A: settings(process.env.AB_ENV_A), B: settings(process.env.AB_ENV_B) }
-if (![kinds.A, kinds.B].every((k) => ['full', 'plain', 'cachehit', 'cachemiss'].includes(k)) || !['embedded', 'redis'].includes(store)) {
-  throw new HarnessError('AB_CASE (AB_CASE_A, AB_CASE_B) is full, plain, cachehit or cachemiss; AB_STORE embedded or redis')
+if (![kinds.A, kinds.B].every((k) => ['full', 'plain', 'cachehit', 'cachemiss', 'baseline'].includes(k)) || !['embedded', 'redis'].includes(store)) {
+  throw new HarnessError('AB_CASE (AB_CASE_A, AB_CASE_B) is full, plain, cachehit, cachemiss or baseline; AB_STORE embedded or redis')
 }
 
 /** `A=1 B=two` → { A: '1', B: 'two' }. */
@@ -91,7 +94,18 @@ function cpuTicks (pid) {
   return Number(fields[11]) + Number(fields[12])
 }
 
+/** The bench's baseline (bare Fastify + @fastify/http-proxy, bench/baseline.js) as one side, run as `npm run bench` runs it. */
+async function startBaseline (label, backend) {
+  const proc = procs.start(`baseline-${label}`, [join(HERE, 'baseline.js'), backend, '0'], { cpu: pin ? '1' : null })
+  const url = `http://127.0.0.1:${await procs.readPort(proc)}/bench/items`
+  const probe = await fetch(url)
+  await probe.arrayBuffer()
+  if (probe.status !== 200) throw new HarnessError(`${label}: the baseline answered ${probe.status}`)
+  return { label, dir: 'bench/baseline.js', proc, url, headers: {}, rounds: [] }
+}
+
 async function startGateway (label, dir, backend) {
+  if (kinds[label] === 'baseline') return startBaseline(label, backend)
   const server = join(dir, 'dist', 'src', 'server.js')
   const port = await freePort()
   const password = 'ab-' + Math.random().toString(36).slice(2)
@@ -144,19 +158,21 @@ try {
   }
   console.log(`# A/B: ${kinds.A === kinds.B ? kind : `${kinds.A} (A) against ${kinds.B} (B)`} pipeline, ${store} store, ${rounds} rounds × ${seconds} s, ${connections} connections${rate > 0 ? ` at ${rate} req/s (autocannon)` : ` (${generator})`}${pin ? ', gateways pinned to CPU 1' : ''}`)
   console.log(`A = ${dirA}${process.env.AB_ENV_A ? ` with ${process.env.AB_ENV_A}` : ''}\nB = ${dirB}${process.env.AB_ENV_B ? ` with ${process.env.AB_ENV_B}` : ''}\n`)
-  console.log('| round | A req/s | B req/s | A CPU µs/req | B CPU µs/req | B/A CPU |')
-  console.log('|---:|---:|---:|---:|---:|---:|')
+  console.log('| round | A req/s | B req/s | B/A req/s | A CPU µs/req | B CPU µs/req | B/A CPU |')
+  console.log('|---:|---:|---:|---:|---:|---:|---:|')
   const ratios = []
+  const rpsRatios = []
   for (let i = 0; i < rounds; i++) {
     const ra = a.rounds[i]
     const rb = b.rounds[i]
     ratios.push(rb.cpuUs / ra.cpuUs)
-    console.log(`| ${i + 1} | ${fmt(ra.rps)} | ${fmt(rb.rps)} | ${fmt(ra.cpuUs, 1)} | ${fmt(rb.cpuUs, 1)} | ${fmt(rb.cpuUs / ra.cpuUs, 3)} |`)
+    rpsRatios.push(rb.rps / ra.rps)
+    console.log(`| ${i + 1} | ${fmt(ra.rps)} | ${fmt(rb.rps)} | ${fmt(rb.rps / ra.rps, 3)} | ${fmt(ra.cpuUs, 1)} | ${fmt(rb.cpuUs, 1)} | ${fmt(rb.cpuUs / ra.cpuUs, 3)} |`)
   }
   const ma = median(a.rounds.map((r) => r.cpuUs))
   const mb = median(b.rounds.map((r) => r.cpuUs))
   console.log(`\nmedian CPU µs/request: A ${fmt(ma, 1)}, B ${fmt(mb, 1)}; B/A per round: median ${fmt(median(ratios), 3)}, range ${fmt(Math.min(...ratios), 3)}–${fmt(Math.max(...ratios), 3)}`)
-  console.log(`median req/s: A ${fmt(median(a.rounds.map((r) => r.rps)))}, B ${fmt(median(b.rounds.map((r) => r.rps)))}`)
+  console.log(`median req/s: A ${fmt(median(a.rounds.map((r) => r.rps)))}, B ${fmt(median(b.rounds.map((r) => r.rps)))}; B/A per round: median ${fmt(median(rpsRatios), 3)}, range ${fmt(Math.min(...rpsRatios), 3)}–${fmt(Math.max(...rpsRatios), 3)}`)
 } finally {
   await procs.stopAll()
   otlpSink?.close()
