@@ -14,8 +14,9 @@
 // default), `plain` (auth none, no rate limit, warn logging), `cachehit` (plain with the response
 // cache on, every measured request a hit) or `cachemiss` (plain with the cache on and nothing
 // storable); AB_STORE `embedded` (default) or `redis` (REDIS_URL, default redis://127.0.0.1:6379);
-// AB_ROUNDS (6), AB_SECONDS (5), AB_CONNECTIONS (50), AB_WARMUP seconds (5: the first seconds of a
-// fresh process run unoptimised code); AB_RATE: a fixed request rate (autocannon's overallRate)
+// AB_STORE_A / AB_STORE_B: a store for one side only; AB_ROUNDS (6), AB_SECONDS (5),
+// AB_CONNECTIONS (50), AB_WARMUP seconds (5: the first seconds of a fresh process run unoptimised
+// code); AB_RATE: a fixed request rate (autocannon's overallRate)
 // instead of saturation, where CPU per request is steadier still; AB_ENV_A / AB_ENV_B: extra
 // `NAME=value` settings (space-separated) for one side only; AB_CASE_A / AB_CASE_B: a case for one
 // side only (e.g. plain against cachehit: a hit against the same request proxied); AB_NODE_FLAGS_A /
@@ -49,6 +50,8 @@ const kind = process.env.AB_CASE ?? 'full'
 // One case per side: AB_CASE_A / AB_CASE_B (default AB_CASE), e.g. plain against cachehit.
 const kinds = { A: process.env.AB_CASE_A ?? kind, B: process.env.AB_CASE_B ?? kind }
 const store = process.env.AB_STORE ?? 'embedded'
+// One store per side: AB_STORE_A / AB_STORE_B (default AB_STORE), e.g. the same pipeline embedded against on Redis.
+const stores = { A: process.env.AB_STORE_A ?? store, B: process.env.AB_STORE_B ?? store }
 const rounds = Number(process.env.AB_ROUNDS ?? 6)
 const seconds = Number(process.env.AB_SECONDS ?? 5)
 const connections = Number(process.env.AB_CONNECTIONS ?? 50)
@@ -56,8 +59,8 @@ const warmup = Number(process.env.AB_WARMUP ?? 5)
 const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
 const rate = process.env.AB_RATE === undefined ? 0 : Number(process.env.AB_RATE)
 const extraEnv = { A: settings(process.env.AB_ENV_A), B: settings(process.env.AB_ENV_B) }
-if (![kinds.A, kinds.B].every((k) => ['full', 'plain', 'cachehit', 'cachemiss', 'baseline'].includes(k)) || !['embedded', 'redis'].includes(store)) {
-  throw new HarnessError('AB_CASE (AB_CASE_A, AB_CASE_B) is full, plain, cachehit, cachemiss or baseline; AB_STORE embedded or redis')
+if (![kinds.A, kinds.B].every((k) => ['full', 'plain', 'cachehit', 'cachemiss', 'baseline'].includes(k)) || ![stores.A, stores.B].every((s) => ['embedded', 'redis'].includes(s))) {
+  throw new HarnessError('AB_CASE (AB_CASE_A, AB_CASE_B) is full, plain, cachehit, cachemiss or baseline; AB_STORE (AB_STORE_A, AB_STORE_B) embedded or redis')
 }
 
 /** `A=1 B=two` → { A: '1', B: 'two' }. */
@@ -116,7 +119,7 @@ async function startGateway (label, dir, backend) {
   }
   const env = gatewayEnv({
     kind: kinds[label],
-    store,
+    store: stores[label],
     port,
     password,
     routes: writeRoutes(tmp, label, kinds[label], backend),
@@ -156,7 +159,7 @@ try {
     // A B, B A, A B, …: neither build always runs first.
     for (const g of i % 2 === 0 ? [a, b] : [b, a]) g.rounds.push(await run(g, seconds))
   }
-  console.log(`# A/B: ${kinds.A === kinds.B ? kind : `${kinds.A} (A) against ${kinds.B} (B)`} pipeline, ${store} store, ${rounds} rounds × ${seconds} s, ${connections} connections${rate > 0 ? ` at ${rate} req/s (autocannon)` : ` (${generator})`}${pin ? ', gateways pinned to CPU 1' : ''}`)
+  console.log(`# A/B: ${kinds.A === kinds.B ? kind : `${kinds.A} (A) against ${kinds.B} (B)`} pipeline, ${stores.A === stores.B ? `${store} store` : `${stores.A} (A) against ${stores.B} (B) store`}, ${rounds} rounds × ${seconds} s, ${connections} connections${rate > 0 ? ` at ${rate} req/s (autocannon)` : ` (${generator})`}${pin ? ', gateways pinned to CPU 1' : ''}`)
   console.log(`A = ${dirA}${process.env.AB_ENV_A ? ` with ${process.env.AB_ENV_A}` : ''}\nB = ${dirB}${process.env.AB_ENV_B ? ` with ${process.env.AB_ENV_B}` : ''}\n`)
   console.log('| round | A req/s | B req/s | B/A req/s | A CPU µs/req | B CPU µs/req | B/A CPU |')
   console.log('|---:|---:|---:|---:|---:|---:|---:|')
