@@ -104,7 +104,7 @@ async function startBaseline (label, backend) {
   const probe = await fetch(url)
   await probe.arrayBuffer()
   if (probe.status !== 200) throw new HarnessError(`${label}: the baseline answered ${probe.status}`)
-  return { label, dir: 'bench/baseline.js', proc, url, headers: {}, rounds: [] }
+  return { label, proc, url, headers: {}, rounds: [] }
 }
 
 async function startGateway (label, dir, backend) {
@@ -135,7 +135,7 @@ async function startGateway (label, dir, backend) {
   const probe = await fetch(`${base}/bench/items`, { headers })
   await probe.arrayBuffer()
   if (probe.status !== 200) throw new HarnessError(`${label}: GET /bench/items answered ${probe.status}`)
-  return { label, dir, proc, url: `${base}/bench/items`, headers, rounds: [] }
+  return { label, proc, url: `${base}/bench/items`, headers, rounds: [] }
 }
 
 async function run (g, secs) {

@@ -7,15 +7,19 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { Bindings, ChildLoggerOptions } from 'pino'
 
 type Level = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace'
-type Logger = FastifyBaseLogger & { isLevelEnabled?: (level: string) => boolean }
+
+/** Whether `logger` writes lines at `level`: pino's isLevelEnabled, and true for a logger without one. */
+export function levelEnabled (logger: FastifyBaseLogger, level: string): boolean {
+  return (logger as FastifyBaseLogger & { isLevelEnabled?: (level: string) => boolean }).isLevelEnabled?.(level) ?? true
+}
 
 /** A request's logger whose pino child is made when it first writes a line. */
 export class RequestLogger implements FastifyBaseLogger {
-  readonly #parent: Logger
+  readonly #parent: FastifyBaseLogger
   readonly #bindings: Bindings
   #child: FastifyBaseLogger | null = null
 
-  constructor (parent: Logger, bindings: Bindings) {
+  constructor (parent: FastifyBaseLogger, bindings: Bindings) {
     this.#parent = parent
     this.#bindings = bindings
   }
@@ -29,7 +33,7 @@ export class RequestLogger implements FastifyBaseLogger {
 
   // A disabled level makes no child: pino's own methods for it are no-ops.
   #write (level: Level, args: unknown[]): void {
-    if (this.#child === null && this.#parent.isLevelEnabled?.(level) === false) return
+    if (this.#child === null && !levelEnabled(this.#parent, level)) return
     ;(this.#logger()[level] as (...a: unknown[]) => void)(...args)
   }
 
@@ -50,8 +54,7 @@ export class RequestLogger implements FastifyBaseLogger {
   }
 
   isLevelEnabled (level: string): boolean {
-    const logger = (this.#child ?? this.#parent) as Logger
-    return logger.isLevelEnabled?.(level) ?? true
+    return levelEnabled(this.#child ?? this.#parent, level)
   }
 }
 

@@ -1,8 +1,9 @@
 // One JSON access line per request (docs/operations.md), replacing Fastify's two request/response lines
 // (the app sets `disableRequestLogging`). Credentials never reach it: headers are not logged at
 // all, key-like query parameters and anything shaped like a gateway key are redacted from the URL.
-import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
+import type { FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
+import { levelEnabled } from '../lib/request-logger.js'
 import { redactUrl } from '../lib/url-redaction.js'
 import { routeLabel, type Outcome } from './request-end.js'
 
@@ -42,7 +43,7 @@ export const PROBE_ROUTES: ReadonlySet<string> = new Set(['/health', '/ready', '
 export default fp(async function accessLog (fastify) {
   // Levels are fixed for the app's lifetime (LOG_LEVEL), so they are read once; building a line
   // (URL redaction, an object) is skipped when its level would drop it.
-  const enabled = (level: string): boolean => (fastify.log as FastifyBaseLogger & { isLevelEnabled?: (l: string) => boolean }).isLevelEnabled?.(level) ?? true
+  const enabled = (level: string): boolean => levelEnabled(fastify.log, level)
   const infoEnabled = enabled('info')
   // LOG_PROBES=true logs probes and scrapes like any request; otherwise only at LOG_LEVEL=debug.
   const logProbes = fastify.config.logProbes
