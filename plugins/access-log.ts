@@ -3,6 +3,7 @@
 // all, key-like query parameters and anything shaped like a gateway key are redacted from the URL.
 import type { FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
+import { rawLineWriter } from '../lib/raw-log-line.js'
 import { levelEnabled } from '../lib/request-logger.js'
 import { redactUrl } from '../lib/url-redaction.js'
 import { routeLabel, type Outcome } from './request-end.js'
@@ -13,28 +14,29 @@ export function requestSerializer (request: FastifyRequest): Record<string, unkn
   return { method: request.method, url: redactUrl(request.url), host: request.host, remoteAddress: request.ip }
 }
 
-function line (request: FastifyRequest, status: number, durationMs: number, outcome: Outcome) {
+/** The fields of the access line, in order, as JSON (`,"reqId":…,"method":…`): see lib/raw-log-line.ts. */
+const FIELDS = ['reqId', 'method', 'route', 'url', 'status', 'duration_ms', 'ip', 'consumer', 'outcome', 'trace_id', 'retries', 'aborted'] as const
+
+const json = JSON.stringify
+// pino's level numbers.
+const INFO = 30
+const DEBUG = 20
+
+function fields (request: FastifyRequest, status: number, durationMs: number, outcome: Outcome): string {
   // Both fields are declared by their plugins (api-keys, proxy); `?.` keeps other apps safe.
   const consumer = request.consumer
   const retries = request.proxyRetries
-  const entry: Record<string, unknown> = {
-    // First, where the request's own logger would put it: the line reads as that logger's would,
-    // without making one (lib/request-logger.ts).
-    reqId: request.id,
-    method: request.method,
-    route: routeLabel(request),
-    url: redactUrl(request.url),
-    status,
-    duration_ms: Math.round(durationMs * 1000) / 1000,
-    ip: request.ip,
-    consumer: consumer?.id ?? null,
-    outcome,
+  const duration = Math.round(durationMs * 1000) / 1000
+  // First, where the request's own logger would put it: the line reads as that logger's would,
+  // without making one (lib/request-logger.ts).
+  let line = `,"reqId":${json(request.id)},"method":${json(request.method)},"route":${json(routeLabel(request))}` +
+    `,"url":${json(redactUrl(request.url))},"status":${status},"duration_ms":${Number.isFinite(duration) ? duration : null}` +
+    `,"ip":${json(request.ip) ?? null},"consumer":${consumer == null ? null : json(consumer.id)},"outcome":${json(outcome)}` +
     // Joins this line to the backend's logs and to the trace (docs/tracing.md).
-    trace_id: request.traceId || null
-  }
-  if (retries !== undefined && retries > 0) entry.retries = retries
-  if (outcome === 'client_gone') entry.aborted = true
-  return entry
+    `,"trace_id":${request.traceId ? json(request.traceId) : null}`
+  if (retries !== undefined && retries > 0) line += `,"retries":${retries}`
+  if (outcome === 'client_gone') line += ',"aborted":true'
+  return line
 }
 
 /** Routes that load balancers probe and Prometheus scrapes every few seconds: logged at debug. */
@@ -42,24 +44,31 @@ export const PROBE_ROUTES: ReadonlySet<string> = new Set(['/health', '/ready', '
 
 export default fp(async function accessLog (fastify) {
   // Levels are fixed for the app's lifetime (LOG_LEVEL), so they are read once; building a line
-  // (URL redaction, an object) is skipped when its level would drop it.
+  // (URL redaction, a string) is skipped when its level would drop it.
   const enabled = (level: string): boolean => levelEnabled(fastify.log, level)
   const infoEnabled = enabled('info')
   // LOG_PROBES=true logs probes and scrapes like any request; otherwise only at LOG_LEVEL=debug.
   const logProbes = fastify.config.logProbes
   const probesEnabled = logProbes ? infoEnabled : enabled('debug')
   if (!infoEnabled && !probesEnabled) return
+  // The line is assembled as JSON and written in pino's layout through its stream
+  // (lib/raw-log-line.ts); a logger configured in a way that could reshape it logs it through pino.
+  const raw = rawLineWriter(fastify.log, FIELDS)
   const log = fastify.log
+  const write = raw ?? function throughPino (level: number, line: string, msg: string): void {
+    const entry = JSON.parse(`{${line.slice(1)}}`) as Record<string, unknown>
+    if (level === INFO) log.info(entry, msg)
+    else log.debug(entry, msg)
+  }
   fastify.requestEnds.subscribe(function logEnd (request, status, durationMs, outcome) {
     // A tunnel's own line comes when it closes (plugins/websocket/): its upgrade is not logged twice.
     if (outcome === 'upgraded') return
     const msg = outcome === 'client_gone' ? 'request aborted' : 'request completed'
     // A proxied request (its route label is a service prefix) is never a probe: no route lookup.
     if (request.metricPath != null || !PROBE_ROUTES.has(request.routeOptions?.url as string)) {
-      if (infoEnabled) log.info(line(request, status, durationMs, outcome), msg)
+      if (infoEnabled) write(INFO, fields(request, status, durationMs, outcome), msg)
     } else if (probesEnabled) {
-      if (logProbes) log.info(line(request, status, durationMs, outcome), msg)
-      else log.debug(line(request, status, durationMs, outcome), msg)
+      write(logProbes ? INFO : DEBUG, fields(request, status, durationMs, outcome), msg)
     }
   })
 }, { name: 'access-log', fastify: '5.x', dependencies: ['config', 'request-end'] })

@@ -18,7 +18,7 @@ const CANARY = 'gw_CANARYcanaryCANARYcanaryCANARYcanaryCANARYcan1234ab'
 
 /** An app logging like the gateway (JSON at debug, Fastify's request lines off, credential
  *  headers redacted) into memory, with a service-like scope that sets a consumer. */
-async function build (t: Test): Promise<{ app: FastifyInstance, raw: string[], lines: () => Line[] }> {
+async function build (t: Test, loggerOptions: Record<string, unknown> = {}): Promise<{ app: FastifyInstance, raw: string[], lines: () => Line[] }> {
   const raw: string[] = []
   const stream = new Writable({
     write (chunk, _enc, cb) { raw.push(chunk.toString()); cb() }
@@ -27,7 +27,8 @@ async function build (t: Test): Promise<{ app: FastifyInstance, raw: string[], l
     logger: {
       level: 'debug',
       stream,
-      redact: { paths: ['req.headers.authorization', 'req.headers["x-api-key"]', 'req.headers.cookie'], censor: '[REDACTED]' }
+      redact: { paths: ['req.headers.authorization', 'req.headers["x-api-key"]', 'req.headers.cookie'], censor: '[REDACTED]' },
+      ...loggerOptions
     },
     disableRequestLogging: true,
     trustProxy: true
@@ -83,6 +84,16 @@ t.test('writes one info line per request with id, method, route, url, status, du
   t.equal(line.ip, '203.0.113.9')
   t.equal(line.consumer, 'c-42')
   t.notOk('retries' in line, 'no retries field when there were none')
+})
+
+t.test('a logger that reshapes lines (here a mixin) gets the same access line through pino', async (t) => {
+  const { app, raw, lines } = await build(t, { mixin: () => ({ region: 'eu-1' }) })
+  const res = await app.inject({ method: 'GET', url: '/api/users/7?api_key=secret', headers: { 'x-api-key': 'good' } })
+  t.equal(res.statusCode, 200)
+  const [line] = accessLines(lines())
+  t.match(line, { level: 30, method: 'GET', route: '/api/users', url: '/api/users/7?api_key=[REDACTED]', status: 200, consumer: 'c-42', outcome: 'answered', region: 'eu-1', msg: 'request completed' })
+  t.type(line.duration_ms, 'number')
+  t.match(raw[raw.length - 1], /^\{"level":30,"time":\d+,"pid":\d+,"hostname":"[^"]*","region":"eu-1","reqId":"[^"]+","method":"GET","route"/, 'the same field order, after the mixin\'s')
 })
 
 t.test('logs the route template, and null for an anonymous consumer', async (t) => {
