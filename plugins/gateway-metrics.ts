@@ -7,6 +7,7 @@ import fastifyMetrics from 'fastify-metrics'
 import promClient from '@platformatic/prom-client'
 import type { ServiceConfig } from '../lib/config.js'
 import { routeLabel } from './request-end.js'
+import { DurationHistogram, type HistogramSeries } from '../lib/duration-histogram.js'
 import { LatencySummary } from '../lib/latency-summary.js'
 
 export type BreakerStateName = 'closed' | 'open' | 'half-open'
@@ -58,10 +59,27 @@ const BREAKER_VALUE: Record<BreakerStateName, number> = { closed: 1, 'half-open'
 // Seconds buckets from 1 ms to 30 s: gateway overhead at the low end, upstream timeouts at the top.
 const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
 
+/**
+ * A counter's label child for the request path: an increment adds to a field, and the counter's
+ * collect() hands the sum to prom-client at each scrape. prom-client works out a series from its
+ * labels at every inc(), even through a label child.
+ */
+class DeferredCount {
+  #pending = 0
+  readonly #child: { inc (n: number): void }
+  constructor (child: { inc (n: number): void }) { this.#child = child }
+  inc (): void { this.#pending++ }
+  flush (): void {
+    if (this.#pending === 0) return
+    this.#child.inc(this.#pending)
+    this.#pending = 0
+  }
+}
+
 interface RequestSeries {
-  count: { inc (): void }
-  summary: { observe (v: number): void }
-  histogram: { observe (v: number): void }
+  readonly count: DeferredCount
+  readonly summary: { observe (v: number): void }
+  readonly histogram: HistogramSeries
 }
 
 /**
@@ -124,6 +142,10 @@ export default fp(async function gatewayMetrics (fastify) {
     labelNames: ['method', 'path', 'status'],
     registers,
     collect () {
+      for (const byMethod of series.values()) {
+        // forEach skips the holes of an array indexed by status.
+        for (const byStatus of byMethod.values()) byStatus.forEach((s) => { s.count.flush() })
+      }
       if (!fastify.hasDecorator('serviceTables')) return
       const live = new Set(fastify.serviceTables.current.routes.map((r) => r.prefix))
       for (const prefix of live) zero5xx(FIRST_METHOD, prefix)
@@ -150,22 +172,24 @@ export default fp(async function gatewayMetrics (fastify) {
   })
   registry.registerMetric(durationMs as unknown as promClient.Metric)
   fastify.addHook('onClose', async () => { durationMs.close() })
-  const durationSeconds = new C.Histogram({
+  // prom-client's Histogram looks a series up from its labels at every observation; this one hands
+  // the series over once (lib/duration-histogram.ts) and prints what a Histogram prints.
+  const durationSeconds = new DurationHistogram({
     name: 'gateway_http_request_duration_seconds',
     help: 'Request duration in seconds (histogram: aggregate across instances with histogram_quantile)',
     labelNames: ['method', 'path'],
-    buckets: DURATION_BUCKETS,
-    // A recorded request's trace id rides along as the bucket's exemplar, shown on OpenMetrics
-    // scrapes (docs/tracing.md#exemplars); only when spans are exported, so it names a trace that exists.
-    enableExemplars: exemplars,
-    // prom-client refuses exemplars on a registry printing Prometheus text, where they cannot be
-    // shown; ours prints OpenMetrics too (lib/openmetrics.ts), so the histogram is registered by hand.
-    registers: exemplars ? [] : registers
+    buckets: DURATION_BUCKETS
   })
-  if (exemplars) registry.registerMetric(durationSeconds)
+  registry.registerMetric(durationSeconds as unknown as promClient.Metric)
   const perService = (name: string, help: string) =>
     new C.Counter({ name, help, labelNames: ['service'], registers })
-  const backendRequests = perService('gateway_backend_requests_total', 'Requests sent to backend services (each attempt)')
+  const backendRequests = new C.Counter({
+    name: 'gateway_backend_requests_total',
+    help: 'Requests sent to backend services (each attempt)',
+    labelNames: ['service'],
+    registers,
+    collect () { for (const s of services.values()) s.requests.flush() }
+  })
   const backendErrors = perService('gateway_backend_errors_total', 'Failed backend attempts (connection errors, timeouts, 5xx)')
   const breakerTrips = perService('gateway_circuit_breaker_trips_total', 'Times a circuit breaker opened')
   const retries = perService('gateway_retries_total', 'Retried backend attempts')
@@ -213,17 +237,17 @@ export default fp(async function gatewayMetrics (fastify) {
   const cacheSeries = new Map<string, Array<{ inc (): void }>>()
 
   // Label children, created once per value so the hot path does a Map lookup and an increment.
-  interface ServiceSeries { requests: { inc (): void }, errors: { inc (): void }, trips: { inc (): void }, retries: { inc (): void }, shed: { inc (): void }, state: { set (v: number): void } }
+  interface ServiceSeries { requests: { inc (): void, flush (): void }, errors: { inc (): void }, trips: { inc (): void }, retries: { inc (): void }, shed: { inc (): void }, state: { set (v: number): void } }
   const services = new Map<string, ServiceSeries>()
   // A removed service's requests still in flight must not bring its series back.
   const removed = new Set<string>()
-  const NO_SERIES: ServiceSeries = { requests: { inc () {} }, errors: { inc () {} }, trips: { inc () {} }, retries: { inc () {} }, shed: { inc () {} }, state: { set () {} } }
+  const NO_SERIES: ServiceSeries = { requests: { inc () {}, flush () {} }, errors: { inc () {} }, trips: { inc () {} }, retries: { inc () {} }, shed: { inc () {} }, state: { set () {} } }
   const service = (name: string): ServiceSeries => {
     let s = services.get(name)
     if (s === undefined) {
       if (removed.has(name)) return NO_SERIES
       s = {
-        requests: backendRequests.labels(name),
+        requests: new DeferredCount(backendRequests.labels(name)),
         errors: backendErrors.labels(name),
         trips: breakerTrips.labels(name),
         retries: retries.labels(name),
@@ -305,7 +329,7 @@ export default fp(async function gatewayMetrics (fastify) {
     let s = byStatus[status]
     if (s === undefined) {
       s = byStatus[status] = {
-        count: requests.labels(method, path, String(status)),
+        count: new DeferredCount(requests.labels(method, path, String(status))),
         summary: durationMs.labels(method, path),
         histogram: durationSeconds.labels(method, path)
       }
@@ -320,12 +344,7 @@ export default fp(async function gatewayMetrics (fastify) {
     s.count.inc()
     s.summary.observe(ms)
     // `traceRecorded` is the tracing plugin's (plugins/tracing/): true when the request's spans are exported.
-    if (exemplars && request.traceRecorded) {
-      // prom-client types exemplar labels as the metric's own label names; any names are valid.
-      const exemplarLabels = { trace_id: request.traceId } as never
-      durationSeconds.observe({ labels: { method: request.method, path: routeLabel(request) }, value: ms / 1000, exemplarLabels })
-    } else {
-      s.histogram.observe(ms / 1000)
-    }
+    if (exemplars && request.traceRecorded) s.histogram.observeWithExemplar(ms / 1000, { trace_id: request.traceId })
+    else s.histogram.observe(ms / 1000)
   })
 }, { name: 'gateway-metrics', fastify: '5.x', dependencies: ['config', 'request-end'] })
