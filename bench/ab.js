@@ -21,7 +21,8 @@
 // `NAME=value` settings (space-separated) for one side only; AB_CASE_A / AB_CASE_B: a case for one
 // side only (e.g. plain against cachehit: a hit against the same request proxied); AB_NODE_FLAGS_A /
 // AB_NODE_FLAGS_B: the Node flags of one side's gateway (default `--max-semi-space-size=16`, as
-// `npm start` runs it; e.g. `--max-semi-space-size=64` to try a larger young generation). The two
+// `npm start` runs it; e.g. `--max-semi-space-size=64` to try a larger young generation, or
+// `--cpu-prof --cpu-prof-dir=DIR` for a profile; a baseline side has none by default). The two
 // checkouts may be the same one, to compare settings or cases: e.g. span export against none,
 //
 //   AB_ENV_B='OTEL_TRACES_EXPORTER=otlp OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=0.1' node bench/ab.js . .
@@ -97,9 +98,13 @@ function cpuTicks (pid) {
   return Number(fields[11]) + Number(fields[12])
 }
 
-/** The bench's baseline (bare Fastify + @fastify/http-proxy, bench/baseline.js) as one side, run as `npm run bench` runs it. */
+/**
+ * The bench's baseline (bare Fastify + @fastify/http-proxy, bench/baseline.js) as one side, run as
+ * `npm run bench` runs it: with no Node flags unless AB_NODE_FLAGS_<side> names some (a CPU profile).
+ */
 async function startBaseline (label, backend) {
-  const proc = procs.start(`baseline-${label}`, [join(HERE, 'baseline.js'), backend, '0'], { cpu: pin ? '1' : null })
+  const flags = (process.env[`AB_NODE_FLAGS_${label}`] ?? '').split(/\s+/).filter(Boolean)
+  const proc = procs.start(`baseline-${label}`, [...flags, join(HERE, 'baseline.js'), backend, '0'], { cpu: pin ? '1' : null })
   const url = `http://127.0.0.1:${await procs.readPort(proc)}/bench/items`
   const probe = await fetch(url)
   await probe.arrayBuffer()
