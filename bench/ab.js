@@ -16,7 +16,7 @@
 // storable); AB_STORE `embedded` (default) or `redis` (REDIS_URL, default redis://127.0.0.1:6379);
 // AB_STORE_A / AB_STORE_B: a store for one side only; AB_ROUNDS (6), AB_SECONDS (5),
 // AB_CONNECTIONS (50), AB_WARMUP seconds (5: the first seconds of a fresh process run unoptimised
-// code); AB_RATE: a fixed request rate (autocannon's overallRate)
+// code); AB_KEEP_TMP=1 keeps the temporary directory (each side's stdout and stderr logs); AB_RATE: a fixed request rate (autocannon's overallRate)
 // instead of saturation, where CPU per request is steadier still; AB_ENV_A / AB_ENV_B: extra
 // `NAME=value` settings (space-separated) for one side only; AB_CASE_A / AB_CASE_B: a case for one
 // side only (e.g. plain against cachehit: a hit against the same request proxied); AB_NODE_FLAGS_A /
@@ -184,5 +184,6 @@ try {
 } finally {
   await procs.stopAll()
   otlpSink?.close()
-  rmSync(tmp, { recursive: true, force: true })
+  if (process.env.AB_KEEP_TMP === '1') console.log(`kept ${tmp} (routes files, each side's stdout and stderr)`)
+  else rmSync(tmp, { recursive: true, force: true })
 }
