@@ -237,11 +237,11 @@ export default fp(async function gatewayMetrics (fastify) {
   const cacheSeries = new Map<string, Array<{ inc (): void }>>()
 
   // Label children, created once per value so the hot path does a Map lookup and an increment.
-  interface ServiceSeries { requests: { inc (): void, flush (): void }, errors: { inc (): void }, trips: { inc (): void }, retries: { inc (): void }, shed: { inc (): void }, state: { set (v: number): void } }
+  interface ServiceSeries { requests: DeferredCount, errors: { inc (): void }, trips: { inc (): void }, retries: { inc (): void }, shed: { inc (): void }, state: { set (v: number): void } }
   const services = new Map<string, ServiceSeries>()
   // A removed service's requests still in flight must not bring its series back.
   const removed = new Set<string>()
-  const NO_SERIES: ServiceSeries = { requests: { inc () {}, flush () {} }, errors: { inc () {} }, trips: { inc () {} }, retries: { inc () {} }, shed: { inc () {} }, state: { set () {} } }
+  const NO_SERIES: ServiceSeries = { requests: new DeferredCount({ inc () {} }), errors: { inc () {} }, trips: { inc () {} }, retries: { inc () {} }, shed: { inc () {} }, state: { set () {} } }
   const service = (name: string): ServiceSeries => {
     let s = services.get(name)
     if (s === undefined) {
@@ -343,7 +343,9 @@ export default fp(async function gatewayMetrics (fastify) {
     const s = seriesFor(request.method, routeLabel(request), status, request.metricPath != null)
     s.count.inc()
     s.summary.observe(ms)
-    // `traceRecorded` is the tracing plugin's (plugins/tracing/): true when the request's spans are exported.
+    // A recorded request's trace id rides along as its bucket's exemplar, shown on OpenMetrics
+    // scrapes (docs/tracing.md#exemplars); only when spans are exported, so it names a trace that
+    // exists. `traceRecorded` is the tracing plugin's (plugins/tracing/).
     if (exemplars && request.traceRecorded) s.histogram.observeWithExemplar(ms / 1000, { trace_id: request.traceId })
     else s.histogram.observe(ms / 1000)
   })
