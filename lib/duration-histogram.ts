@@ -5,6 +5,7 @@
 // binary search over the bounds and three additions. It prints exactly what prom-client's
 // Histogram prints (the same samples, in the same order, with the same exemplars), so the text,
 // JSON and OpenMetrics outputs read it as they read a Histogram.
+import { labelObject, seriesKey } from './metric-labels.js'
 
 /** An exemplar as prom-client keeps one: the labels, the observed value, seconds since the epoch. */
 export interface HistogramExemplar { labelSet: Record<string, string>, value: number, timestamp: number }
@@ -60,14 +61,10 @@ export class DurationHistogram {
 
   /** The series of these label values (in `labelNames` order); keep it: each call looks it up. */
   labels (...values: string[]): HistogramSeries {
-    if (values.length !== this.#labelNames.length) {
-      throw new Error(`${this.name}: expected ${this.#labelNames.length} label values, got ${values.length}`)
-    }
-    const key = values.join('\u0000')
+    const key = seriesKey(this.name, this.#labelNames, values)
     let series = this.#series.get(key)
     if (series === undefined) {
-      const labels: Record<string, string> = {}
-      this.#labelNames.forEach((name, i) => { labels[name] = values[i] })
+      const labels = labelObject(this.#labelNames, values)
       const created: Series = {
         labels,
         counts: new Float64Array(this.#bounds.length + 1),

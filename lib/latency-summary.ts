@@ -11,6 +11,7 @@
 // The object is a prom-client metric (name, help, type, get, reset): registries, the text, JSON
 // and OpenMetrics outputs read it as they read a Summary.
 import { DDSketch } from '@datadog/sketches-js'
+import { labelObject, seriesKey } from './metric-labels.js'
 
 const RELATIVE_ACCURACY = 0.01
 
@@ -68,14 +69,10 @@ export class LatencySummary {
 
   /** The series of these label values (in `labelNames` order); keep it: each call looks it up. */
   labels (...values: string[]): LatencySeries {
-    if (values.length !== this.#labelNames.length) {
-      throw new Error(`${this.name}: expected ${this.#labelNames.length} label values, got ${values.length}`)
-    }
-    const key = values.join('\u0000')
+    const key = seriesKey(this.name, this.#labelNames, values)
     let series = this.#series.get(key)
     if (series === undefined) {
-      const labels: Record<string, string> = {}
-      this.#labelNames.forEach((name, i) => { labels[name] = values[i] })
+      const labels = labelObject(this.#labelNames, values)
       const created: Series = {
         key,
         labels,
