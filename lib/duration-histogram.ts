@@ -50,7 +50,7 @@ export class DurationHistogram {
   readonly aggregator = 'sum'
   readonly #labelNames: readonly string[]
   readonly #bounds: readonly number[]
-  #series = new Map<string, Series>()
+  readonly #series = new Map<string, Series>()
 
   constructor (opts: DurationHistogramOptions) {
     this.name = opts.name
