@@ -9,7 +9,8 @@
 // `pino.symbols`, which pino exposes for integrations of this kind. A logger configured with anything
 // that changes a line between the fields and the stream (a mixin, a log formatter, hooks, a message
 // prefix, a nested key, serializers of these fields, a multistream needing metadata) gets no raw
-// writer: the caller logs through pino as usual.
+// writer: the caller logs through pino as usual. Lines written here do not pass pino's `asJson`
+// diagnostics channel (a tool subscribed to it sees every other line, not these).
 import pino, { type Logger } from 'pino'
 import type { FastifyBaseLogger } from 'fastify'
 
