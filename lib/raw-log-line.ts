@@ -8,7 +8,7 @@
 // The prefix (level, time, bindings) and the line's end come from the logger itself through
 // `pino.symbols`, which pino exposes for integrations of this kind. A logger configured with anything
 // that changes a line between the fields and the stream (a mixin, a log formatter, hooks, a message
-// prefix, a nested key, serializers of these fields, a multistream needing metadata) gets no raw
+// prefix, a nested key, serializers or redaction of these fields, a multistream needing metadata) gets no raw
 // writer: the caller logs through pino as usual. Lines written here do not pass pino's `asJson`
 // diagnostics channel (a tool subscribed to it sees every other line, not these).
 import pino, { type Logger } from 'pino'
@@ -48,9 +48,11 @@ export function rawLineWriter (logger: FastifyBaseLogger | Logger, keys: readonl
     stream[S.needsMetadataGsym] === true || Boolean(stringifiers[S.wildcardFirstSym]) ||
     [...keys, messageKey].some((key) => serializers[key] !== undefined || stringifiers[key] !== undefined)
   if (reshaped) return null
+  const levels = l[S.lsCacheSym]
+  const end = l[S.endSym]
   const msgKey = `,${JSON.stringify(messageKey)}:`
   return function writeRaw (level, fields, msg) {
-    // Read at each line: pino's child and level changes swap these on the instance.
-    stream.write(l[S.lsCacheSym][level] + l[S.timeSym]() + l[S.chindingsSym] + fields + msgKey + JSON.stringify(msg) + l[S.endSym])
+    // Bindings and the clock are read at each line, as pino does: setBindings() replaces the former.
+    stream.write(levels[level] + l[S.timeSym]() + l[S.chindingsSym] + fields + msgKey + JSON.stringify(msg) + end)
   }
 }

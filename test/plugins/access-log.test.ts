@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net'
 import { Writable } from 'node:stream'
 import metrics from '../../plugins/gateway-metrics.js'
 import requestEnd from '../../plugins/request-end.js'
-import accessLog, { requestSerializer } from '../../plugins/access-log.js'
+import accessLog, { ACCESS_LINE_FIELDS, requestSerializer } from '../../plugins/access-log.js'
 import { redactUrl } from '../../lib/url-redaction.js'
 import { loadConfig } from '../../lib/config.js'
 import configPlugin from '../../plugins/config.js'
@@ -120,6 +120,19 @@ t.test('adds the number of retries when the request was retried', async (t) => {
   const { app, lines } = await build(t)
   await app.inject({ url: '/api/users/1', headers: { 'x-retried': '1' } })
   t.equal(accessLines(lines())[0].retries, 2)
+})
+
+t.test('writes only the fields it declares to the raw writer, in their declared order', async (t) => {
+  const { app, lines } = await build(t)
+  await app.inject({ url: '/api/users/1', headers: { 'x-api-key': 'good', 'x-retried': '1' } })
+  await app.inject({ url: '/items/3' })
+  const pinos = new Set(['level', 'time', 'pid', 'hostname', 'msg'])
+  const declared: readonly string[] = ACCESS_LINE_FIELDS
+  for (const line of accessLines(lines())) {
+    const own = Object.keys(line).filter((k) => !pinos.has(k))
+    t.same(own, declared.filter((k) => own.includes(k)), 'declared, in order')
+  }
+  t.ok(accessLines(lines())[0].retries, 'the optional fields are among them')
 })
 
 t.test('redacts key-like query parameters and keeps the others in order', async (t) => {
