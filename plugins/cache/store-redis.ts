@@ -9,6 +9,7 @@
 import { randomBytes } from 'node:crypto'
 import type { Cluster, Redis } from 'ioredis'
 import { allLive, purgeMatches, type CacheEntry, type CacheStore, type FleetCoordination } from './types.js'
+import { subscribeChannel } from '../store/redis-subscription.js'
 
 type Client = Redis | Cluster
 
@@ -78,6 +79,8 @@ export interface RedisCacheStoreOptions {
 
 export class RedisCacheStore implements CacheStore, FleetCoordination {
   readonly kind = 'redis'
+  /** Resolves once the purge channel is subscribed (first time); never rejects. */
+  readonly subscribed: Promise<void>
   readonly #client: Client & Scripted
   readonly #subscriber: Redis
   readonly #p: string
@@ -106,7 +109,7 @@ export class RedisCacheStore implements CacheStore, FleetCoordination {
     this.#onMessage = (channel, message) => { if (channel === this.#channel) this.#heard(message) }
     opts.subscriber.on('message', this.#onMessage)
     // Queued by the subscriber until Redis answers; ioredis resubscribes after every reconnect.
-    opts.subscriber.subscribe(this.#channel).catch(() => {})
+    this.subscribed = subscribeChannel(opts.subscriber, this.#channel)
   }
 
   /** Whether a command could run now: with Redis down the cache steps aside without trying. */

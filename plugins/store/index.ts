@@ -43,6 +43,8 @@ type Log = StoreLog
 const silent: Log = { info () {}, warn () {} }
 /** A Redis outage is logged once, then at most this often while it lasts. */
 const LOG_EVERY_MS = 10_000
+/** A SUBSCRIBE Redis refused is asked again this often (watchSubscriber). */
+const RESUBSCRIBE_EVERY_MS = 5000
 /**
  * The subscriber is pinged this often, and counts as silent when a PING (or, before 'ready', the
  * connection's handshake) is not answered within HEARTBEAT_DEADLINE_MS. From a node freezing to
@@ -364,6 +366,8 @@ function watch (conn: Client, role: string, target: string, log: Log): void {
   let down = false
   let lastLog = 0
   conn.on('error', (err: NodeJS.ErrnoException) => {
+    // A refused SUBSCRIBE: Redis is up; watchSubscriber says so and asks again.
+    if (isRefusedSubscribe(err)) return
     const now = Date.now()
     if (!down || now - lastLog >= LOG_EVERY_MS) {
       lastLog = now
@@ -419,6 +423,36 @@ function watchSubscriber (subscriber: Redis, log: Log, closed: () => boolean): (
   })
   subscriber.on('close', () => { connectedAt = -1 })
 
+  // ioredis forgets the channels of a SUBSCRIBE that Redis refused (an ACL without them), and so
+  // would never subscribe them again: they are asked for every RESUBSCRIBE_EVERY_MS until allowed.
+  // Then the connection is replaced, so the caches catch up as after any reconnect.
+  const refused = new Set<string>()
+  let resubscribe: NodeJS.Timeout | null = null
+  const askAgainLater = (): void => {
+    resubscribe = setTimeout(askAgain, RESUBSCRIBE_EVERY_MS)
+    resubscribe.unref()
+  }
+  const askAgain = (): void => {
+    if (closed()) return
+    const channels = [...refused]
+    subscriber.subscribe(...channels).then(() => {
+      for (const channel of channels) refused.delete(channel)
+      log.info({ event: 'redis_subscription_restored', node, role: 'subscriber', channels }, 'redis subscription to the change channels restored')
+      subscriber.stream.destroy()
+      if (refused.size > 0) askAgainLater()
+      else resubscribe = null
+    }, askAgainLater)
+  }
+  subscriber.on('error', (err: Error) => {
+    if (!isRefusedSubscribe(err) || closed()) return
+    const channels = err.command.args.map(String)
+    for (const channel of channels) refused.add(channel)
+    if (resubscribe !== null) return
+    log.warn({ event: 'redis_subscription_refused', node, role: 'subscriber', channels },
+      `redis refused the subscription to the change channels (${err.message}): changes made on other instances are not heard until it is allowed (cached API keys are still re-read every few seconds); asking again every ${RESUBSCRIBE_EVERY_MS / 1000} s`)
+    askAgainLater()
+  })
+
   const beat = (): void => {
     if (subscriber.status === 'connect' && connectedAt >= 0 && performance.now() - connectedAt > HEARTBEAT_DEADLINE_MS) {
       return drop(`no answer to the connection handshake within ${HEARTBEAT_DEADLINE_MS} ms`)
@@ -439,7 +473,16 @@ function watchSubscriber (subscriber: Redis, log: Log, closed: () => boolean): (
   }
   const timer = setInterval(beat, HEARTBEAT_EVERY_MS)
   timer.unref()
-  return () => { clearInterval(timer) }
+  return () => {
+    clearInterval(timer)
+    if (resubscribe !== null) clearTimeout(resubscribe)
+  }
+}
+
+/** A SUBSCRIBE that Redis answered with an error (NOPERM, for one), as ioredis reports it. */
+function isRefusedSubscribe (err: Error): err is Error & { command: { name: string, args: unknown[] } } {
+  const command = (err as { command?: { name?: unknown, args?: unknown } }).command
+  return command?.name === 'subscribe' && Array.isArray(command.args)
 }
 
 /** The master connection serving `slot` in the client's slot map, if the client has one. */

@@ -9,6 +9,7 @@
 // hears through its own subscriber connection.
 import type { Cluster, Redis } from 'ioredis'
 import type { ApiKeyRecord, FailureCounter, KeyStore, Reservation, StoredApiKey } from './types.js'
+import { subscribeChannel } from './redis-subscription.js'
 
 type Client = Redis | Cluster
 
@@ -123,7 +124,7 @@ export class RedisKeyStore implements KeyStore {
     })
     // The subscriber keeps an offline queue and resubscribes after every reconnect (ioredis
     // autoResubscribe), so this waits for Redis rather than failing while it is down.
-    this.subscribed = opts.subscriber.subscribe(this.#channel).then(() => {}, () => {})
+    this.subscribed = subscribeChannel(opts.subscriber, this.#channel)
     // Revocations published while the subscriber was disconnected are lost with it: after a
     // reconnect every listener is told to forget everything ('*').
     let lost = false

@@ -9,6 +9,7 @@
 import { createHash } from 'node:crypto'
 import type { Cluster, Redis } from 'ioredis'
 import type { ServiceSnapshot, ServiceStore, StoredService } from './types.js'
+import { subscribeChannel } from './redis-subscription.js'
 
 type Client = Redis | Cluster
 
@@ -76,7 +77,7 @@ export class RedisServiceStore implements ServiceStore {
       if (channel === this.#channel) this.#notify(Number(message))
     })
     // Queued by the subscriber until Redis answers; resubscribed by ioredis after a reconnect.
-    this.subscribed = opts.subscriber.subscribe(this.#channel).then(() => {}, () => {})
+    this.subscribed = subscribeChannel(opts.subscriber, this.#channel)
     let lost = false
     opts.subscriber.on('close', () => { lost = true })
     opts.subscriber.on('ready', () => {

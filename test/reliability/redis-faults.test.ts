@@ -1,6 +1,7 @@
 // Faults (docs/reliability.md), Redis: FT-09 (Redis absent at start), FT-10 (SIGKILL under load
 // across three gateways), FT-11 (slow Redis: CLIENT PAUSE, SIGSTOP, +200 ms latency), FT-12
-// (partition, symmetric and asymmetric). Every redis-server here is the test's own, killed by PID.
+// (partition, symmetric and asymmetric), FT-16 (a subscription refused by ACL). Every redis-server
+// here is the test's own, killed by PID.
 import t from 'tap'
 import { generateApiKey } from '../../lib/api-key-format.js'
 import { probe, startGateway, type GatewayProcess } from '../support/gateway-process.js'
@@ -271,3 +272,50 @@ function countBy<T> (xs: T[], f: (x: T) => string): Record<string, number> {
   for (const x of xs) out[f(x)] = (out[f(x)] ?? 0) + 1
   return out
 }
+
+t.test('FT-16 a subscription Redis refuses is logged, never ends the process, and is asked again until allowed', async (t) => {
+  // The change channels (revocations, services, cache purges) are refused for real: the
+  // gateways' ACL user loses its channels, which also makes Redis close the user's subscribed
+  // connections. ioredis resubscribes by itself after that reconnect; before 6.1 it left the
+  // refused SUBSCRIBE's rejection unhandled, and Node ends a process on one.
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  const acl = async (rules: string): Promise<void> => {
+    t.match(await rawCommand(redis.port, `ACL SETUSER gw ${rules}`, 2000), /^\+OK/, `ACL SETUSER gw ${rules}`)
+  }
+  const refusedLog = (gw: GatewayProcess) => async () => await gw.waitForLog((l) => l.event === 'redis_subscription_refused' && /NOPERM/.test(String(l.msg)), 10_000)
+  const subscribed = async (): Promise<number> => {
+    const text = await rawCommand(redis.port, 'CLIENT LIST', 2000) ?? ''
+    return text.split('\n').filter((l) => /\bsub=3\b/.test(l)).length
+  }
+  await acl('on >ft16-secret ~* &* +@all')
+  const env = redisEnv(`redis://gw:ft16-secret@127.0.0.1:${redis.port}`)
+  const a = await startGateway(t, { services, env })
+  const key = await createKey(a.port, { name: 'ft16' }, nextIp())
+  const use = async (gw: GatewayProcess): Promise<number> => (await http(gw.port, '/api/echo/k', { localAddress: nextIp(), headers: { 'x-api-key': key.raw } })).status
+  t.equal(await use(a), 200, 'served before')
+
+  await acl('resetchannels')
+  const refused = await refusedLog(a)()
+  t.ok(refused !== null, `the refused resubscription is logged: ${String(refused?.msg)}`)
+  // An instance started while the channels are refused says so too.
+  const b = await startGateway(t, { services, env })
+  t.ok(await refusedLog(b)() !== null, 'a refused first subscription is logged')
+  await sleep(500)
+  t.ok(a.running, 'the gateway is still running') || t.comment(a.output().slice(-1500))
+  t.equal(await probe(a.port, '/health'), 200, '/health 200')
+  t.equal(await use(a), 200, 'keys are still served')
+  t.equal(await use(b), 200, 'keys are served by the instance that started meanwhile')
+
+  // Allowed again: both subscribe within one retry period, and revocations reach them at once
+  // again (well under the 5 s for which a verified key is cached).
+  await acl('allchannels')
+  t.ok(await until(async () => await subscribed() === 2, 12_000, 200), 'both subscribers hold the three channels again')
+  t.ok(await a.waitForLog((l) => l.event === 'redis_subscription_restored', 1000) !== null, 'the restored subscription is logged')
+  t.equal(await use(a), 200, 'A has the key verified and cached')
+  t.equal((await admin(b.port, 'POST', `/admin/apikeys/${key.id}/revoke`)).status, 200, 'revoked through B')
+  const started = performance.now()
+  t.ok(await until(async () => await use(a) === 401, 2000, 20), `A refuses the revoked key after ${Math.round(performance.now() - started)} ms`)
+  t.ok(a.running && b.running, 'both gateways still run')
+  t.notOk([...a.logs, ...b.logs].some((l) => /unhandled|uncaught/i.test(String(l.msg))), 'no unhandled rejection logged')
+})
