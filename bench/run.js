@@ -21,7 +21,8 @@
 //      where a key is required) and prints what each case really measures.
 //   4. Warms each case up, then drives every case with the load generator (bench/load.js: wrk when
 //      installed, else autocannon; 50 connections, one request at a time on each) in
-//      interleaved rounds — round r runs every case once, in an order rotated by r — and reports
+//      interleaved rounds — each round runs every case once, in its own shuffled order (so no case
+//      always follows the same neighbour; BENCH_SEED repeats an order) — and reports
 //      medians: requests/s (2xx per second), p50 and p99 latency (autocannon: 1 ms resolution; wrk: 10 µs),
 //      peak RSS of the proxy process while loaded (VmRSS from /proc, sampled every 200 ms), and the
 //      medians of the per-round ratios to the baseline and to the thin core measured in the same
@@ -94,6 +95,7 @@
 //   BENCH_WARMUP (2)             warm-up seconds per case before round 1
 //   BENCH_LATENCY_DURATION       seconds per latency run (default BENCH_DURATION)
 //   BENCH_LATENCY_FRACTION (0.5) latency-run rate as a fraction of the full pipeline's saturation req/s
+//   BENCH_SEED (time)            seed of the rounds' shuffled case orders (printed in the report)
 //   BENCH_MONITOR_SECONDS (3)    length of each MONITOR sample, low rate and saturation (0 = skip)
 //   BENCH_WORKERS (2)            WORKERS of the extra case (0 = skip it)
 //   BENCH_CASES                  comma list of case ids to run (e.g. `full-redis,plain-embedded`);
@@ -127,6 +129,27 @@ const HUGE = '1000000000'
 
 // ---------------------------------------------------------------------------------------- settings
 
+/** mulberry32: a small seeded generator, so a run's case orders can be repeated. */
+function seededRandom (seed) {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6D2B79F5) >>> 0
+    let t = Math.imul(a ^ (a >>> 15), a | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+/** A shuffled copy (Fisher–Yates). */
+function shuffled (items, random) {
+  const out = [...items]
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1))
+    ;[out[i], out[j]] = [out[j], out[i]]
+  }
+  return out
+}
+
 function numberEnv (name, def, min) {
   const raw = process.env[name]
   if (raw === undefined || raw.trim() === '') return def
@@ -141,6 +164,7 @@ const S = {
   connections: Math.round(numberEnv('BENCH_CONNECTIONS', 50, 1)),
   warmup: numberEnv('BENCH_WARMUP', 2, 0),
   latencyFraction: numberEnv('BENCH_LATENCY_FRACTION', 0.5, 0.01),
+  seed: Math.round(numberEnv('BENCH_SEED', Date.now() % 1_000_000, 0)),
   monitorSeconds: numberEnv('BENCH_MONITOR_SECONDS', 3, 0),
   workers: Math.round(numberEnv('BENCH_WORKERS', 2, 0)),
   pin: process.env.BENCH_PIN !== '0',
@@ -545,7 +569,7 @@ async function main () {
   console.log(`- pinning: ${PIN ? `load generator + backend on CPU ${LOAD_CPU}, each proxy alone on CPU ${PROXY_CPU} (taskset); ${redisPinned ? `local Redis (pid ${redisPinned.pid}) on CPU ${LOAD_CPU} for the run` : 'Redis not pinned'}` : 'none'}`)
   console.log(`- ${generator}: ${S.connections} connections, pipelining 1, ${S.duration} s × ${S.rounds} interleaved rounds, ${S.warmup} s warm-up per case; GET ${BENCH_PATH} → ${S.backendUrl ? 'BACKEND_URL' : 'bench/backend.js'} (${backendUrl})`)
   console.log(`- gateway: RATE_LIMIT_RPM = RATE_LIMIT_BURST = ${HUGE} (never limits), one service at /bench; Redis ${redis ? S.redisUrl + ` (prefix ${redisPrefixBase})` : 'not used'}`)
-  console.log(`- estimated duration ${Math.round(estimate / 60 * 10) / 10} min`)
+  console.log(`- estimated duration ${Math.round(estimate / 60 * 10) / 10} min; case order shuffled per round, BENCH_SEED=${S.seed}`)
   for (const n of notes) console.log(`- NOTE: ${n}`)
   console.log('')
 
@@ -553,9 +577,10 @@ async function main () {
   for (const c of cases) if (S.warmup > 0) await saturate(c, S.warmup)
 
   // Interleaved rounds.
+  const random = seededRandom(S.seed)
   const stats = { deltas: {}, requests: 0 }
   for (let round = 0; round < S.rounds; round++) {
-    const order = cases.map((_, i) => cases[(i + round) % cases.length])
+    const order = shuffled(cases, random)
     for (const c of order) {
       const before = c === fullRedis ? await commandstats(redis) : null
       const countersBefore = await storeCounters(c)
@@ -616,7 +641,7 @@ async function main () {
   // Warms the generator itself up (JIT, its pool) so the first measured run is not penalised.
   await pacedRun({ url: direct.url, rate, durationMs: 1000, connections: S.connections })
   for (let round = 0; round < S.rounds; round++) {
-    const order = latencyTargets.map((_, i) => latencyTargets[(i + round) % latencyTargets.length])
+    const order = shuffled(latencyTargets, random)
     for (const c of order) {
       const countersBefore = await storeCounters(c)
       loaded.add(c)
@@ -655,7 +680,7 @@ async function main () {
   console.log('\nreq/s counts 2xx responses; × baseline and × thin core are medians of per-round ratios to that baseline; p50/p99 are the load generator\'s (autocannon: 1 ms resolution; wrk: 10 µs); peak RSS is the proxy process (for WORKERS, primary + workers) sampled every 200 ms while it was under load; fail-open counts requests the rate limiter served from its in-process fallback because the store timed out (gateway_rate_limit_fail_open_total delta; not available for WORKERS, whose /metrics is one worker\'s).')
   console.log('\nWhat each row measures:\n')
   for (const c of cases) console.log(`- **${c.label}${c.gateway ? ` (${c.store})` : ''}**: ${describe(c)}`)
-  console.log('\nPer-round req/s (rounds run every case once, order rotated each round):\n')
+  console.log('\nPer-round req/s (rounds run every case once, in a shuffled order each round):\n')
   for (const c of cases) console.log(`- ${c.id}: ${c.rounds.map((x) => fmt(x.rps)).join(', ')}`)
 
   console.log(`\n## Latency at a fixed ${fmt(rate)} req/s (${S.latencyFraction} × ${saturationOf === baseline ? 'baseline' : 'full pipeline (redis)'} saturation), open loop, ${S.latencyDuration} s × ${S.rounds} rounds, medians\n`)
