@@ -19,6 +19,12 @@ function readConfig (): Config {
 
 async function runGateway (config: Config): Promise<void> {
   const app = await buildApp(config)
+  // A fault nothing handled (a library's promise rejected without a handler, for one) still ends
+  // the process, as Node intends: its state is unknown. It is logged first, as a JSON line like
+  // every other, so the log says why the gateway exited (docs/operations.md#logs).
+  process.on('uncaughtExceptionMonitor', (err, origin) => {
+    app.log.fatal({ err, event: 'process_crashed', origin }, `gateway process crashed (${origin}): ${err.message}`)
+  })
 
   let stopping = false
   const stop = (signal: string): void => {
