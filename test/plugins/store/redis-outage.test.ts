@@ -5,7 +5,7 @@ import t, { type Test } from 'tap'
 import { loadConfig } from '../../../lib/config.js'
 import { commandTimeoutMs, openStore } from '../../../plugins/store/index.js'
 import type { Store } from '../../../plugins/store/types.js'
-import { startRedis } from '../../support/redis-server.js'
+import { rawCommand, startRedis } from '../../support/redis-server.js'
 import { makeKey } from './contract.js'
 import { freePort, sleep, until } from '../../support/basics.js'
 
@@ -134,4 +134,37 @@ t.test('a paused Redis (SIGSTOP) makes calls fail by the command timeout, and wo
 
   t.ok(await until(() => store.ping(), 5000), 'ping is true again after SIGCONT')
   t.equal((await store.buckets.take('client-2', 10, 60)).allowed, true)
+})
+
+t.test('a SUBSCRIBE Redis refuses (ACL without the channels) is logged and asked again until allowed', async (t) => {
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  const acl = async (rules: string): Promise<void> => {
+    t.match(await rawCommand(redis.port, `ACL SETUSER gw ${rules}`, 2000), /^\+OK/, `ACL SETUSER gw ${rules}`)
+  }
+  // No channels from the start: the first SUBSCRIBE is refused.
+  await acl('on >sub-secret ~* resetchannels +@all')
+  const config = loadConfig({ ADMIN_PASSWORD: 'x', STORAGE: 'redis', REDIS_URL: `redis://gw:sub-secret@127.0.0.1:${redis.port}`, REDIS_KEY_PREFIX: 'gwacl:' }, { dotenv: false })
+  const lines: string[] = []
+  const log = {
+    info: (obj: object, msg: string) => { lines.push(`info ${msg} ${JSON.stringify(obj)}`) },
+    warn: (obj: object, msg: string) => { lines.push(`warn ${msg} ${JSON.stringify(obj)}`) }
+  }
+  const store = await openStore(config, { log, waitMs: 2000 })
+  t.teardown(() => store.close())
+  t.ok(await until(() => lines.some((l) => l.includes('redis_subscription_refused')), 5000), 'the refusal is logged')
+  const refused = lines.filter((l) => l.includes('redis_subscription_refused'))
+  t.equal(refused.length, 1, 'once, for both change channels (keys, services)')
+  t.match(refused[0], /NOPERM/)
+  t.notOk(lines.some((l) => l.startsWith('warn redis unavailable')), 'not reported as an outage: Redis is up')
+  t.equal(await store.ping(), true, 'commands still run')
+
+  let heard = 0
+  store.keys.onInvalidate(() => { heard++ })
+  await acl('allchannels')
+  t.ok(await until(() => lines.some((l) => l.includes('redis_subscription_restored')), 8000), 'subscribed within one retry period')
+  t.ok(await until(async () => /\bsub=2\b/.test(await rawCommand(redis.port, 'CLIENT LIST', 2000) ?? ''), 5000), 'the subscriber holds both channels')
+  const before = heard
+  await rawCommand(redis.port, 'PUBLISH gwacl:invalidate somehash', 2000)
+  t.ok(await until(() => heard > before, 2000), 'a published revocation is heard')
 })
