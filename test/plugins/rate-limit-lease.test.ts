@@ -1,6 +1,7 @@
 // The rate limiter on Redis with leases (docs/performance.md#the-redis-bucket-lease), end to end:
 // two gateways listening on real sockets share one Redis (own key prefix), a real backend counts
 // what was admitted. RATE_LIMIT_RPM = 1: nothing refills while a test runs, so counts are exact.
+import { Agent } from 'node:http'
 import t, { type Test } from 'tap'
 import { listen, routesFile, uniquePrefix } from '../support/app.js'
 import { startBackend } from '../support/backends.js'
@@ -31,10 +32,10 @@ async function twoGateways (t: Test, burst: number, auth = 'optional'): Promise<
   }
 }
 
-/** n requests at once from one client address to each port. */
-async function wave (ports: number[], address: string, n: number, headers: Record<string, string> = {}): Promise<HttpResponse[]> {
-  return (await Promise.all(ports.map(async (port) =>
-    await Promise.all(Array.from({ length: n }, async (_, i) => await http(port, `/api/echo/${i}`, { localAddress: address, headers })))))).flat()
+/** n requests at once from one client address to each port (on `agents[i]`'s open connections, if given). */
+async function wave (ports: number[], address: string, n: number, headers: Record<string, string> = {}, agents: Agent[] = []): Promise<HttpResponse[]> {
+  return (await Promise.all(ports.map(async (port, p) =>
+    await Promise.all(Array.from({ length: n }, async (_, i) => await http(port, `/api/echo/${i}`, { localAddress: address, headers, agent: agents[p] })))))).flat()
 }
 
 /**
@@ -108,13 +109,18 @@ t.test('a revoked key is refused on every instance although its bucket is leased
   const headers = { 'x-api-key': key.raw }
   const address = nextIp()
   const held = buckets.map(() => false)
+  // Each wave goes out on connections opened by the first, all in one turn, so both instances see
+  // its requests together (a busy bucket) however starved the machine: new connections arrive one
+  // at a time there, each take answered before the next comes, and such a bucket is not leased.
+  const agents = ports.map(() => new Agent({ keepAlive: true, maxSockets: 15 }))
+  t.teardown(() => { for (const agent of agents) agent.destroy() })
   for (let round = 0; round < 20 && !held.every(Boolean); round++) {
-    const statuses = await watchingLeases(buckets, held, async () => (await wave(ports, address, 15, headers)).map((r) => r.status))
+    const statuses = await watchingLeases(buckets, held, async () => (await wave(ports, address, 15, headers, agents)).map((r) => r.status))
     t.same([...new Set(statuses)], [200], 'admitted while valid')
   }
   t.ok(held.every(Boolean), 'both instances leased the key\'s bucket')
   // Keep the leases busy up to the revocation (idle ones go back after 250 ms).
-  await wave(ports, address, 15, headers)
+  await wave(ports, address, 15, headers, agents)
   t.equal((await admin(ports[0], 'POST', `/admin/apikeys/${key.id}/revoke`)).status, 200)
   t.ok(await until(async () => (await wave([ports[1]], address, 1, headers))[0].status === 401, 5000), 'the other instance refuses it once the revocation arrives')
   const after = await wave(ports, address, 10, headers)

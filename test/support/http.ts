@@ -1,6 +1,6 @@
 // A small HTTP client for well-formed requests: a fresh connection each time (no pooling between
 // tests), an optional source address so each test is its own client IP, never throws on status.
-import { request as httpRequest, type IncomingHttpHeaders } from 'node:http'
+import { request as httpRequest, type Agent, type IncomingHttpHeaders } from 'node:http'
 import { adminAuth } from './gateway-process.js'
 
 export interface HttpResponse {
@@ -19,6 +19,8 @@ export interface HttpOptions {
   body?: string | Buffer
   localAddress?: string
   timeoutMs?: number
+  /** A keep-alive agent, to send on connections already open; default: a new connection per request. */
+  agent?: Agent
 }
 
 export async function http (port: number, path: string, opts: HttpOptions = {}): Promise<HttpResponse> {
@@ -31,7 +33,7 @@ export async function http (port: number, path: string, opts: HttpOptions = {}):
       path,
       method: opts.method ?? 'GET',
       headers,
-      agent: false,
+      agent: opts.agent ?? false,
       localAddress: opts.localAddress,
       timeout: opts.timeoutMs ?? 10000
     }, (res) => {
