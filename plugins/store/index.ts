@@ -366,7 +366,7 @@ function watch (conn: Client, role: string, target: string, log: Log): void {
   let down = false
   let lastLog = 0
   conn.on('error', (err: NodeJS.ErrnoException) => {
-    // A refused SUBSCRIBE: Redis is up; watchSubscriber says so and asks again.
+    // A failed SUBSCRIBE is not an outage: watchSubscriber says so and asks again.
     if (isRefusedSubscribe(err)) return
     const now = Date.now()
     if (!down || now - lastLog >= LOG_EVERY_MS) {
@@ -423,9 +423,10 @@ function watchSubscriber (subscriber: Redis, log: Log, closed: () => boolean): (
   })
   subscriber.on('close', () => { connectedAt = -1 })
 
-  // ioredis forgets the channels of a SUBSCRIBE that Redis refused (an ACL without them), and so
-  // would never subscribe them again: they are asked for every RESUBSCRIBE_EVERY_MS until allowed.
-  // Then the connection is replaced, so the caches catch up as after any reconnect.
+  // ioredis forgets the channels of a SUBSCRIBE that failed (Redis refused it: an ACL without
+  // them; or the connection dropped before the answer), and so would never subscribe them again:
+  // they are asked for every RESUBSCRIBE_EVERY_MS until it succeeds. Then the connection is
+  // replaced, so the caches catch up as after any reconnect.
   const refused = new Set<string>()
   let resubscribe: NodeJS.Timeout | null = null
   const askAgainLater = (): void => {
@@ -449,7 +450,7 @@ function watchSubscriber (subscriber: Redis, log: Log, closed: () => boolean): (
     for (const channel of channels) refused.add(channel)
     if (resubscribe !== null) return
     log.warn({ event: 'redis_subscription_refused', node, role: 'subscriber', channels },
-      `redis refused the subscription to the change channels (${err.message}): changes made on other instances are not heard until it is allowed (cached API keys are still re-read every few seconds); asking again every ${RESUBSCRIBE_EVERY_MS / 1000} s`)
+      `redis subscription to the change channels failed (${err.message}): changes made on other instances are not heard until it succeeds (cached API keys are still re-read every few seconds); asking again every ${RESUBSCRIBE_EVERY_MS / 1000} s`)
     askAgainLater()
   })
 
@@ -479,7 +480,7 @@ function watchSubscriber (subscriber: Redis, log: Log, closed: () => boolean): (
   }
 }
 
-/** A SUBSCRIBE that Redis answered with an error (NOPERM, for one), as ioredis reports it. */
+/** A SUBSCRIBE that failed (refused with NOPERM, or aborted by a closed connection), as ioredis reports it. */
 function isRefusedSubscribe (err: Error): err is Error & { command: { name: string, args: unknown[] } } {
   const command = (err as { command?: { name?: unknown, args?: unknown } }).command
   return command?.name === 'subscribe' && Array.isArray(command.args)
