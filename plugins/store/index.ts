@@ -14,6 +14,7 @@ import { keySlot } from './cluster-slot.js'
 import { MemoryFailureCounter, SqliteKeyStore } from './embedded.js'
 import { RedisFailureCounter, RedisKeyStore } from './redis-keys.js'
 import { RedisServiceStore } from './services-redis.js'
+import { isFailedSubscribe } from './redis-subscription.js'
 import { SqliteServiceStore } from './services-sqlite.js'
 import { SqliteQuotas } from './quotas-sqlite.js'
 import { RedisQuotas } from './quotas-redis.js'
@@ -367,7 +368,7 @@ function watch (conn: Client, role: string, target: string, log: Log): void {
   let lastLog = 0
   conn.on('error', (err: NodeJS.ErrnoException) => {
     // A failed SUBSCRIBE is not an outage: watchSubscriber says so and asks again.
-    if (isRefusedSubscribe(err)) return
+    if (isFailedSubscribe(err)) return
     const now = Date.now()
     if (!down || now - lastLog >= LOG_EVERY_MS) {
       lastLog = now
@@ -445,7 +446,7 @@ function watchSubscriber (subscriber: Redis, log: Log, closed: () => boolean): (
     }, askAgainLater)
   }
   subscriber.on('error', (err: Error) => {
-    if (!isRefusedSubscribe(err) || closed()) return
+    if (!isFailedSubscribe(err) || closed()) return
     const channels = err.command.args.map(String)
     for (const channel of channels) refused.add(channel)
     if (resubscribe !== null) return
@@ -478,12 +479,6 @@ function watchSubscriber (subscriber: Redis, log: Log, closed: () => boolean): (
     clearInterval(timer)
     if (resubscribe !== null) clearTimeout(resubscribe)
   }
-}
-
-/** A SUBSCRIBE that failed (refused with NOPERM, or aborted by a closed connection), as ioredis reports it. */
-function isRefusedSubscribe (err: Error): err is Error & { command: { name: string, args: unknown[] } } {
-  const command = (err as { command?: { name?: unknown, args?: unknown } }).command
-  return command?.name === 'subscribe' && Array.isArray(command.args)
 }
 
 /** The master connection serving `slot` in the client's slot map, if the client has one. */

@@ -10,8 +10,16 @@ export async function subscribeChannel (subscriber: Redis | Cluster, channel: st
   try {
     await subscriber.subscribe(channel)
   } catch (err) {
-    // A refusal (NOPERM) or an abort (the connection dropped before the answer) carries the
-    // command; an error without one only comes when the connection is closed for good.
-    if ((err as { command?: unknown }).command !== undefined && subscriber.listenerCount('error') > 0) subscriber.emit('error', err)
+    // Any other error only comes when the connection is closed for good.
+    if (isFailedSubscribe(err as Error) && subscriber.listenerCount('error') > 0) subscriber.emit('error', err)
   }
+}
+
+/**
+ * A SUBSCRIBE that failed, as ioredis reports it: refused (NOPERM) or aborted (the connection
+ * dropped before the answer); both errors carry the command and its channels.
+ */
+export function isFailedSubscribe (err: Error): err is Error & { command: { name: string, args: unknown[] } } {
+  const command = (err as { command?: { name?: unknown, args?: unknown } }).command
+  return command?.name === 'subscribe' && Array.isArray(command.args)
 }

@@ -18,12 +18,17 @@ function setup (port: number) {
     REDIS_URL: `redis://:${PASSWORD}@127.0.0.1:${port}`,
     REDIS_KEY_PREFIX: 'gwoutage:'
   }, { dotenv: false })
+  return { config, ...capturingLog() }
+}
+
+/** A store log that keeps its lines as `<level> <msg> <fields>`. */
+function capturingLog () {
   const lines: string[] = []
   const log = {
     info: (obj: object, msg: string) => { lines.push(`info ${msg} ${JSON.stringify(obj)}`) },
     warn: (obj: object, msg: string) => { lines.push(`warn ${msg} ${JSON.stringify(obj)}`) }
   }
-  return { config, lines, log }
+  return { lines, log }
 }
 
 /**
@@ -145,11 +150,7 @@ t.test('a SUBSCRIBE Redis refuses (ACL without the channels) is logged and asked
   // No channels from the start: the first SUBSCRIBE is refused.
   await acl('on >sub-secret ~* resetchannels +@all')
   const config = loadConfig({ ADMIN_PASSWORD: 'x', STORAGE: 'redis', REDIS_URL: `redis://gw:sub-secret@127.0.0.1:${redis.port}`, REDIS_KEY_PREFIX: 'gwacl:' }, { dotenv: false })
-  const lines: string[] = []
-  const log = {
-    info: (obj: object, msg: string) => { lines.push(`info ${msg} ${JSON.stringify(obj)}`) },
-    warn: (obj: object, msg: string) => { lines.push(`warn ${msg} ${JSON.stringify(obj)}`) }
-  }
+  const { lines, log } = capturingLog()
   const store = await openStore(config, { log, waitMs: 2000 })
   t.teardown(() => store.close())
   t.ok(await until(() => lines.some((l) => l.includes('redis_subscription_refused')), 5000), 'the refusal is logged')
